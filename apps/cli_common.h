@@ -1,0 +1,36 @@
+// Shared pieces of the dydca command line: global flags, the progress line,
+// error reporting. Every subcommand registers itself through a Subcommand.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+#include "dydca/log.h"
+#include "dydca/status.h"
+
+namespace dydca::cli {
+
+struct GlobalOptions {
+  int verbosity = 0;  // -v increments, -q sets -1
+  bool quiet = false;
+  int threads = 2;
+};
+GlobalOptions& globals();
+
+// Progress drawn on stderr when it is a terminal: stage, n/total, fps, ETA.
+ProgressFn make_progress();
+// Prints "dydca: error: <message>" and returns the exit code 1.
+int fail(const Status& s);
+
+// A subcommand adds itself to the app and returns the function that runs it.
+using Runner = std::function<int()>;
+struct Subcommand {
+  CLI::App* app;
+  Runner run;
+};
+
+Subcommand add_probe(CLI::App& app);
+Subcommand add_compare(CLI::App& app);
+
+}  // namespace dydca::cli

@@ -1,0 +1,15 @@
+// A small deterministic test clip made in code: a moving texture, sharp
+// text-like glyphs, hard edges, a flat sky, and a scene cut in the middle.
+// Used by tests and the demo when no sample clip is at hand.
+#pragma once
+
+#include <vector>
+
+#include "dydca/media.h"
+
+namespace dydca {
+
+// frames >= 1; the cut happens at frame `frames / 2` (when frames >= 2).
+std::vector<Frame> synthetic_clip(int width, int height, int frames, uint32_t seed = 1);
+
+}  // namespace dydca
