@@ -1,0 +1,77 @@
+// The dynamic SR network as data: architecture + named fp32 tensors.
+// Shared by training (export), the container (model blob) and the client
+// runtime. No libav, no torch.
+//
+// Network (luma in, luma out; x = Y/255):
+//   h0   = head(x)                        conv3x3 1 -> C
+//   h_i  = h_{i-1} + conv2(relu(conv1(h_{i-1})))   block i: C -> E -> C, i < N
+//   t    = tail(h_N)                      conv3x3 C -> s^2
+//   g    = skip(x)                        conv5x5 1 -> s^2 (the cheap global path)
+//   Y_hr = clamp(round(255 * pixel_shuffle(t + g, s)))
+// All convolutions are stride 1 with zero padding ("same").
+//
+// A path (depth d, width w) is a prefix subnetwork sharing the same weights:
+// the first w channels of every C-sized tensor, the first e = E*w/C channels
+// of every E-sized tensor (weight[:out, :in]), blocks d..N-1 skipped.
+// Path (0, 0) is the global path alone: skip conv + pixel shuffle.
+//
+// Tensor names and shapes ([out, in, kh, kw] for weights):
+//   head.weight [C,1,3,3]            head.bias [C]
+//   blocks.<i>.conv1.weight [E,C,3,3] blocks.<i>.conv1.bias [E]
+//   blocks.<i>.conv2.weight [C,E,3,3] blocks.<i>.conv2.bias [C]
+//   tail.weight [s*s,C,3,3]          tail.bias [s*s]
+//   skip.weight [s*s,1,5,5]          skip.bias [s*s]
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dydca {
+
+struct PathSpec {
+  int depth = 0;  // residual blocks used, 0..N
+  int width = 0;  // body channels used, 0..C (0 only with depth 0: global path)
+  bool operator==(const PathSpec&) const = default;
+};
+
+struct ModelArch {
+  int scale = 2;      // 2, 3 or 4
+  int channels = 32;  // C
+  int inner = 32;     // E
+  int blocks = 4;     // N
+  // Ordered cheap -> rich. The QoS levels (which path each content chunk
+  // runs at each level) are per-chunk tables and live in RoutingMap.
+  std::vector<PathSpec> paths;
+
+  int inner_width(int w) const { return channels ? inner * w / channels : 0; }
+  // Multiply-accumulates per LR pixel of path p (all convs incl. the skip).
+  int64_t macs_per_lr_pixel(int p) const {
+    const PathSpec& ps = paths.at(size_t(p));
+    const int64_t s2 = int64_t(scale) * scale, w = ps.width, e = inner_width(ps.width);
+    int64_t macs = s2 * 25;  // skip 5x5 1 -> s^2
+    if (ps.width == 0) return macs;
+    macs += w * 9;                        // head
+    macs += int64_t(ps.depth) * 2 * w * e * 9;  // blocks
+    macs += s2 * w * 9;                   // tail
+    return macs;
+  }
+};
+
+struct Tensor {
+  std::string name;
+  std::vector<int> shape;
+  std::vector<float> data;  // row-major, size = product(shape)
+};
+
+struct Model {
+  ModelArch arch;
+  std::vector<Tensor> tensors;
+  const Tensor* find(const std::string& name) const {
+    for (const auto& t : tensors)
+      if (t.name == name) return &t;
+    return nullptr;
+  }
+};
+
+}  // namespace dydca

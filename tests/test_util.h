@@ -1,0 +1,21 @@
+// Helpers shared by the test suites: temp dirs, sample clips, running ffmpeg.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dydca/media.h"
+
+namespace dydca::test {
+
+// A fresh directory under the build tree, removed at exit of the process.
+std::string temp_dir(const std::string& name);
+// Path of a fetched sample clip (samples/cache or $DYDCA_SAMPLES_DIR), or ""
+// when it has not been fetched (the test then says so and skips).
+std::string sample(const std::string& name);
+// Runs a shell command, returns its exit code; stdout captured into *out.
+int run(const std::string& cmd, std::string* out = nullptr);
+// Writes frames to a y4m file (for feeding ffmpeg in cross-checks).
+void write_y4m(const std::string& path, const std::vector<Frame>& frames, Rational fps = {25, 1});
+
+}  // namespace dydca::test
