@@ -32,5 +32,6 @@ struct Subcommand {
 
 Subcommand add_probe(CLI::App& app);
 Subcommand add_compare(CLI::App& app);
+Subcommand add_baseline(CLI::App& app);
 
 }  // namespace dydca::cli

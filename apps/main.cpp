@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   std::vector<cli::Subcommand> subs;
   subs.push_back(cli::add_probe(app));
   subs.push_back(cli::add_compare(app));
+  subs.push_back(cli::add_baseline(app));
 
   try {
     app.parse(argc, argv);

@@ -136,7 +136,12 @@ Status write_video_file(const std::string& path, const EncodedVideo& video,
 
   if ((err = avio_open(&raw->pb, tmp.path.c_str(), AVIO_FLAG_WRITE)) < 0)
     return Status::error("cannot write " + path + ": " + av::error_string(err));
-  if ((err = avformat_write_header(raw, nullptr)) < 0)
+  AVDictionary* hdr = nullptr;
+  // MP4 drops tags it has no atom for unless asked to keep them.
+  if (std::string(format) != "matroska") av_dict_set(&hdr, "movflags", "+use_metadata_tags", 0);
+  err = avformat_write_header(raw, &hdr);
+  av_dict_free(&hdr);
+  if (err < 0)
     return Status::error(path + ": cannot write header: " + av::error_string(err));
 
   av::PacketPtr pkt(av_packet_alloc());

@@ -1,0 +1,109 @@
+// Private: the kernel table of the SR runtime (dav1d style). Each op has a
+// plain scalar reference (kernels_ref.cpp) and SIMD versions installed by
+// run-time CPU detection (kernels_avx2.cpp, kernels_avx512.cpp). Tests call
+// every entry of every level and compare it with the reference.
+//
+// Activation layout: NHWC with the channel count padded to a multiple of 16
+// (kChannelAlign): pixel (x, y) channel c of a buffer is at
+// base[y * row + x * cs + c], cs = padded channel count (1 for the input
+// plane). Padded channels hold zeros (their weights and biases are zero).
+// Packed 3x3 weights: [tap = ky*3+kx][ci][co_pad] (co_pad = output cs), so the
+// output channels of one (tap, ci) are one contiguous vector.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "dydca/runtime.h"
+
+namespace dydca::rt {
+
+inline constexpr int kChannelAlign = 16;
+inline constexpr int kMaxChannels = 64;
+// Input channel strides supported by the kernels: 1 (luma plane), 16..64.
+inline constexpr int kNumCs = 5;
+inline int cs_index(int cs) { return cs == 1 ? 0 : cs / kChannelAlign; }  // 1,16,32,48,64 -> 0..4
+inline int round_up_channels(int c) { return (c + kChannelAlign - 1) / kChannelAlign * kChannelAlign; }
+
+// Largest number of pixels any kernel computes past the end of a row (its
+// blocks are masked, not shortened): buffers keep this much slack so those
+// reads stay inside the allocation. The lanes are discarded.
+inline constexpr int kMaxOverread = 32;
+
+enum class Epilogue : uint8_t {
+  kNone,      // dst = conv
+  kRelu,      // dst = max(conv, 0)
+  kResidual,  // dst = dst + conv (in place on the block input)
+};
+
+// One 3x3 "same" convolution over an output rectangle. Every output pixel is
+// bias, then + w*x over taps (ky, kx) then input channels, in that order (the
+// SIMD kernels keep this order so that a pixel's value never depends on where
+// the rectangle starts or on how it is blocked).
+struct ConvArgs {
+  const float* src = nullptr;  // input pixel (out_x0 - 1, out_y0 - 1), channel 0
+  ptrdiff_t src_row = 0;       // floats between input rows
+  int src_cs = 0;              // floats between input pixels: 1, 16, 32, 48, 64
+  int cin = 0;                 // input channels used (<= src_cs)
+  float* dst = nullptr;        // output pixel (out_x0, out_y0)
+  ptrdiff_t dst_row = 0;
+  int cout_pad = 0;            // output channels incl. padding = dst pixel stride: 16..64
+  const float* weight = nullptr;  // [9][cin][cout_pad]
+  const float* bias = nullptr;    // [cout_pad]
+  int width = 0, height = 0;      // output rectangle
+  Epilogue epilogue = Epilogue::kNone;
+};
+using ConvFn = void (*)(const ConvArgs&);
+
+// The fused end of the network for an output rectangle of LR pixels:
+//   v = bias + tail3x3(features) + skip5x5(x)        (s*s channels, padded to 16)
+//   HR[(y*s + i), (x*s + j)] = clamp(round(255 * v[i*s + j]))   (pixel shuffle)
+// or, with hr_float set, the float v itself (luma / 255, for oracle tests).
+struct TailArgs {
+  const float* feat = nullptr;  // features pixel (x0 - 1, y0 - 1); unused when cin == 0
+  ptrdiff_t feat_row = 0;
+  int feat_cs = 16;             // 16..64
+  int cin = 0;                  // 0 = global path only
+  const float* tail_weight = nullptr;  // [9][cin][16]
+  const float* x = nullptr;            // input plane pixel (x0 - 2, y0 - 2), 1 channel
+  ptrdiff_t x_row = 0;
+  const float* skip_weight = nullptr;  // [25][16]
+  const float* bias = nullptr;         // [16] = tail.bias + skip.bias
+  int scale = 2;
+  int width = 0, height = 0;           // LR output rectangle
+  uint8_t* hr = nullptr;               // HR pixel (x0*s, y0*s) ...
+  ptrdiff_t hr_stride = 0;
+  float* hr_float = nullptr;           // ... or this (stride in floats), when set
+  ptrdiff_t hr_float_stride = 0;
+};
+using TailFn = void (*)(const TailArgs&);
+
+struct KernelTable {
+  SimdLevel level = SimdLevel::kNone;
+  // conv3x3[cs_index(src_cs)][cout_pad / 16 - 1]
+  ConvFn conv3x3[kNumCs][kMaxChannels / kChannelAlign] = {};
+  // tail[cs_index(feat_cs)] (index 0 is used when cin == 0)
+  TailFn tail[kNumCs] = {};
+};
+
+// Fills `t` with the level's kernels (reference entries where a level has no
+// specialisation). The caller checks that the CPU supports the level.
+void init_kernels_ref(KernelTable& t);
+void init_kernels_avx2(KernelTable& t);
+void init_kernels_avx512(KernelTable& t);
+// The table for a level; level must be supported (see cpu_supports).
+const KernelTable& kernels_for(SimdLevel level);
+bool cpu_supports(SimdLevel level);
+
+// Quantisation shared by every tail kernel: round half to even (like
+// torch.round and the SIMD converts), then clamp to 0..255.
+inline uint8_t quantize_luma(float v01);
+
+}  // namespace dydca::rt
+
+#include <cmath>
+inline uint8_t dydca::rt::quantize_luma(float v01) {
+  float v = std::nearbyint(v01 * 255.0f);
+  v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+  return static_cast<uint8_t>(v);
+}
