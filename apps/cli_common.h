@@ -33,5 +33,16 @@ struct Subcommand {
 Subcommand add_probe(CLI::App& app);
 Subcommand add_compare(CLI::App& app);
 Subcommand add_baseline(CLI::App& app);
+Subcommand add_info(CLI::App& app);
+Subcommand add_chunks(CLI::App& app);
+#ifdef DYDCA_HAVE_DECODER
+Subcommand add_decode(CLI::App& app);
+#endif
+#ifdef DYDCA_HAVE_ENCODER
+Subcommand add_encode(CLI::App& app);
+#endif
+#ifdef DYDCA_HAVE_PLAY
+Subcommand add_play(CLI::App& app);
+#endif
 
 }  // namespace dydca::cli

@@ -24,6 +24,17 @@ int main(int argc, char** argv) {
   subs.push_back(cli::add_probe(app));
   subs.push_back(cli::add_compare(app));
   subs.push_back(cli::add_baseline(app));
+  subs.push_back(cli::add_info(app));
+  subs.push_back(cli::add_chunks(app));
+#ifdef DYDCA_HAVE_DECODER
+  subs.push_back(cli::add_decode(app));
+#endif
+#ifdef DYDCA_HAVE_ENCODER
+  subs.push_back(cli::add_encode(app));
+#endif
+#ifdef DYDCA_HAVE_PLAY
+  subs.push_back(cli::add_play(app));
+#endif
 
   try {
     app.parse(argc, argv);

@@ -44,3 +44,8 @@ void write_y4m(const std::string& path, const std::vector<Frame>& frames, Ration
 }
 
 }  // namespace dydca::test
+
+namespace {
+// FFmpeg/x264 chatter goes through dydca's logger (warnings and errors only).
+const int g_quiet_ffmpeg = (dydca::install_ffmpeg_log_bridge(), 0);
+}  // namespace

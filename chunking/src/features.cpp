@@ -1,11 +1,10 @@
 // Per-tile features on the LR grid: bicubic PSNR against HR, Sobel gradient and
 // Laplacian energy, temporal change. Integer accumulation where possible so the
 // numbers are exact and machine-independent.
-#include <opencv2/core.hpp>
-#include <opencv2/imgproc.hpp>
-
 #include <cmath>
 #include <cstdlib>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "dydca/chunking.h"
 #include "dydca/metrics.h"
@@ -79,9 +78,9 @@ Expected<TileFeatureSet> compute_tile_features(const std::vector<Frame>& hr,
 
   // Buffers reused across frames.
   cv::Mat up, gx, gy, lap;
-  std::vector<int64_t> sse(size_t(tiles)), grad(size_t(tiles)), lapl(size_t(tiles)),
-      temporal(size_t(tiles));
-  std::vector<int> area(size_t(tiles));
+  std::vector<int64_t> sse(static_cast<size_t>(tiles)), grad(static_cast<size_t>(tiles)),
+      lapl(static_cast<size_t>(tiles)), temporal(static_cast<size_t>(tiles));
+  std::vector<int> area(static_cast<size_t>(tiles));
   for (int i = 0; i < tiles; ++i) {
     TileRect r = out.grid.rect(i);
     area[size_t(i)] = r.width * r.height;

@@ -24,8 +24,7 @@ uint32_t crc32_of(const uint8_t* data, size_t size) {
 }  // namespace
 
 Expected<std::vector<uint8_t>> seal_envelope(const EnvelopeKind& kind,
-                                             const std::vector<uint8_t>& payload,
-                                             int zstd_level) {
+                                             const std::vector<uint8_t>& payload, int zstd_level) {
   if (payload.empty() || payload.size() > kind.max_payload)
     return Status::error(std::string(kind.what) + " payload of " + std::to_string(payload.size()) +
                          " bytes is outside the format's limits");
@@ -47,8 +46,7 @@ Expected<std::vector<uint8_t>> seal_envelope(const EnvelopeKind& kind,
   return w.take();
 }
 
-Expected<OpenedEnvelope> open_envelope(const EnvelopeKind& kind, const uint8_t* data,
-                                       size_t size) {
+Expected<OpenedEnvelope> open_envelope(const EnvelopeKind& kind, const uint8_t* data, size_t size) {
   const std::string what = kind.what;
   if (!data || size < 8 || std::memcmp(data, kind.magic, 8) != 0)
     return Status::error("not a dydca " + what + " (bad magic)");
@@ -60,22 +58,23 @@ Expected<OpenedEnvelope> open_envelope(const EnvelopeKind& kind, const uint8_t* 
   const uint16_t flags = r.u16();
   const uint32_t payload_size = r.u32();
   const uint32_t stored_size = r.u32();
-  if (out.version == 0 || out.version > kind.version)
+  if (out.version == 0) return Status::error(what + " has invalid format version 0");
+  if (out.version > kind.version)
     return Status::error(what + " format version " + std::to_string(out.version) +
                          " is not supported (this dydca reads versions 1.." +
                          std::to_string(kind.version) + "; the file needs a newer dydca)");
   if (flags != 0)
-    return Status::error(what + " has unknown flags 0x" + std::to_string(flags));
+    return Status::error(what + " has flags " + std::to_string(flags) + " that version " +
+                         std::to_string(out.version) + " does not define");
   if (uint64_t(stored_size) + kEnvelopeOverheadBytes != size)
-    return Status::error(what + " size mismatch: header says " +
-                         std::to_string(uint64_t(stored_size) + kEnvelopeOverheadBytes) +
-                         " bytes, blob has " + std::to_string(size) +
-                         (uint64_t(stored_size) + kEnvelopeOverheadBytes > size ? " (truncated)"
-                                                                               : ""));
+    return Status::error(
+        what + " size mismatch: header says " +
+        std::to_string(uint64_t(stored_size) + kEnvelopeOverheadBytes) + " bytes, blob has " +
+        std::to_string(size) +
+        (uint64_t(stored_size) + kEnvelopeOverheadBytes > size ? " (truncated)" : ""));
   if (payload_size == 0 || payload_size > kind.max_payload)
     return Status::error(what + " payload size " + std::to_string(payload_size) +
-                         " is outside the limit of " + std::to_string(kind.max_payload) +
-                         " bytes");
+                         " is outside the limit of " + std::to_string(kind.max_payload) + " bytes");
   const size_t crc_at = kEnvelopeHeaderBytes + stored_size;
   const uint32_t stored_crc = uint32_t(data[crc_at]) | uint32_t(data[crc_at + 1]) << 8 |
                               uint32_t(data[crc_at + 2]) << 16 | uint32_t(data[crc_at + 3]) << 24;

@@ -16,15 +16,14 @@ inline constexpr size_t kEnvelopeHeaderBytes = 20;  // magic 8, version 2, flags
 inline constexpr size_t kEnvelopeOverheadBytes = kEnvelopeHeaderBytes + 4;  // + CRC32
 
 struct EnvelopeKind {
-  const char* magic;        // exactly 8 characters
-  const char* what;         // "model blob", for messages
-  uint16_t version;         // the version this code writes and the newest it reads
-  uint32_t max_payload;     // cap on the decompressed payload
+  const char* magic;     // exactly 8 characters
+  const char* what;      // "model blob", for messages
+  uint16_t version;      // the version this code writes and the newest it reads
+  uint32_t max_payload;  // cap on the decompressed payload
 };
 
 Expected<std::vector<uint8_t>> seal_envelope(const EnvelopeKind& kind,
-                                             const std::vector<uint8_t>& payload,
-                                             int zstd_level);
+                                             const std::vector<uint8_t>& payload, int zstd_level);
 
 struct OpenedEnvelope {
   uint16_t version = 0;

@@ -79,19 +79,16 @@ Status validate_arch(const ModelArch& a) {
   return Status::ok();
 }
 
-int64_t element_count(const std::vector<int>& shape) {
-  int64_t n = 1;
-  for (int d : shape) n *= d;
-  return n;
-}
-
 }  // namespace
 
 const char* weight_format_name(WeightFormat f) {
   switch (f) {
-    case WeightFormat::kFp32: return "fp32";
-    case WeightFormat::kFp16: return "fp16";
-    case WeightFormat::kInt8: return "int8";
+    case WeightFormat::kFp32:
+      return "fp32";
+    case WeightFormat::kFp16:
+      return "fp16";
+    case WeightFormat::kInt8:
+      return "int8";
   }
   return "unknown";
 }
@@ -226,7 +223,8 @@ Expected<Model> parse_model(const uint8_t* data, size_t size, ModelBlobInfo* inf
   for (int p = 0; p < num_paths; ++p)
     if (int64_t(stored_macs[size_t(p)]) != a.macs_per_lr_pixel(p))
       return Status::error("model blob path " + std::to_string(p) + " says " +
-                           std::to_string(stored_macs[size_t(p)]) + " MACs/pixel, the network has " +
+                           std::to_string(stored_macs[size_t(p)]) +
+                           " MACs/pixel, the network has " +
                            std::to_string(a.macs_per_lr_pixel(p)));
 
   const int num_tensors = r.u16();

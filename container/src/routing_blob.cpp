@@ -14,12 +14,15 @@ namespace {
 constexpr blob::EnvelopeKind kRoutingEnvelope{"DYDCARTG", "routing blob", kRoutingBlobVersion,
                                               kMaxRoutingPayloadBytes};
 
-// Frame coding modes (one byte before each frame's map).
+// Frame coding modes (one byte per frame in the mode section). The frame
+// data is split into three sections so that zstd sees homogeneous streams:
+// counts (varints), values (bytes) and raw frames.
 enum FrameMode : uint8_t {
-  kSameAsPrevious = 0,  // nothing follows
-  kRuns = 1,            // {u8 chunk, varint run >= 1}... covering the frame in raster order
-  kChanges = 2,         // varint n, then n x {varint unchanged tiles skipped, u8 new chunk}
-  kRaw = 3,             // one u8 chunk per tile
+  kSameAsPrevious = 0,  // nothing
+  kRuns = 1,            // per run: counts += varint length >= 1, values += chunk id
+  kChanges = 2,         // counts += varint n; per changed tile: counts += varint unchanged
+                        // tiles skipped, values += (new - old) mod K, in 1..K-1
+  kRaw = 3,             // raw += one chunk id per tile
 };
 
 size_t varint_bytes(uint32_t v) {
@@ -31,10 +34,15 @@ size_t varint_bytes(uint32_t v) {
   return n;
 }
 
-// Encodes `cur` against `prev` (all zeros before frame 0) in the cheapest mode.
-void encode_frame(const uint8_t* prev, const uint8_t* cur, size_t tiles, blob::ByteWriter& w) {
+struct FrameSections {
+  blob::ByteWriter modes, counts, values, raw;
+};
+
+// Codes `cur` against `prev` (all zeros before frame 0) in the cheapest mode.
+void encode_frame(const uint8_t* prev, const uint8_t* cur, size_t tiles, int chunks,
+                  FrameSections& out) {
   if (std::equal(cur, cur + tiles, prev)) {
-    w.u8(kSameAsPrevious);
+    out.modes.u8(kSameAsPrevious);
     return;
   }
   size_t runs_bytes = 0;
@@ -54,24 +62,24 @@ void encode_frame(const uint8_t* prev, const uint8_t* cur, size_t tiles, blob::B
   changes_bytes += varint_bytes(uint32_t(changes));
 
   if (tiles <= runs_bytes && tiles <= changes_bytes) {
-    w.u8(kRaw);
-    w.bytes(cur, tiles);
+    out.modes.u8(kRaw);
+    out.raw.bytes(cur, tiles);
   } else if (runs_bytes <= changes_bytes) {
-    w.u8(kRuns);
+    out.modes.u8(kRuns);
     for (size_t i = 0; i < tiles;) {
       size_t j = i + 1;
       while (j < tiles && cur[j] == cur[i]) ++j;
-      w.u8(cur[i]);
-      w.varint(uint32_t(j - i));
+      out.counts.varint(uint32_t(j - i));
+      out.values.u8(cur[i]);
       i = j;
     }
   } else {
-    w.u8(kChanges);
-    w.varint(uint32_t(changes));
+    out.modes.u8(kChanges);
+    out.counts.varint(uint32_t(changes));
     for (size_t i = 0, last = 0; i < tiles; ++i)
       if (cur[i] != prev[i]) {
-        w.varint(uint32_t(i - last));
-        w.u8(cur[i]);
+        out.counts.varint(uint32_t(i - last));
+        out.values.u8(uint8_t((cur[i] - prev[i] + chunks) % chunks));
         last = i + 1;
       }
   }
@@ -90,9 +98,9 @@ Status validate_routing(const RoutingMap& m) {
   if (m.frames < 1 || m.frames > kMaxRoutingFrames)
     return Status::error("routing frame count " + std::to_string(m.frames) + " outside 1.." +
                          std::to_string(kMaxRoutingFrames));
-  if (m.num_chunks < 1 || m.num_chunks > kMaxChunks)
+  if (m.num_chunks < 1 || m.num_chunks > kMaxRoutingChunks)
     return Status::error("routing chunk count " + std::to_string(m.num_chunks) + " outside 1.." +
-                         std::to_string(kMaxChunks));
+                         std::to_string(kMaxRoutingChunks));
   if (m.levels() < 1 || m.levels() > kMaxLevels)
     return Status::error("routing has " + std::to_string(m.levels()) + " QoS levels (1.." +
                          std::to_string(kMaxLevels) + " allowed)");
@@ -128,8 +136,7 @@ Status check_routing_fits_model(const RoutingMap& routing, const ModelArch& arch
         return Status::error("routing level " + std::to_string(l) + " sends chunk " +
                              std::to_string(c) + " to path " +
                              std::to_string(routing.chunk_path[size_t(l)][c]) +
-                             " but the model has " + std::to_string(arch.paths.size()) +
-                             " paths");
+                             " but the model has " + std::to_string(arch.paths.size()) + " paths");
   return Status::ok();
 }
 
@@ -145,10 +152,17 @@ Expected<std::vector<uint8_t>> serialize_routing(const RoutingMap& m, int zstd_l
   for (const auto& table : m.chunk_path) w.bytes(table.data(), table.size());
   const size_t tiles = size_t(m.tiles_per_frame());
   const std::vector<uint8_t> zeros(tiles, 0);
+  FrameSections sections;
   for (int f = 0; f < m.frames; ++f) {
     const uint8_t* cur = m.chunk_ids.data() + size_t(f) * tiles;
-    encode_frame(f == 0 ? zeros.data() : cur - tiles, cur, tiles, w);
+    encode_frame(f == 0 ? zeros.data() : cur - tiles, cur, tiles, m.num_chunks, sections);
   }
+  w.u32(uint32_t(sections.counts.size()));
+  w.u32(uint32_t(sections.values.size()));
+  w.bytes(sections.modes.buffer().data(), sections.modes.size());
+  w.bytes(sections.counts.buffer().data(), sections.counts.size());
+  w.bytes(sections.values.buffer().data(), sections.values.size());
+  w.bytes(sections.raw.buffer().data(), sections.raw.size());
   if (w.size() > kMaxRoutingPayloadBytes)
     return Status::error("routing map is too large for a routing blob");
   return blob::seal_envelope(kRoutingEnvelope, w.buffer(), zstd_level);
@@ -179,8 +193,7 @@ Expected<RoutingMap> parse_routing(const uint8_t* data, size_t size) {
     return Status::error("routing blob frame count " + std::to_string(frames) + " outside 1.." +
                          std::to_string(kMaxRoutingFrames));
   m.frames = int(frames);
-  if (m.num_chunks < 1)
-    return Status::error("routing blob has no chunks");
+  if (m.num_chunks < 1) return Status::error("routing blob has no chunks");
   if (levels < 1 || levels > kMaxLevels)
     return Status::error("routing blob has " + std::to_string(levels) + " QoS levels (1.." +
                          std::to_string(kMaxLevels) + " allowed)");
@@ -195,10 +208,19 @@ Expected<RoutingMap> parse_routing(const uint8_t* data, size_t size) {
     if (!table) return truncated();
     m.chunk_path.emplace_back(table, table + m.num_chunks);
   }
+  // Sections: modes (one byte per frame), counts, values, raw (the rest).
+  const uint32_t counts_size = r.u32();
+  const uint32_t values_size = r.u32();
+  if (!r.ok()) return truncated();
   // Every frame costs at least its mode byte: a blob cannot announce more
-  // frames than it has bytes left, which bounds the allocation below by the
+  // frames than it has bytes, which bounds the allocation below by the
   // (capped) payload size times the tiles per frame.
-  if (frames > r.remaining()) return truncated();
+  if (uint64_t(frames) + counts_size + values_size > r.remaining()) return truncated();
+  const uint8_t* modes = r.bytes(frames);
+  blob::ByteReader counts(r.bytes(counts_size), counts_size);
+  blob::ByteReader values(r.bytes(values_size), values_size);
+  const size_t raw_size = r.remaining();
+  blob::ByteReader raw(r.bytes(raw_size), raw_size);
   m.chunk_ids.resize(size_t(total));
   auto bad_frame = [](uint32_t f, const char* why) {
     return Status::error("routing blob frame " + std::to_string(f) + ": " + why);
@@ -206,17 +228,15 @@ Expected<RoutingMap> parse_routing(const uint8_t* data, size_t size) {
   for (uint32_t f = 0; f < frames; ++f) {
     uint8_t* cur = m.chunk_ids.data() + size_t(f) * tiles;
     const uint8_t* prev = f == 0 ? nullptr : cur - tiles;  // nullptr: all zeros
-    const uint8_t mode = r.u8();
-    if (!r.ok()) return truncated();
-    switch (mode) {
+    switch (modes[f]) {
       case kSameAsPrevious:
         if (prev) std::copy(prev, prev + tiles, cur);  // frame 0: already zeros
         break;
       case kRuns:
         for (size_t i = 0; i < tiles;) {
-          const uint8_t chunk = r.u8();
-          const uint32_t run = r.varint();
-          if (!r.ok()) return truncated();
+          const uint32_t run = counts.varint();
+          const uint8_t chunk = values.u8();
+          if (!counts.ok() || !values.ok()) return truncated();
           if (run == 0 || run > tiles - i) return bad_frame(f, "a run overflows the frame");
           std::fill(cur + i, cur + i + run, chunk);
           i += run;
@@ -224,33 +244,34 @@ Expected<RoutingMap> parse_routing(const uint8_t* data, size_t size) {
         break;
       case kChanges: {
         if (prev) std::copy(prev, prev + tiles, cur);
-        const uint32_t changes = r.varint();
-        if (!r.ok()) return truncated();
+        const uint32_t changes = counts.varint();
+        if (!counts.ok()) return truncated();
         if (changes > tiles) return bad_frame(f, "more changes than tiles");
         size_t at = 0;
         for (uint32_t c = 0; c < changes; ++c) {
-          const uint32_t skip = r.varint();
-          const uint8_t chunk = r.u8();
-          if (!r.ok()) return truncated();
+          const uint32_t skip = counts.varint();
+          const uint8_t delta = values.u8();
+          if (!counts.ok() || !values.ok()) return truncated();
           if (skip >= tiles - at) return bad_frame(f, "a change lies outside the frame");
+          if (delta == 0 || delta >= m.num_chunks) return bad_frame(f, "a change is out of range");
           at += skip;
-          cur[at++] = chunk;
+          cur[at] = uint8_t((cur[at] + delta) % m.num_chunks);
+          ++at;
         }
         break;
       }
       case kRaw: {
-        const uint8_t* raw = r.bytes(tiles);
-        if (!raw) return truncated();
-        std::copy(raw, raw + tiles, cur);
+        const uint8_t* bytes = raw.bytes(tiles);
+        if (!bytes) return truncated();
+        std::copy(bytes, bytes + tiles, cur);
         break;
       }
       default:
         return bad_frame(f, "unknown frame coding mode");
     }
   }
-  if (!r.at_end())
-    return Status::error("routing blob payload has " + std::to_string(r.remaining()) +
-                         " unexpected trailing bytes");
+  if (!counts.at_end() || !values.at_end() || !raw.at_end())
+    return Status::error("routing blob payload has unexpected trailing bytes");
   DYDCA_TRY(validate_routing(m).with_context("routing blob"));
   return m;
 }

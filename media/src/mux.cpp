@@ -191,8 +191,20 @@ Expected<DemuxedFile> demux_file(const std::string& path) {
   int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
   if (err < 0) return Status::error("cannot open " + path + ": " + av::error_string(err));
   av::InputFormatPtr fmt(raw);
-  if ((err = avformat_find_stream_info(raw, nullptr)) < 0)
-    return Status::error(path + ": cannot read stream info: " + av::error_string(err));
+  // Attachments of an unknown mimetype (ours) have no codec id, and
+  // avformat_find_stream_info warns "Could not find codec parameters" for
+  // each of them on every open. They are not decoded: present them as data
+  // streams while probing, then restore their type.
+  std::vector<AVStream*> attachments;
+  for (unsigned i = 0; i < raw->nb_streams; ++i)
+    if (raw->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_ATTACHMENT &&
+        raw->streams[i]->codecpar->codec_id == AV_CODEC_ID_NONE) {
+      raw->streams[i]->codecpar->codec_type = AVMEDIA_TYPE_DATA;
+      attachments.push_back(raw->streams[i]);
+    }
+  err = avformat_find_stream_info(raw, nullptr);
+  for (AVStream* st : attachments) st->codecpar->codec_type = AVMEDIA_TYPE_ATTACHMENT;
+  if (err < 0) return Status::error(path + ": cannot read stream info: " + av::error_string(err));
   DemuxedFile out;
   out.format = raw->iformat->name;
   if (raw->duration > 0) out.duration_s = raw->duration / double(AV_TIME_BASE);

@@ -14,7 +14,7 @@ uint8_t clamp8(int v) { return uint8_t(v < 0 ? 0 : v > 255 ? 255 : v); }
 
 }  // namespace
 
-std::vector<Frame> synthetic_clip(int width, int height, int frames, uint32_t seed) {
+std::vector<Frame> synthetic_clip(int width, int height, int frames, uint32_t seed, bool noise) {
   std::vector<Frame> clip;
   const int cut = frames >= 2 ? frames / 2 : frames;
   for (int t = 0; t < frames; ++t) {
@@ -32,7 +32,7 @@ std::vector<Frame> synthetic_clip(int width, int height, int frames, uint32_t se
           } else if (x < width / 2) {
             // fine moving texture: two sinusoids plus fixed-pattern noise
             double s = std::sin(sx * 0.9) * 40 + std::sin(sy * 0.45 + sx * 0.2) * 30;
-            v = 110 + int(s) + int(hash(uint32_t(sx * 7919 + sy * 104729) ^ seed) % 24) - 12;
+            v = 110 + int(s) + (noise ? int(hash(uint32_t(sx * 7919 + sy * 104729) ^ seed) % 24) - 12 : 0);
           } else {
             // text-like glyph blocks (sharp, high contrast) on a light card
             int gx = (sx / 3) % 6, gy = (y / 4) % 4;

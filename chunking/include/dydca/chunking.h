@@ -51,13 +51,19 @@ struct Segment {
 };
 
 struct SceneCutParams {
-  // Cut where the total-variation distance of consecutive 64-bin luma
-  // histograms (0 = same histogram, 1 = disjoint) exceeds this...
-  double histogram_threshold = 0.35;
-  // ...or where the mean absolute luma difference (0..255) of consecutive
-  // frames exceeds this AND is `relative_jump` times the median of the
-  // previous few differences (catches cuts between scenes of similar
-  // histogram without firing on steady fast motion). 0 disables.
+  // Cut where the histogram distance exceeds this AND the mean absolute luma
+  // difference is at least min_difference... The histogram distance is the
+  // smaller of two total-variation distances (0 = same, 1 = disjoint) between
+  // consecutive frames' soft 32-bin luma histograms: of Y, and of
+  // (Y - mean) / std; fades and global brightness changes move only the first,
+  // motion uncovering a few new pixel values mostly the second, cuts both.
+  double histogram_threshold = 0.25;
+  double min_difference = 6.0;
+  // ...or where the mean absolute luma difference (0..255) exceeds this AND is
+  // `relative_jump` times the median of the differences of the 5 frames on
+  // either side (cuts between scenes of similar histogram; bursts of fast
+  // motion do not fire).
+  // 0 disables this rule.
   double difference_threshold = 30.0;
   double relative_jump = 3.0;
   int min_length = 4;    // a cut closer than this to the previous cut is ignored (flashes)
@@ -66,7 +72,7 @@ struct SceneCutParams {
 
 // Segments covering [0, frames.size()) in order, no gaps. `scores`, when not
 // null, receives the histogram distance of frame i against frame i-1 (0 for
-// frame 0). Errors: bad parameters, frames of different sizes.
+// frame 0). Luma only. Errors: bad parameters, frames of different sizes.
 Expected<std::vector<Segment>> detect_segments(const std::vector<Frame>& frames,
                                                const SceneCutParams& params = {},
                                                std::vector<double>* scores = nullptr);
@@ -137,12 +143,18 @@ enum class ClusterMethod {
 inline constexpr int kFeatureDims = 4;
 using FeatureVector = std::array<float, kFeatureDims>;
 
-// Relative importance of the features in the clustering distance.
+// Relative importance of the features in the clustering distance. Defaults
+// measured on bbb1080, cockatoo and cityCC0 (120 frames, x2): PSNR-led weights
+// gave the most homogeneous chunks (pooled within-chunk std of bicubic PSNR
+// 0.68 / 0.69 / 1.47 dB against 0.95 / 0.90 / 1.58 with 0.5 / 0.5 / 0.5) and the
+// fewest raw tile flips; temporal change (weight 0.5) split flat tiles into
+// "still" and "fading" chunks and doubled the flips on bbb, so it is computed
+// and reported but off by default.
 struct FeatureWeights {
   float bicubic_psnr = 1.0f;
-  float gradient = 0.5f;
-  float laplacian = 0.5f;
-  float temporal = 0.5f;
+  float gradient = 0.25f;
+  float laplacian = 0.25f;
+  float temporal = 0.0f;
 };
 
 // Maps TileFeatures to the clustering space: PSNR clamped to psnr_cap_db, the
@@ -154,11 +166,11 @@ struct FeatureSpace {
 };
 
 struct ChunkInfo {
-  int64_t tiles = 0;             // tiles assigned (raw, before smoothing)
+  int64_t tiles = 0;  // tiles assigned (cluster_tiles: raw; chunk_video: after smoothing)
   double mean_bicubic_psnr = 0;  // of its tiles, PSNR clamped at psnr_cap_db
   double mean_gradient = 0;
   double mean_temporal = 0;
-  FeatureVector centroid{};      // in FeatureSpace
+  FeatureVector centroid{};           // in FeatureSpace
   float psnr_low = 0, psnr_high = 0;  // PSNR range (quantiles: the bin [low, high))
 };
 
@@ -166,8 +178,8 @@ struct Clustering {
   ClusterMethod method = ClusterMethod::kKMeans;
   int num_chunks = 0;  // may be below the requested K (see ClusterParams)
   FeatureSpace space;
-  std::vector<ChunkInfo> chunks;    // ordered easy -> hard (mean bicubic PSNR descending)
-  std::vector<uint8_t> chunk_ids;   // raw nearest-chunk id per tile, same layout as features
+  std::vector<ChunkInfo> chunks;   // ordered easy -> hard (mean bicubic PSNR descending)
+  std::vector<uint8_t> chunk_ids;  // raw nearest-chunk id per tile, same layout as features
 
   // Distance of a tile to a chunk in FeatureSpace units (k-means: Euclidean
   // to the centroid; quantiles: weighted PSNR distance to the chunk's bin).
@@ -193,7 +205,8 @@ struct ClusterParams {
   FeatureWeights weights;
 };
 
-Expected<Clustering> cluster_tiles(const TileFeatureSet& features, const ClusterParams& params = {});
+Expected<Clustering> cluster_tiles(const TileFeatureSet& features,
+                                   const ClusterParams& params = {});
 
 // ---- chunk -> path ---------------------------------------------------------------
 
@@ -207,8 +220,7 @@ Expected<std::vector<uint8_t>> assign_paths(int num_chunks, const ModelArch& arc
 // non-increasing in l and the last level runs every chunk on path 0.
 // levels = 0 picks L = max(level0) + 1 (one path step per level).
 Expected<std::vector<std::vector<uint8_t>>> qos_level_tables(const std::vector<uint8_t>& level0,
-                                                             const ModelArch& arch,
-                                                             int levels = 0);
+                                                             const ModelArch& arch, int levels = 0);
 
 // After training: psnr_db[c][p] = measured PSNR of chunk c's tiles through path
 // p (NaN = not measured). Each chunk gets the cheapest path whose PSNR is within
@@ -239,7 +251,7 @@ struct RoutingStats {
   int64_t frame_pairs = 0;  // consecutive pairs inside segments
   int64_t flips_raw = 0;
   int64_t flips_smoothed = 0;
-  std::vector<int> flips_raw_per_frame;       // [f] vs f-1; 0 at segment starts
+  std::vector<int> flips_raw_per_frame;  // [f] vs f-1; 0 at segment starts
   std::vector<int> flips_smoothed_per_frame;
   double raw_per_frame() const { return frame_pairs ? double(flips_raw) / frame_pairs : 0; }
   double smoothed_per_frame() const {
@@ -267,6 +279,8 @@ struct ChunkingParams {
   SmoothingParams smoothing;
 };
 
+// Chunks left without a tile after smoothing are dropped (ids renumbered,
+// clustering.chunks erased to match), so every chunk id in routing is used.
 struct ChunkingResult {
   std::vector<Segment> segments;
   TileFeatureSet features;
@@ -305,13 +319,13 @@ struct SamplerParams {
 // count samples of luma patches, row-major, uint8 as in the frames.
 struct TrainingBatch {
   int count = 0;
-  int lr_side = 0;  // patch + 2 * halo
-  int hr_side = 0;  // patch * scale
+  int lr_side = 0;          // patch + 2 * halo
+  int hr_side = 0;          // patch * scale
   std::vector<uint8_t> lr;  // count * lr_side^2
   std::vector<uint8_t> hr;  // count * hr_side^2
   std::vector<int> chunk;   // chunk of the tile the patch was drawn for
   std::vector<int> frame;
-  std::vector<int> x, y;    // LR top-left of the core (the halo starts at x - halo)
+  std::vector<int> x, y;  // LR top-left of the core (the halo starts at x - halo)
 };
 
 // Copies one training pair. LR: (patch + 2 halo)^2 pixels starting at
@@ -345,9 +359,9 @@ class TrainingSampler {
  private:
   TrainingSampler() = default;
   struct ChunkIndex {
-    std::vector<int> frames;          // frames where the chunk occurs, ascending
-    std::vector<int64_t> offsets;     // tiles of frames[i]: tiles[offsets[i]..offsets[i+1])
-    std::vector<int> tiles;           // tile indices within a frame
+    std::vector<int> frames;       // frames where the chunk occurs, ascending
+    std::vector<int64_t> offsets;  // tiles of frames[i]: tiles[offsets[i]..offsets[i+1])
+    std::vector<int> tiles;        // tile indices within a frame
   };
   void prepare(TrainingBatch& out, int count) const;
   void draw(int chunk, int slot, TrainingBatch& out);
@@ -379,7 +393,7 @@ struct ChunkMapStyle {
 // Paints routing frame `frame` over `picture` (the HR or LR frame; its size must
 // be the LR size times an integer factor) and writes a PNG. Chunk colours run
 // blue (chunk 0, easy) -> red/magenta (hard); a legend sits in the top-left corner.
-Status write_chunk_map_png(const std::string& path, const Frame& picture,
-                           const RoutingMap& routing, int frame, const ChunkMapStyle& style = {});
+Status write_chunk_map_png(const std::string& path, const Frame& picture, const RoutingMap& routing,
+                           int frame, const ChunkMapStyle& style = {});
 
 }  // namespace dydca

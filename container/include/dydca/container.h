@@ -47,8 +47,8 @@ inline constexpr int kMaxBlocks = 64;               // N
 inline constexpr int kMaxPaths = 16;
 inline constexpr int kMaxTensors = 1024;
 inline constexpr int64_t kMaxTensorElements = int64_t{1} << 24;
-inline constexpr uint32_t kMaxModelPayloadBytes = 64u << 20;    // decompressed
-inline constexpr int kMaxChunks = 255;                          // chunk ids are uint8
+inline constexpr uint32_t kMaxModelPayloadBytes = 64u << 20;  // decompressed
+inline constexpr int kMaxRoutingChunks = 255;                 // chunk ids are uint8
 inline constexpr int kMaxLevels = 16;
 inline constexpr int kMaxTileSize = 1024;
 inline constexpr int kMaxRoutingFrames = 1 << 22;
@@ -82,8 +82,8 @@ struct ModelBlobOptions {
 // What a blob says about itself beyond the Model (for `dydca info`).
 struct ModelBlobInfo {
   uint16_t version = 0;
-  size_t blob_bytes = 0;     // the whole blob as stored
-  size_t payload_bytes = 0;  // decompressed payload
+  size_t blob_bytes = 0;                       // the whole blob as stored
+  size_t payload_bytes = 0;                    // decompressed payload
   WeightFormat weights = WeightFormat::kFp32;  // format of the weight tensors (rank >= 2)
 };
 
@@ -123,7 +123,7 @@ struct DydcaPayload {
 };
 
 struct DydcaWriteParams {
-  int hr_width = 0;   // the size the client reconstructs (LR * scale minus padding)
+  int hr_width = 0;  // the size the client reconstructs (LR * scale minus padding)
   int hr_height = 0;
   ModelBlobOptions model_blob;
   int routing_zstd_level = 19;
@@ -136,7 +136,8 @@ inline constexpr const char* kTagVersion = "DYDCA_VERSION";
 inline constexpr const char* kTagHrWidth = "DYDCA_HR_WIDTH";
 inline constexpr const char* kTagHrHeight = "DYDCA_HR_HEIGHT";
 inline constexpr const char* kTagScale = "DYDCA_SCALE";
-inline constexpr const char* kTagBlobs = "DYDCA_BLOBS";  // comma-separated attachment names
+inline constexpr const char* kTagBlobs = "DYDCA_BLOBS";    // comma-separated attachment names
+inline constexpr const char* kTagFrames = "DYDCA_FRAMES";  // video frame count (truncation check)
 
 // Serializes the blobs, checks that video, models and routing agree (scale,
 // LR size, paths), and writes an .mkv atomically (temp file + rename).
@@ -175,9 +176,10 @@ struct DydcaFile {
 };
 
 // Demuxes the file, finds the dydca attachments by mimetype, parses and
-// cross-checks them (tags, scale, LR size, routing vs model paths and frame
-// count). Any damage is an error; a file without dydca blobs or tags is a
-// plain video (has_dydca == false).
+// cross-checks them (tags, scale, LR size, routing vs model paths, frame
+// count vs DYDCA_FRAMES and the routing). Any damage, truncation included, is
+// an error; a file without dydca blobs or tags is a plain video
+// (has_dydca == false).
 Expected<DydcaFile> read_dydca_file(const std::string& path);
 
 }  // namespace dydca

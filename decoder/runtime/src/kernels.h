@@ -3,7 +3,7 @@
 // run-time CPU detection (kernels_avx2.cpp, kernels_avx512.cpp). Tests call
 // every entry of every level and compare it with the reference.
 //
-// Activation layout: NHWC with the channel count padded to a multiple of 16
+// Activation layout: NHWC with the channel count padded to a multiple of 8
 // (kChannelAlign): pixel (x, y) channel c of a buffer is at
 // base[y * row + x * cs + c], cs = padded channel count (1 for the input
 // plane). Padded channels hold zeros (their weights and biases are zero).
@@ -12,17 +12,20 @@
 #pragma once
 
 #include <cstddef>
+#include <cmath>
 #include <cstdint>
 
 #include "dydca/runtime.h"
 
 namespace dydca::rt {
 
-inline constexpr int kChannelAlign = 16;
+inline constexpr int kChannelAlign = 8;
 inline constexpr int kMaxChannels = 64;
-// Input channel strides supported by the kernels: 1 (luma plane), 16..64.
-inline constexpr int kNumCs = 5;
-inline int cs_index(int cs) { return cs == 1 ? 0 : cs / kChannelAlign; }  // 1,16,32,48,64 -> 0..4
+// The tail's s*s <= 16 output channels are padded to 16.
+inline constexpr int kTailChannels = 16;
+// Input channel strides supported by the kernels: 1 (luma plane), 8, 16, .., 64.
+inline constexpr int kNumCs = 1 + kMaxChannels / kChannelAlign;
+inline int cs_index(int cs) { return cs == 1 ? 0 : cs / kChannelAlign; }  // 1,8,..,64 -> 0..8
 inline int round_up_channels(int c) { return (c + kChannelAlign - 1) / kChannelAlign * kChannelAlign; }
 
 // Largest number of pixels any kernel computes past the end of a row (its
@@ -43,11 +46,11 @@ enum class Epilogue : uint8_t {
 struct ConvArgs {
   const float* src = nullptr;  // input pixel (out_x0 - 1, out_y0 - 1), channel 0
   ptrdiff_t src_row = 0;       // floats between input rows
-  int src_cs = 0;              // floats between input pixels: 1, 16, 32, 48, 64
+  int src_cs = 0;              // floats between input pixels: 1, 8, 16, .., 64
   int cin = 0;                 // input channels used (<= src_cs)
   float* dst = nullptr;        // output pixel (out_x0, out_y0)
   ptrdiff_t dst_row = 0;
-  int cout_pad = 0;            // output channels incl. padding = dst pixel stride: 16..64
+  int cout_pad = 0;            // output channels incl. padding = dst pixel stride: 8..64
   const float* weight = nullptr;  // [9][cin][cout_pad]
   const float* bias = nullptr;    // [cout_pad]
   int width = 0, height = 0;      // output rectangle
@@ -62,13 +65,13 @@ using ConvFn = void (*)(const ConvArgs&);
 struct TailArgs {
   const float* feat = nullptr;  // features pixel (x0 - 1, y0 - 1); unused when cin == 0
   ptrdiff_t feat_row = 0;
-  int feat_cs = 16;             // 16..64
+  int feat_cs = 8;              // 8..64
   int cin = 0;                  // 0 = global path only
-  const float* tail_weight = nullptr;  // [9][cin][16]
+  const float* tail_weight = nullptr;  // [9][cin][kTailChannels]
   const float* x = nullptr;            // input plane pixel (x0 - 2, y0 - 2), 1 channel
   ptrdiff_t x_row = 0;
-  const float* skip_weight = nullptr;  // [25][16]
-  const float* bias = nullptr;         // [16] = tail.bias + skip.bias
+  const float* skip_weight = nullptr;  // [25][kTailChannels]
+  const float* bias = nullptr;         // [kTailChannels] = tail.bias + skip.bias
   int scale = 2;
   int width = 0, height = 0;           // LR output rectangle
   uint8_t* hr = nullptr;               // HR pixel (x0*s, y0*s) ...
@@ -80,7 +83,7 @@ using TailFn = void (*)(const TailArgs&);
 
 struct KernelTable {
   SimdLevel level = SimdLevel::kNone;
-  // conv3x3[cs_index(src_cs)][cout_pad / 16 - 1]
+  // conv3x3[cs_index(src_cs)][cout_pad / 8 - 1]
   ConvFn conv3x3[kNumCs][kMaxChannels / kChannelAlign] = {};
   // tail[cs_index(feat_cs)] (index 0 is used when cin == 0)
   TailFn tail[kNumCs] = {};
@@ -95,15 +98,14 @@ void init_kernels_avx512(KernelTable& t);
 const KernelTable& kernels_for(SimdLevel level);
 bool cpu_supports(SimdLevel level);
 
-// Quantisation shared by every tail kernel: round half to even (like
-// torch.round and the SIMD converts), then clamp to 0..255.
-inline uint8_t quantize_luma(float v01);
+// Quantisation shared by every tail kernel: 255 * v, clamped to 0..255
+// first (NaN -> 0), then rounded half to even like torch.round and the SIMD
+// converts (nearbyint in the default rounding mode).
+inline uint8_t quantize_luma(float v01) {
+  float v = v01 * 255.0f;
+  v = v > 0.0f ? v : 0.0f;
+  v = v < 255.0f ? v : 255.0f;
+  return static_cast<uint8_t>(std::nearbyint(v));
+}
 
 }  // namespace dydca::rt
-
-#include <cmath>
-inline uint8_t dydca::rt::quantize_luma(float v01) {
-  float v = std::nearbyint(v01 * 255.0f);
-  v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
-  return static_cast<uint8_t>(v);
-}

@@ -10,6 +10,9 @@
 namespace dydca {
 
 // frames >= 1; the cut happens at frame `frames / 2` (when frames >= 2).
-std::vector<Frame> synthetic_clip(int width, int height, int frames, uint32_t seed = 1);
+// noise: fixed-pattern pixel noise in the texture (unpredictable from LR);
+// without it every detail of the clip can be learnt by an SR network.
+std::vector<Frame> synthetic_clip(int width, int height, int frames, uint32_t seed = 1,
+                                  bool noise = true);
 
 }  // namespace dydca

@@ -1,0 +1,192 @@
+// dydca client decoder: a .mkv written by `dydca encode` (LR H.264 + model +
+// routing) in, HR frames out. Pure C++ interface: no libav or torch types.
+//
+// Usage:
+//   dydca::DecodeOptions opt;
+//   opt.output = "out.y4m";              // or "-" (y4m on stdout), "out.mp4", "out.mkv"
+//   opt.threads = 2;
+//   auto stats = dydca::decode_file("in.mkv", opt);
+//   if (!stats) { fprintf(stderr, "%s\n", stats.error_message().c_str()); return 1; }
+//   printf("%lld frames, %.1f fps\n", (long long)stats->frames, stats->fps());
+//
+// Pipeline (three threads, bounded queues of recycled frame slots; nothing is
+// allocated per frame once the slots exist):
+//   decode thread : H.264 packets -> LR frame -> HR chroma (swscale bicubic)
+//   caller thread : HR luma by the SR runtime (its own worker pool), level from LevelPolicy
+//   output thread : crop to the HR size -> md5 and/or sink (y4m, x264 mp4/mkv, null)
+// Frames in = frames out: the H.264 decoder is drained; a corrupt packet is
+// concealed by the decoder (logged), not fatal. Damaged dydca blobs are fatal.
+//
+// A plain video (no dydca blobs, any codec FFmpeg reads) is upscaled by
+// DecodeOptions::plain_scale with bicubic and a warning.
+//
+// Multi-model files (the encoder's baselines: models[i] beside each other)
+// are decoded when the routing maps chunks to model indices: at QoS level l a
+// tile of chunk c runs model chunk_path[l][c] on that model's richest path.
+// One SrRuntime per model, created lazily the first time a model is needed:
+// that creation is the "model switch" whose cost DecodeStats reports.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dydca/log.h"
+#include "dydca/media.h"
+#include "dydca/runtime.h"
+#include "dydca/status.h"
+
+namespace dydca {
+
+// Wall-clock milliseconds spent on one frame by each stage.
+struct FrameTiming {
+  double decode_ms = 0;  // H.264 decode (plain video: FFmpeg decode)
+  double chroma_ms = 0;  // swscale bicubic into the HR frame (plain video: all planes)
+  double sr_ms = 0;      // SR runtime, luma (0 for plain videos)
+  double output_ms = 0;  // crop + md5 + sink write
+  int level = 0;         // QoS level the frame was upscaled at
+};
+
+// ---- QoS hook ---------------------------------------------------------------
+
+// What a LevelPolicy sees before each frame's SR. Decode runs ahead and output
+// runs behind, so the only timing known for sure is the previous frame's SR.
+struct LevelContext {
+  int64_t frame = 0;             // output index of the frame about to be upscaled
+  int levels = 1;                // valid levels are 0 .. levels-1 (0 = richest)
+  double frame_interval_ms = 0;  // 1000 / stream frame rate (the real-time budget)
+  const FrameTiming* last = nullptr;  // previous frame (sr_ms, chroma_ms, decode_ms, level); null first
+  int queued_for_output = 0;     // frames upscaled but not yet written (back-pressure)
+};
+
+// Decides the QoS level of every frame. Called on the SR thread only, once per
+// frame, in order; the returned level is clamped to [0, levels-1].
+class LevelPolicy {
+ public:
+  virtual ~LevelPolicy() = default;
+  virtual int level_for_frame(const LevelContext& ctx) = 0;
+};
+
+// Always the same level (the default, and `--level N`).
+class FixedLevelPolicy final : public LevelPolicy {
+ public:
+  explicit FixedLevelPolicy(int level) : level_(level) {}
+  int level_for_frame(const LevelContext&) override { return level_; }
+
+ private:
+  int level_;
+};
+
+// `--level auto`: the QoS controller (decoder/src/qos.*) once it lands; until
+// then a FixedLevelPolicy(0).
+std::unique_ptr<LevelPolicy> make_auto_level_policy();
+
+// ---- sinks --------------------------------------------------------------------
+
+// Geometry of the frames a sink receives (cropped HR).
+struct SinkFormat {
+  int width = 0;
+  int height = 0;
+  Rational frame_rate{25, 1};
+  std::string input_path;  // for copying audio
+};
+
+// Where HR frames go. open, then write per frame in order (on the output
+// thread), then finish (success: output complete and visible) or abort
+// (failure or cancel: no partial output left behind). Never called
+// concurrently; open/finish/abort run on decode_file's calling thread.
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  virtual Status open(const SinkFormat& format) = 0;
+  virtual Status write(const Frame& frame) = 0;
+  virtual Status finish() = 0;
+  virtual void abort() {}
+};
+
+enum class Muxer {
+  kAuto,   // from DecodeOptions::output: "-" or .y4m -> y4m, .mp4/.mkv -> x264
+  kY4m,    // y4m to output (file or "-")
+  kVideo,  // x264 .mp4/.mkv at output (CRF video_crf), audio copied from the input
+  kMd5,    // md5 of all output planes (like dav1d --muxer md5); nothing written
+  kNull,   // nothing written (benchmarks)
+};
+// "auto", "y4m", "mp4", "mkv", "md5", "null" (the --muxer flag).
+Expected<Muxer> parse_muxer(const std::string& name);
+
+// ---- decoding -----------------------------------------------------------------
+
+struct DecodeStats {
+  std::string input;
+  bool plain_video = false;  // no dydca blobs: bicubic fallback
+  int lr_width = 0, lr_height = 0;
+  int hr_width = 0, hr_height = 0;  // output (cropped) size
+  int scale = 0;
+  Rational frame_rate;
+  int64_t packets = 0;  // compressed frames in the input (after max_frames)
+  int64_t frames = 0;   // frames written (== frames decoded)
+  double wall_s = 0;    // pipeline: first decode to finished output (fps is frames / wall_s)
+  double setup_s = 0;   // before it: reading the file, parsing blobs, planning the runtime
+  std::vector<FrameTiming> timings;        // one per frame, in order
+  std::vector<int64_t> level_histogram;    // frames per QoS level
+  int levels = 1;
+  std::string md5;                         // hex, when computed
+  SimdLevel simd = SimdLevel::kNone;
+  int threads = 0;                         // SR runtime workers
+  // Multi-model files (models > 1). A tile "switches" when its model differs
+  // from the same tile's model in the previous frame; a frame switches when
+  // it uses a model the previous frame did not use.
+  int models = 0;
+  int models_loaded = 0;       // runtimes created (lazily, on first use)
+  double model_load_ms = 0;    // total time spent creating them
+  int64_t tile_switches = 0;
+  int64_t frame_switches = 0;
+  size_t runtime_bytes = 0;    // arenas + packed weights of all loaded runtimes
+
+  double fps() const { return wall_s > 0 ? frames / wall_s : 0; }
+  double speed() const { return frame_rate.valid() ? fps() / frame_rate.to_double() : 0; }
+  // Mean of a FrameTiming field over all frames, e.g. mean_ms(&FrameTiming::sr_ms).
+  double mean_ms(double FrameTiming::*field) const;
+  // "frames, fps, speed, ms/frame split, level histogram" on one line.
+  std::string summary() const;
+};
+
+struct DecodeOptions {
+  std::string output;        // file path or "-"; unused by md5/null
+  Muxer muxer = Muxer::kAuto;
+  bool compute_md5 = false;  // hash output frames whatever the sink (implied by kMd5)
+  int level = 0;             // fixed QoS level, used when `policy` is null
+  std::shared_ptr<LevelPolicy> policy;  // per-frame level; null = FixedLevelPolicy(level)
+  int threads = 0;           // SR runtime workers incl. the caller; 0 = all cores
+  int decode_threads = 1;    // libavcodec threads (1 keeps the cores for SR)
+  std::optional<SimdLevel> simd;  // unset = best this CPU has
+  int plain_scale = 2;       // plain videos: bicubic factor (1..8)
+  int64_t max_frames = 0;    // 0 = all
+  int video_crf = 16;        // Muxer::kVideo: x264 CRF
+  std::string video_preset = "veryfast";
+  int queue_depth = 3;       // frames in flight between two stages (>= 1)
+  // Called once when the input is open, before the first frame, with the
+  // geometry fields of DecodeStats filled (sizes, scale, frame_rate, packets).
+  std::function<void(const DecodeStats&)> on_start;
+};
+
+// Decodes `input` into the sink chosen by options (muxer/output). Progress is
+// reported per written frame (stage "decode", total = frames expected);
+// returning false from it cancels the run: the output is aborted and the call
+// returns an error "cancelled".
+Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
+                                  const ProgressFn& progress = {});
+// Same into a caller's sink (a player window, a test); options.output and
+// options.muxer are ignored (compute_md5 is honoured).
+Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
+                                  FrameSink& sink, const ProgressFn& progress = {});
+
+// Sinks decode_file uses, for callers that build their own pipeline.
+// kAuto resolves by the output's extension; errors name the path.
+Expected<std::unique_ptr<FrameSink>> make_sink(Muxer muxer, const std::string& output,
+                                               const DecodeOptions& options = {});
+
+}  // namespace dydca

@@ -1,0 +1,236 @@
+// dydca QoS controller: holds the frame rate when the CPU gets busy by
+// stepping the whole SR network down to cheaper QoS levels (AdaSR / DySR).
+// Pure C++: no libav, no SDL, no clock of its own (the caller passes times,
+// so tests drive it with a simulated clock).
+//
+// Usage (one controller per playback; levels as in RoutingMap::chunk_path,
+// level 0 richest, the last level cheapest):
+//   dydca::QosParams qp;
+//   qp.target_fps = 24;
+//   auto qos = dydca::QosController::create(routing.levels(), qp);
+//   // Start-up calibration on this device: run one frame per level (twice,
+//   // the faster run counts), so a slow machine starts on a cheap level.
+//   qos->calibrate([&](int level) { ...run SR at level...; return QosSample{macs, seconds}; });
+//   for each frame f:
+//     std::vector<int64_t> macs(levels);              // this frame's cost per level:
+//     for (l...) macs[l] = rt.frame_macs(w, h, paths_of(f, l));
+//     int level = qos->choose_level(macs);
+//     ...decode, SR at `level`, output; measure...
+//     qos->report({.t_s = now, .sr_s = sr, .overhead_s = decode_and_output});
+//   qos->trace();  // one QosFrameRecord per frame
+//
+// Model. Every level l has an efficiency eff[l] (MACs/s on an idle device),
+// measured by calibration (or, without it, on the first frame that runs l).
+// The load is one number, the slowdown s = measured SR time / idle
+// prediction, an EWMA that rises fast (alpha_rise) and falls slowly
+// (alpha_fall). A level's predicted SR time for a frame is
+// s * macs[l] / eff[l]. The budget per frame is 1/target_fps minus the EWMA
+// of the measured non-SR time (decode + output) of the frame.
+//
+// Decisions (hysteresis, so a steady load never oscillates):
+//   - stay on the current level while its prediction <= (1 - safety_margin) * budget;
+//   - step DOWN at once, possibly several levels, to the richest level that
+//     fits, when the current one no longer fits or a frame was late (a late
+//     frame always moves down at least one level);
+//   - step UP one level only after up_hold consecutive frames in which the
+//     richer level's prediction <= (1 - up_margin) * budget (up_margin >
+//     safety_margin). A step up that is followed by a step down within
+//     up_hold frames doubles up_hold (up to max_up_hold): a failed probe is
+//     not retried at the same rate. up_hold returns to its base after a long
+//     stable period.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dydca/decoder.h"  // LevelPolicy (the pipeline hook); pure C++, no libav types
+#include "dydca/model.h"
+#include "dydca/routing.h"
+#include "dydca/runtime.h"
+#include "dydca/status.h"
+
+namespace dydca {
+
+struct QosParams {
+  double target_fps = 25;        // > 0: the deadline per frame is 1/target_fps
+  double safety_margin = 0.10;   // stay while predicted <= (1 - this) * budget
+  double up_margin = 0.20;       // step up while predicted <= (1 - this) * budget; >= safety_margin
+  double up_hold_s = 1.0;        // stable time before a step up (base)
+  double max_up_hold_s = 8.0;    // cap of the doubling after failed step ups
+  double alpha_rise = 0.3;       // EWMA weight of a slowdown sample above the estimate
+  double alpha_fall = 0.05;      // ... below the estimate
+  double alpha_overhead = 0.1;   // EWMA weight of the non-SR time per frame
+  int pinned_level = -1;         // >= 0: always this level (the controller only records)
+  int start_level = -1;          // >= 0: level before any measurement when not calibrated;
+                                 // -1: the cheapest level
+};
+
+// One timing of SR at some level (calibration), on an idle device.
+struct QosSample {
+  int64_t macs = 0;     // frame_macs of the frame that was run
+  double seconds = 0;   // wall time of its SR
+};
+
+// What happened to one frame (the one the last choose_level() was for).
+struct QosFrameTiming {
+  double t_s = 0;         // time stamp for the trace (e.g. seconds since playback start)
+  double sr_s = 0;        // wall time of the SR of this frame
+  double overhead_s = 0;  // the rest of this frame's serial work (decode, colour, output)
+  // Late = missed its presentation deadline. -1: sr_s + overhead_s > 1/target_fps.
+  int late = -1;
+};
+
+struct QosFrameRecord {
+  int64_t frame = 0;
+  double t_s = 0;
+  int level = 0;
+  int64_t macs = 0;            // cost of the frame at its level
+  double sr_ms = 0;            // measured
+  double overhead_ms = 0;      // measured
+  double predicted_ms = 0;     // the controller's SR prediction when it chose the level
+  double budget_ms = 0;        // SR budget when it chose the level
+  double slowdown = 1;         // load estimate after this frame
+  bool late = false;
+};
+
+struct QosSummary {
+  int64_t frames = 0;
+  int64_t late = 0;
+  double late_fraction = 0;
+  int64_t switches = 0;             // level changes
+  double mean_level = 0;
+  std::vector<int64_t> level_frames;  // frames per level
+  double mean_sr_ms = 0;
+  double p99_sr_ms = 0;
+  double max_sr_ms = 0;
+};
+
+class QosController {
+ public:
+  // num_levels: 1..16. Errors: bad level count, target_fps <= 0, margins
+  // outside [0, 1) or up_margin < safety_margin, pinned/start level out of range.
+  static Expected<QosController> create(int num_levels, const QosParams& params);
+
+  // ---- calibration (optional, before the first frame) ----
+  // One idle-device timing of `level`; several samples keep the fastest (the
+  // others carry warm-up and noise).
+  void add_calibration(int level, const QosSample& sample);
+  // Runs `run_level(l)` `repeats` times for every level, cheapest first, and
+  // adds the samples. run_level runs one frame's SR at level l and returns
+  // its MACs and seconds.
+  void calibrate(const std::function<QosSample(int level)>& run_level, int repeats = 2);
+  bool calibrated(int level) const;
+
+  // ---- per frame ----
+  // Level for the next frame. level_macs[l] = the frame's MACs at level l
+  // (size num_levels; use SrRuntime::frame_macs). Must be followed by report().
+  int choose_level(const std::vector<int64_t>& level_macs);
+  // The measured times of the frame choose_level() was last called for.
+  void report(const QosFrameTiming& timing);
+
+  // ---- state ----
+  int num_levels() const { return int(eff_.size()); }
+  int level() const { return level_; }
+  const QosParams& params() const { return params_; }
+  double slowdown() const { return slowdown_; }
+  // SR budget per frame in seconds: 1/target_fps minus the non-SR time.
+  double budget_seconds() const;
+  // Predicted SR seconds of `macs` at `level` under the current load; < 0
+  // when the level has never been measured.
+  double predicted_seconds(int level, int64_t macs) const;
+  int up_hold_frames() const { return up_hold_; }
+  const std::vector<QosFrameRecord>& trace() const { return trace_; }
+
+ private:
+  QosController(int num_levels, const QosParams& params);
+  bool fits(int level, double margin) const;  // on pending_macs_
+  int richest_fitting(int from_level, double margin) const;
+
+  QosParams params_;
+  std::vector<double> eff_;        // MACs/s idle; 0 = unknown
+  std::vector<int64_t> pending_macs_;
+  int level_ = 0;
+  bool started_ = false;
+  bool pending_ = false;
+  bool force_down_ = false;
+  double slowdown_ = 1.0;
+  double overhead_s_ = 0.0;
+  bool have_overhead_ = false;
+  int base_up_hold_ = 1, max_up_hold_ = 1, up_hold_ = 1;
+  int stable_frames_ = 0;          // consecutive frames the richer level fit for a step up
+  int64_t frames_since_up_ = 1 << 30;
+  int64_t frames_since_change_ = 0;
+  double pending_pred_s_ = 0, pending_budget_s_ = 0;
+  std::vector<QosFrameRecord> trace_;
+};
+
+// Frames, late frames, switches, frames per level, SR time statistics.
+QosSummary summarize_qos_trace(const std::vector<QosFrameRecord>& trace, int num_levels);
+// CSV: frame,t_s,level,macs,sr_ms,overhead_ms,predicted_ms,budget_ms,slowdown,late
+Status write_qos_trace_csv(const std::string& path, const std::vector<QosFrameRecord>& trace);
+
+// ---- cost of a frame per level -------------------------------------------------
+
+// SR multiply-accumulates of routing frame `frame` at every QoS level (the
+// count of SrRuntime::frame_macs: tile area x the path's MACs per LR pixel).
+// Without a routing map (static model), level l runs the l-th richest path of
+// an lr_width x lr_height frame. `out` is resized to the number of levels.
+void level_frame_macs(const ModelArch& arch, const RoutingMap* routing, int frame, int lr_width,
+                      int lr_height, std::vector<int64_t>* out);
+
+// ---- the pipeline adapter (decode_file's LevelPolicy) -----------------------------
+
+// Drives a QosController from decode_file's per-frame hook. Before frame n
+// it reports frame n-1 (SR time from LevelContext::last, decode + chroma as
+// the non-SR overhead) and chooses frame n's level from its per-level MACs.
+// A sink that sees real presentation deadlines (a player) calls note_late();
+// otherwise a frame is late when SR + decode + chroma exceed the interval.
+// The architecture and routing map are copied (no weights; the map is one
+// byte per tile per frame).
+class QosLevelPolicy final : public LevelPolicy {
+ public:
+  // params.target_fps <= 0: the stream's frame rate (frame_rate).
+  static Expected<std::shared_ptr<QosLevelPolicy>> create(const ModelArch& arch,
+                                                          const RoutingMap* routing,
+                                                          int lr_width, int lr_height,
+                                                          Rational frame_rate, QosParams params);
+  // Start-up calibration on this device: a temporary runtime of `model` with
+  // the options the pipeline will use runs one synthetic LR frame (the
+  // kernels' speed does not depend on pixel values) routed like frame 0, at
+  // every level, twice. Costs about two frames' SR per level.
+  Status calibrate(const Model& model, const RuntimeOptions& options);
+  int level_for_frame(const LevelContext& ctx) override;
+  // Reports the last frame (decode_file has no call after it): pass
+  // stats.timings.back() once decode_file has returned.
+  void finish(const FrameTiming& last);
+  // Thread-safe: the sink saw a frame miss its presentation time.
+  void note_late() { late_events_.fetch_add(1, std::memory_order_relaxed); }
+  // Set when the sink calls note_late(): lateness then comes only from it.
+  void set_sink_reports_late(bool on) { sink_reports_late_ = on; }
+  // Level of the frame being upscaled (any thread may read it).
+  int current_level() const { return current_level_.load(std::memory_order_relaxed); }
+  const QosController& controller() const { return qos_; }
+
+  QosLevelPolicy(QosController qos, const ModelArch& arch, const RoutingMap* routing, int w, int h);
+
+ private:
+  void report_last(const FrameTiming& last);
+  QosController qos_;
+  ModelArch arch_;
+  std::unique_ptr<RoutingMap> routing_;
+  int lr_w_, lr_h_;
+  std::vector<int64_t> macs_;
+  std::chrono::steady_clock::time_point t0_;
+  bool started_ = false;
+  bool sink_reports_late_ = false;
+  std::atomic<int64_t> late_events_{0};
+  int64_t late_seen_ = 0;
+  std::atomic<int> current_level_{0};
+};
+
+}  // namespace dydca

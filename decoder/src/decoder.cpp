@@ -1,0 +1,360 @@
+// The decode pipeline: demux -> H.264 decode + bicubic chroma (decode thread)
+// -> SR luma (caller thread, runtime pool) -> crop + md5 + sink (output thread).
+// Frame slots are allocated once and recycled through a free queue.
+#include "dydca/decoder.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "bounded_queue.h"
+#include "dydca/container.h"
+#include "sinks.h"
+#include "upscale_stages.h"
+
+namespace dydca {
+
+using detail::ms_since;
+using Clock = std::chrono::steady_clock;
+
+std::unique_ptr<LevelPolicy> make_auto_level_policy() {
+  // The QoS controller (decoder/src/qos.*) plugs in here when it lands.
+  return std::make_unique<FixedLevelPolicy>(0);
+}
+
+double DecodeStats::mean_ms(double FrameTiming::*field) const {
+  if (timings.empty()) return 0;
+  double sum = 0;
+  for (const FrameTiming& t : timings) sum += t.*field;
+  return sum / double(timings.size());
+}
+
+std::string DecodeStats::summary() const {
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "%" PRId64 " frames %dx%d in %.2f s: %.1f fps (%.2fx real time); ms/frame "
+                "decode %.2f, chroma %.2f, SR %.2f, output %.2f",
+                frames, hr_width, hr_height, wall_s, fps(), speed(),
+                mean_ms(&FrameTiming::decode_ms), mean_ms(&FrameTiming::chroma_ms),
+                mean_ms(&FrameTiming::sr_ms), mean_ms(&FrameTiming::output_ms));
+  std::string s = buf;
+  if (plain_video) {
+    s += "; plain video, bicubic x" + std::to_string(scale);
+  } else {
+    s += "; levels";
+    for (size_t l = 0; l < level_histogram.size(); ++l)
+      if (level_histogram[l]) s += " " + std::to_string(l) + ":" + std::to_string(level_histogram[l]);
+    s += std::string("; ") + simd_level_name(simd) + " x" + std::to_string(threads);
+  }
+  if (models > 1) {
+    std::snprintf(buf, sizeof buf,
+                  "; %d models, %d loaded in %.1f ms, %" PRId64 " tile / %" PRId64
+                  " frame switches",
+                  models, models_loaded, model_load_ms, tile_switches, frame_switches);
+    s += buf;
+  }
+  return s;
+}
+
+namespace {
+
+// Source of LR frames in output order, drained at the end.
+class LrSource {
+ public:
+  virtual ~LrSource() = default;
+  // true: a frame; false: end of stream (decoder drained).
+  virtual Expected<bool> next(Frame& out) = 0;
+};
+
+class H264Source final : public LrSource {
+ public:
+  H264Source(const EncodedVideo& video, VideoDecoder decoder)
+      : video_(video), decoder_(std::move(decoder)) {}
+  Expected<bool> next(Frame& out) override {
+    while (true) {
+      auto got = decoder_.receive(out);
+      if (!got) return got.status();
+      if (*got) return true;
+      if (eof_sent_) return false;
+      if (next_ < video_.packets.size()) {
+        DYDCA_TRY(decoder_.send(&video_.packets[next_++]));
+      } else {
+        DYDCA_TRY(decoder_.send(nullptr));
+        eof_sent_ = true;
+      }
+    }
+  }
+
+ private:
+  const EncodedVideo& video_;
+  VideoDecoder decoder_;
+  size_t next_ = 0;
+  bool eof_sent_ = false;
+};
+
+class ReaderSource final : public LrSource {
+ public:
+  explicit ReaderSource(VideoReader reader) : reader_(std::move(reader)) {}
+  Expected<bool> next(Frame& out) override { return reader_.read(out); }
+
+ private:
+  VideoReader reader_;
+};
+
+struct Slot {
+  Frame lr, hr;
+  FrameTiming timing;
+  int64_t index = 0;
+};
+using SlotPtr = std::unique_ptr<Slot>;
+
+// First error wins; every queue is cancelled so that all threads wind down.
+class ErrorLatch {
+ public:
+  explicit ErrorLatch(std::vector<detail::BoundedQueue<SlotPtr>*> queues)
+      : queues_(std::move(queues)) {}
+  void fail(Status s) {
+    {
+      std::lock_guard lock(mu_);
+      if (failed_) return;
+      failed_ = true;
+      status_ = std::move(s);
+    }
+    for (auto* q : queues_) q->cancel();
+  }
+  bool failed() const {
+    std::lock_guard lock(mu_);
+    return failed_;
+  }
+  Status status() const {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  bool failed_ = false;
+  Status status_;
+  std::vector<detail::BoundedQueue<SlotPtr>*> queues_;
+};
+
+void crop_into(const Frame& in, Frame& out) {
+  for (int p = 0; p < 3; ++p) {
+    const int w = out.plane_width(p), h = out.plane_height(p), in_w = in.plane_width(p);
+    for (int r = 0; r < h; ++r)
+      std::memcpy(out.plane(p) + size_t(r) * w, in.plane(p) + size_t(r) * in_w, size_t(w));
+  }
+  out.pts = in.pts;
+}
+
+}  // namespace
+
+Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
+                                  const ProgressFn& progress) {
+  const Muxer muxer = options.muxer;
+  auto sink = make_sink(muxer, options.output, options);
+  if (!sink) return sink.status();
+  DecodeOptions opt = options;
+  if (muxer == Muxer::kMd5) opt.compute_md5 = true;
+  return decode_file(input, opt, **sink, progress);
+}
+
+Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
+                                  FrameSink& sink, const ProgressFn& progress) {
+  const auto t_open = Clock::now();
+  if (options.queue_depth < 1 || options.queue_depth > 64)
+    return Status::error("queue depth must be 1..64");
+  if (options.max_frames < 0) return Status::error("max frames must be >= 0");
+  if (options.plain_scale < 1 || options.plain_scale > 8)
+    return Status::error("scale must be 1..8");
+  if (options.level < 0) return Status::error("QoS level must be >= 0");
+  if (options.simd && !simd_level_supported(*options.simd))
+    return Status::error(std::string("this CPU has no ") + simd_level_name(*options.simd));
+
+  auto file = read_dydca_file(input);
+  if (!file) return file.status();
+
+  DecodeStats stats;
+  stats.input = input;
+  stats.plain_video = !file->has_dydca;
+  std::unique_ptr<LrSource> source;
+  std::optional<detail::SrStage> sr;
+  int64_t expected = 0;
+  if (file->has_dydca) {
+    stats.lr_width = file->video.width;
+    stats.lr_height = file->video.height;
+    stats.scale = file->scale;
+    stats.hr_width = file->hr_width;
+    stats.hr_height = file->hr_height;
+    stats.frame_rate = file->video.frame_rate;
+    expected = int64_t(file->video.packets.size());
+    auto dec = VideoDecoder::open(file->video, options.decode_threads);
+    if (!dec) return dec.status().with_context(input);
+    source = std::make_unique<H264Source>(file->video, std::move(*dec));
+    auto stage = detail::SrStage::create(*file, options);
+    if (!stage) return stage.status().with_context(input);
+    sr.emplace(std::move(*stage));
+    stats.levels = sr->levels();
+    if (!options.policy && options.level >= stats.levels)
+      return Status::error("QoS level " + std::to_string(options.level) + " but " + input +
+                           " has " + std::to_string(stats.levels) + " level" +
+                           (stats.levels == 1 ? "" : "s") + " (0.." +
+                           std::to_string(stats.levels - 1) + ")");
+  } else {
+    auto reader = VideoReader::open(input, options.decode_threads);
+    if (!reader) return reader.status();
+    const VideoInfo& info = reader->info();
+    log_warning(input + " has no dydca model: upscaling x" + std::to_string(options.plain_scale) +
+                " with bicubic");
+    stats.lr_width = info.width;
+    stats.lr_height = info.height;
+    stats.scale = options.plain_scale;
+    stats.hr_width = info.width * options.plain_scale;
+    stats.hr_height = info.height * options.plain_scale;
+    stats.frame_rate = info.frame_rate.valid() ? info.frame_rate : Rational{25, 1};
+    expected = int64_t(file->video.packets.size());
+    if (expected == 0) expected = info.frame_count;
+    source = std::make_unique<ReaderSource>(std::move(*reader));
+  }
+  if (options.max_frames > 0) expected = std::min(expected, options.max_frames);
+  stats.packets = expected;
+  stats.level_histogram.assign(size_t(stats.levels), 0);
+  const int64_t limit = options.max_frames > 0 ? options.max_frames : INT64_MAX;
+
+  auto bicubic = detail::BicubicUpscaler::create(stats.lr_width, stats.lr_height, stats.scale);
+  if (!bicubic) return bicubic.status().with_context(input);
+
+  FixedLevelPolicy fixed(options.level);
+  LevelPolicy& policy = options.policy ? *options.policy : fixed;
+
+  // Slots: enough for every queue to be full plus one in each stage.
+  const size_t depth = size_t(options.queue_depth);
+  const size_t n_slots = 2 * depth + 3;
+  detail::BoundedQueue<SlotPtr> free_q(n_slots), to_sr(depth), to_out(depth);
+  for (size_t i = 0; i < n_slots; ++i) {
+    auto slot = std::make_unique<Slot>();
+    slot->lr = Frame::blank(stats.lr_width, stats.lr_height);
+    slot->hr = Frame::blank(stats.lr_width * stats.scale, stats.lr_height * stats.scale);
+    (void)free_q.push(std::move(slot));
+  }
+  const bool crop = stats.hr_width != stats.lr_width * stats.scale ||
+                    stats.hr_height != stats.lr_height * stats.scale;
+  Frame cropped = crop ? Frame::blank(stats.hr_width, stats.hr_height) : Frame{};
+  std::optional<detail::FrameMd5> md5;
+  if (options.compute_md5) md5.emplace();
+  stats.timings.reserve(size_t(std::clamp<int64_t>(expected, 0, 1 << 20)));
+
+  if (options.on_start) options.on_start(stats);
+  SinkFormat format;
+  format.width = stats.hr_width;
+  format.height = stats.hr_height;
+  format.frame_rate = stats.frame_rate;
+  format.input_path = input;
+  if (Status s = sink.open(format); !s) {
+    sink.abort();
+    return s;
+  }
+
+  ErrorLatch latch({&free_q, &to_sr, &to_out});
+  const auto t_start = Clock::now();
+  std::atomic<int64_t> decoded{0};
+
+  std::thread decode_thread([&] {
+    int64_t n = 0;
+    while (n < limit) {
+      std::optional<SlotPtr> slot = free_q.pop();
+      if (!slot) break;  // cancelled
+      Slot& sl = **slot;
+      auto t0 = Clock::now();
+      auto got = source->next(sl.lr);
+      if (!got) return latch.fail(got.status().with_context(input));
+      if (!*got) break;
+      sl.timing = FrameTiming{};
+      sl.timing.decode_ms = ms_since(t0);
+      t0 = Clock::now();
+      if (Status s = bicubic->run(sl.lr, sl.hr); !s) return latch.fail(s.with_context(input));
+      sl.timing.chroma_ms = ms_since(t0);
+      sl.index = n++;
+      if (!to_sr.push(std::move(*slot))) break;
+    }
+    decoded = n;
+    to_sr.close();
+  });
+
+  std::thread output_thread([&] {
+    int64_t written = 0;
+    while (std::optional<SlotPtr> slot = to_out.pop()) {
+      Slot& sl = **slot;
+      const auto t0 = Clock::now();
+      const Frame* out = &sl.hr;
+      if (crop) {
+        crop_into(sl.hr, cropped);
+        out = &cropped;
+      }
+      if (md5) md5->add(*out);
+      if (Status s = sink.write(*out); !s) return latch.fail(s);
+      sl.timing.output_ms = ms_since(t0);
+      stats.timings.push_back(sl.timing);
+      ++written;
+      if (progress && !progress(Progress{"decode", written, expected}))
+        return latch.fail(Status::error("cancelled"));
+      if (!free_q.push(std::move(*slot))) break;
+    }
+  });
+
+  // SR on this thread: the runtime's pool is driven from here.
+  FrameTiming last;
+  bool have_last = false;
+  while (std::optional<SlotPtr> slot = to_sr.pop()) {
+    Slot& sl = **slot;
+    if (sr) {
+      LevelContext ctx;
+      ctx.frame = sl.index;
+      ctx.levels = stats.levels;
+      ctx.frame_interval_ms =
+          stats.frame_rate.valid() ? 1000.0 / stats.frame_rate.to_double() : 40.0;
+      ctx.last = have_last ? &last : nullptr;
+      ctx.queued_for_output = int(to_out.size());
+      const int level = std::clamp(policy.level_for_frame(ctx), 0, stats.levels - 1);
+      const auto t0 = Clock::now();
+      if (Status s = sr->run(sl.lr, sl.hr, sl.index, level); !s) {
+        latch.fail(s.with_context(input + " frame " + std::to_string(sl.index)));
+        break;
+      }
+      sl.timing.sr_ms = ms_since(t0);
+      sl.timing.level = level;
+      last = sl.timing;
+      have_last = true;
+    }
+    if (!to_out.push(std::move(*slot))) break;
+  }
+  to_out.close();
+  decode_thread.join();
+  output_thread.join();
+
+  if (latch.failed()) {
+    sink.abort();
+    return latch.status();
+  }
+  if (Status s = sink.finish(); !s) return s;
+  stats.frames = int64_t(stats.timings.size());
+  stats.wall_s = std::chrono::duration<double>(Clock::now() - t_start).count();
+  stats.setup_s = std::chrono::duration<double>(t_start - t_open).count();
+  // Frames in = frames out: every decoded frame went through every stage.
+  if (stats.frames != decoded)
+    return Status::error("internal: decoded " + std::to_string(decoded.load()) +
+                         " frames but wrote " + std::to_string(stats.frames));
+  if (stats.frames != expected && (options.max_frames == 0 || stats.frames < expected))
+    log_warning(input + ": " + std::to_string(expected) + " packets gave " +
+                std::to_string(stats.frames) + " frames (damaged stream?)");
+  for (const FrameTiming& t : stats.timings) ++stats.level_histogram[size_t(t.level)];
+  if (md5) stats.md5 = md5->hex();
+  if (sr) sr->report(stats);
+  return stats;
+}
+
+}  // namespace dydca

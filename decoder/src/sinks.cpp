@@ -1,0 +1,200 @@
+// Output sinks of the decoder: y4m (file or stdout), x264 .mp4/.mkv, null;
+// and the md5 of output frames.
+#include "sinks.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <random>
+
+#include "dydca/decoder.h"
+
+extern "C" {
+#include <libavutil/md5.h>
+#include <libavutil/mem.h>
+}
+
+namespace dydca {
+namespace detail {
+
+void FrameMd5::Deleter::operator()(AVMD5* m) const { av_free(m); }
+
+FrameMd5::FrameMd5() : ctx_(av_md5_alloc()) {
+  if (ctx_) av_md5_init(ctx_.get());
+}
+FrameMd5::FrameMd5(FrameMd5&&) noexcept = default;
+FrameMd5& FrameMd5::operator=(FrameMd5&&) noexcept = default;
+FrameMd5::~FrameMd5() = default;
+
+void FrameMd5::add(const Frame& f) {
+  if (!ctx_) return;
+  av_md5_update(ctx_.get(), f.y.data(), f.y.size());
+  av_md5_update(ctx_.get(), f.u.data(), f.u.size());
+  av_md5_update(ctx_.get(), f.v.data(), f.v.size());
+}
+
+std::string FrameMd5::hex() {
+  if (!ctx_) return {};
+  uint8_t digest[16];
+  av_md5_final(ctx_.get(), digest);
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : digest) {
+    s += kHex[b >> 4];
+    s += kHex[b & 15];
+  }
+  return s;
+}
+
+}  // namespace detail
+
+namespace {
+
+std::string lower_extension(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  for (char& c : ext) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
+}
+
+// A temporary name beside the final one (same filesystem, so rename is atomic).
+std::string temp_name(const std::string& path) {
+  std::random_device rd;
+  return path + ".part" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000);
+}
+
+// y4m to a file (written under a temporary name, renamed by finish) or to
+// stdout ("-", streamed: a pipe cannot be taken back).
+class Y4mSink final : public FrameSink {
+ public:
+  explicit Y4mSink(std::string path) : path_(std::move(path)) {}
+  ~Y4mSink() override { abort(); }
+  Status open(const SinkFormat& f) override {
+    target_ = path_ == "-" ? path_ : temp_name(path_);
+    auto w = Y4mWriter::open(target_, f.width, f.height, f.frame_rate);
+    if (!w) return w.status();
+    writer_.emplace(std::move(*w));
+    return Status::ok();
+  }
+  Status write(const Frame& frame) override {
+    if (!writer_) return Status::error("y4m: not open");
+    return writer_->write(frame);
+  }
+  Status finish() override {
+    if (!writer_) return Status::error("y4m: not open");
+    Status s = writer_->close();
+    writer_.reset();
+    if (s && path_ != "-") {
+      std::error_code ec;
+      std::filesystem::rename(target_, path_, ec);
+      if (ec) s = Status::error("cannot rename " + target_ + " to " + path_ + ": " + ec.message());
+    }
+    if (!s) remove_temp();
+    target_.clear();
+    return s;
+  }
+  void abort() override {
+    if (writer_) {
+      (void)writer_->close();
+      writer_.reset();
+    }
+    remove_temp();
+    target_.clear();
+  }
+
+ private:
+  void remove_temp() {
+    if (!target_.empty() && target_ != "-") {
+      std::error_code ec;
+      std::filesystem::remove(target_, ec);
+    }
+  }
+  std::string path_, target_;
+  std::optional<Y4mWriter> writer_;
+};
+
+// x264 into memory, muxed (with the input's audio) at finish; the file appears
+// only then (write_video_file renames a temporary file).
+class VideoFileSink final : public FrameSink {
+ public:
+  VideoFileSink(std::string path, int crf, std::string preset)
+      : path_(std::move(path)), crf_(crf), preset_(std::move(preset)) {}
+  Status open(const SinkFormat& f) override {
+    X264Config cfg;
+    cfg.preset = preset_;
+    cfg.crf = crf_;
+    auto e = VideoEncoder::open(f.width, f.height, f.frame_rate, cfg);
+    if (!e) return e.status().with_context("x264 for " + path_);
+    encoder_.emplace(std::move(*e));
+    input_ = f.input_path;
+    return Status::ok();
+  }
+  Status write(const Frame& frame) override {
+    if (!encoder_) return Status::error("x264: not open");
+    return encoder_->encode(frame);
+  }
+  Status finish() override {
+    if (!encoder_) return Status::error("x264: not open");
+    DYDCA_TRY(encoder_->finish());
+    MuxOptions mux;
+    mux.copy_audio_from = input_;
+    Status s = write_video_file(path_, encoder_->output(), mux);
+    encoder_.reset();
+    return s;
+  }
+  void abort() override { encoder_.reset(); }
+
+ private:
+  std::string path_;
+  int crf_;
+  std::string preset_, input_;
+  std::optional<VideoEncoder> encoder_;
+};
+
+class NullSink final : public FrameSink {
+ public:
+  Status open(const SinkFormat&) override { return Status::ok(); }
+  Status write(const Frame&) override { return Status::ok(); }
+  Status finish() override { return Status::ok(); }
+};
+
+}  // namespace
+
+Expected<Muxer> parse_muxer(const std::string& name) {
+  if (name == "auto" || name.empty()) return Muxer::kAuto;
+  if (name == "y4m") return Muxer::kY4m;
+  if (name == "mp4" || name == "mkv") return Muxer::kVideo;
+  if (name == "md5") return Muxer::kMd5;
+  if (name == "null") return Muxer::kNull;
+  return Status::error("unknown muxer '" + name + "' (auto, y4m, mp4, mkv, md5, null)");
+}
+
+Expected<std::unique_ptr<FrameSink>> make_sink(Muxer muxer, const std::string& output,
+                                               const DecodeOptions& options) {
+  if (muxer == Muxer::kMd5 || muxer == Muxer::kNull) return std::unique_ptr<FrameSink>(new NullSink);
+  if (output.empty()) return Status::error("no output: give -o FILE (.y4m, .mp4, .mkv, -) or --muxer md5|null");
+  if (muxer == Muxer::kAuto) {
+    const std::string ext = lower_extension(output);
+    if (output == "-" || ext == ".y4m") {
+      muxer = Muxer::kY4m;
+    } else if (ext == ".mp4" || ext == ".mkv") {
+      muxer = Muxer::kVideo;
+    } else {
+      return Status::error("output " + output +
+                           ": unknown extension (use .y4m, .mp4, .mkv, - for y4m on stdout, "
+                           "or --muxer)");
+    }
+  }
+  if (muxer == Muxer::kY4m) return std::unique_ptr<FrameSink>(new Y4mSink(output));
+  if (output == "-") return Status::error("mp4/mkv cannot be written to stdout; use y4m");
+  const std::string ext = lower_extension(output);
+  if (ext != ".mp4" && ext != ".mkv")
+    return Status::error("output " + output + ": mp4/mkv output needs a .mp4 or .mkv name");
+  if (options.video_crf < 0 || options.video_crf > 51)
+    return Status::error("video CRF must be 0..51");
+  return std::unique_ptr<FrameSink>(
+      new VideoFileSink(output, options.video_crf, options.video_preset));
+}
+
+}  // namespace dydca

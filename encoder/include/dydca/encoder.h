@@ -1,0 +1,91 @@
+// dydca encoder: the server pipeline end to end.
+//   input -> HR (padded to 2*scale) -> LR (area) -> x264 -> decode back
+//   -> chunking -> training (one dynamic model) -> refine routing with measured
+//   per-path error -> quantized model blob + routing blob -> .mkv (+ input audio)
+// and a report (bitrate split, PSNR per QoS level, time per stage).
+//
+// Usage:
+//   dydca::EncodeParams p;
+//   p.input = "in.mp4"; p.output = "out.mkv";
+//   auto report = dydca::encode_video(p, progress);
+//   if (!report) fail(report.status());
+//   puts(dydca::report_text(*report).c_str());
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "dydca/log.h"
+#include "dydca/model.h"
+#include "dydca/status.h"
+
+namespace dydca {
+
+struct EncodeParams {
+  std::string input;
+  std::string output;                 // .mkv
+  int scale = 2;                      // 2, 3 or 4
+  int crf = 23;                       // LR x264 CRF (used when bitrate_kbps == 0)
+  int bitrate_kbps = 0;               // LR x264 target (2-pass)
+  std::string preset = "medium";      // x264 preset
+  int gop = 250;
+  int chunks = 4;                     // K content chunks
+  int tile_size = 32;                 // LR tile side
+  std::string quality = "balanced";   // training preset: fast | balanced | best
+  int train_steps = 0;                // > 0 overrides the preset's step count (no time budget)
+  std::string precision = "int8";     // model weights: fp32 | fp16 | int8
+  std::string baseline = "none";      // none | per-chunk | per-segment | static
+  int threads = 2;
+  int64_t max_frames = 0;             // 0 = all
+  uint64_t seed = 1;
+  bool refine = true;                 // re-pick each chunk's path from measured PSNR
+  double refine_tolerance_db = 0.05;
+  ModelArch arch;                     // scale is taken from `scale`; paths default below
+  const std::atomic<bool>* stop = nullptr;
+
+  EncodeParams();
+};
+
+struct LevelQuality {
+  int level = 0;
+  double psnr_y = 0;
+  double psnr_yuv = 0;
+  double ssim_y = 0;
+  double macs_per_lr_pixel = 0;  // mean over tiles with this level's routing
+};
+
+struct EncodeReport {
+  std::string input, output;
+  int frames = 0;
+  double fps = 0;
+  double duration_s = 0;
+  int hr_width = 0, hr_height = 0, lr_width = 0, lr_height = 0, scale = 2;
+  ModelArch arch;
+  std::string precision;
+  std::string baseline;
+  // Bitrate split, kb/s over the clip's duration.
+  double video_kbps = 0, model_kbps = 0, routing_kbps = 0, audio_kbps = 0;
+  int64_t video_bytes = 0, model_bytes = 0, routing_bytes = 0, audio_bytes = 0;
+  // Quality against the HR input (original size, full frames).
+  double bicubic_psnr_y = 0, bicubic_psnr_yuv = 0, bicubic_ssim_y = 0;
+  std::vector<LevelQuality> levels;
+  std::vector<int64_t> chunk_tiles;
+  std::vector<int> chunk_path;  // level 0 after refinement
+  double holdout_psnr_before = 0, holdout_psnr_after = 0;
+  int train_steps = 0;
+  // Seconds per stage.
+  double t_read = 0, t_x264 = 0, t_chunking = 0, t_train = 0, t_refine = 0, t_eval = 0,
+         t_write = 0, t_total = 0;
+};
+
+Expected<EncodeReport> encode_video(const EncodeParams& params, const ProgressFn& progress = {});
+
+// Human-readable summary table, and the JSON form (--report).
+std::string report_text(const EncodeReport& r);
+std::string report_json(const EncodeReport& r);
+
+// The default path family for a network (cheap -> rich).
+ModelArch default_arch(int scale);
+
+}  // namespace dydca

@@ -1,0 +1,381 @@
+#include "dydca/encoder.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "dydca/chunking.h"
+#include "dydca/container.h"
+#include "dydca/media.h"
+#include "dydca/metrics.h"
+#include "dydca/runtime.h"
+#include "dydca/training.h"
+
+namespace dydca {
+
+ModelArch default_arch(int scale) {
+  ModelArch a;
+  a.scale = scale;
+  a.channels = 32;
+  a.inner = 32;
+  a.blocks = 4;
+  a.paths = {{0, 0}, {1, 16}, {2, 24}, {4, 32}};
+  return a;
+}
+
+EncodeParams::EncodeParams() : arch(default_arch(2)) {}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+Expected<WeightFormat> parse_precision(const std::string& p) {
+  if (p == "fp32") return WeightFormat::kFp32;
+  if (p == "fp16") return WeightFormat::kFp16;
+  if (p == "int8") return WeightFormat::kInt8;
+  return Status::error("unknown model precision '" + p + "' (fp32, fp16, int8)");
+}
+
+Status check_params(const EncodeParams& p) {
+  if (p.input.empty()) return Status::error("no input file");
+  if (p.output.empty()) return Status::error("no output file (-o OUT.mkv)");
+  auto ext = std::filesystem::path(p.output).extension().string();
+  if (ext != ".mkv") return Status::error("the output must be a Matroska file ending in .mkv");
+  std::error_code ec;
+  if (std::filesystem::exists(p.output, ec) &&
+      std::filesystem::equivalent(p.input, p.output, ec))
+    return Status::error("the output would overwrite the input");
+  auto dir = std::filesystem::absolute(p.output, ec).parent_path();
+  if (!std::filesystem::is_directory(dir, ec))
+    return Status::error("cannot write " + p.output + ": folder " + dir.string() + " does not exist");
+  if (p.scale < 2 || p.scale > 4) return Status::error("--scale must be 2, 3 or 4");
+  if (p.bitrate_kbps < 0 || p.crf < 0 || p.crf > 51) return Status::error("bad --crf or --bitrate");
+  if (p.chunks < 1 || p.chunks > 16) return Status::error("--chunks must be 1..16");
+  if (p.tile_size < 8 || p.tile_size > 256) return Status::error("--tile must be 8..256");
+  if (p.baseline != "none")
+    return Status::error("--baseline " + p.baseline + " is not implemented yet (only none)");
+  DYDCA_TRY(parse_precision(p.precision).status());
+  return Status::ok();
+}
+
+// Full-frame quality of one QoS level (or bicubic when rt is null), cropped to
+// the original HR size.
+struct Evaluation {
+  ClipQuality quality;
+  double macs = 0;
+};
+
+}  // namespace
+
+Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& progress) {
+  DYDCA_TRY(check_params(p));
+  const auto t_start = Clock::now();
+  EncodeReport r;
+  r.input = p.input;
+  r.output = p.output;
+  r.scale = p.scale;
+  r.precision = p.precision;
+  r.baseline = p.baseline;
+  auto interrupted = [&] { return p.stop && p.stop->load(); };
+  ProgressFn prog = [&](const Progress& pr) {
+    if (interrupted()) return false;
+    return progress ? progress(pr) : true;
+  };
+
+  // 1. Input -> HR (padded) -> LR.
+  auto t = Clock::now();
+  VideoInfo info;
+  ReadOptions ro;
+  ro.max_frames = p.max_frames;
+  ro.threads = p.threads;
+  auto frames = read_all_frames(p.input, &info, ro, prog);
+  if (!frames) return frames.status();
+  const int s = p.scale;
+  if (info.width < 16 * s || info.height < 16 * s)
+    return Status::error(p.input + ": " + std::to_string(info.width) + "x" +
+                         std::to_string(info.height) + " is too small for scale " +
+                         std::to_string(s) + " (needs at least " + std::to_string(16 * s) +
+                         " pixels each way)");
+  r.frames = int(frames->size());
+  r.fps = info.frame_rate.to_double();
+  r.duration_s = r.frames / r.fps;
+  r.hr_width = info.width;
+  r.hr_height = info.height;
+  std::vector<Frame> hr, lr;
+  hr.reserve(frames->size());
+  for (auto& f : *frames) {
+    if (f.width != info.width || f.height != info.height) {
+      auto fixed = resize(f, info.width, info.height, ScaleFilter::kBicubic);
+      if (!fixed) return fixed.status();
+      f = std::move(*fixed);
+    }
+    hr.push_back(pad_to_multiple(f, 2 * s));
+    f = Frame();
+    auto d = downscale(hr.back(), s, ScaleFilter::kArea);
+    if (!d) return d.status();
+    lr.push_back(std::move(*d));
+  }
+  frames->clear();
+  r.lr_width = lr[0].width;
+  r.lr_height = lr[0].height;
+  r.t_read = since(t);
+
+  // 2. x264 and decode back: training sees what the client will decode.
+  t = Clock::now();
+  X264Config xc;
+  xc.preset = p.preset;
+  xc.crf = p.crf;
+  xc.gop = p.gop;
+  xc.threads = p.threads;
+  if (p.bitrate_kbps > 0) {
+    xc.bitrate_kbps = p.bitrate_kbps;
+    xc.two_pass = true;
+  }
+  auto video = encode_h264(lr, info.frame_rate, xc, prog);
+  if (!video) return video.status();
+  auto lr_dec = decode_h264(*video, p.threads);
+  if (!lr_dec) return lr_dec.status();
+  if (lr_dec->size() != lr.size())
+    return Status::error("x264 round trip lost frames (" + std::to_string(lr_dec->size()) +
+                         " of " + std::to_string(lr.size()) + ")");
+  lr.clear();
+  r.t_x264 = since(t);
+
+  // 3. Chunking and routing.
+  t = Clock::now();
+  ModelArch arch = p.arch;
+  arch.scale = s;
+  r.arch = arch;
+  ChunkingParams cp;
+  cp.scale = s;
+  cp.tile_size = p.tile_size;
+  cp.cluster.chunks = p.chunks;
+  cp.cluster.seed = p.seed;
+  auto chunks = chunk_video(hr, *lr_dec, cp, prog);
+  if (!chunks) return chunks.status();
+  RoutingMap routing = std::move(chunks->routing);
+  DYDCA_TRY(fill_path_tables(routing, arch));
+  r.t_chunking = since(t);
+  if (interrupted()) return Status::error("interrupted");
+
+  // 4. Training.
+  t = Clock::now();
+  auto tc = TrainConfig::preset(p.quality, arch, r.duration_s);
+  if (!tc) return tc.status();
+  TrainConfig cfg = *tc;
+  cfg.seed = p.seed;
+  cfg.threads = p.threads;
+  cfg.stop = p.stop;
+  if (p.train_steps > 0) {
+    cfg.steps = p.train_steps;
+    cfg.time_budget_s = 0;
+  }
+  TrainReport tr;
+  auto model = train_dynamic(hr, *lr_dec, routing, cfg, &tr, prog);
+  if (!model) return model.status();
+  r.train_steps = tr.steps;
+  r.holdout_psnr_before = tr.holdout_psnr_before;
+  r.holdout_psnr_after = tr.holdout_psnr_after;
+  r.t_train = since(t);
+
+  // 5. Quantize exactly as the file will carry it, then refine the routing
+  // with the error the client's model really makes.
+  t = Clock::now();
+  ModelBlobOptions mbo;
+  mbo.weights = *parse_precision(p.precision);
+  auto blob = serialize_model(*model, mbo);
+  if (!blob) return blob.status();
+  auto shipped = parse_model(*blob);
+  if (!shipped) return shipped.status();
+  RuntimeOptions ropt;
+  ropt.tile_size = p.tile_size;
+  ropt.threads = p.threads;
+  ropt.max_lr_width = r.lr_width;
+  ropt.max_lr_height = r.lr_height;
+  auto rt = SrRuntime::create(*shipped, ropt);
+  if (!rt) return rt.status();
+  const int P = int(arch.paths.size()), K = routing.num_chunks;
+  if (p.refine) {
+    // Per chunk and path: squared error over the chunk's tiles, on up to 16
+    // evenly spread frames.
+    std::vector<std::vector<double>> sse(size_t(K), std::vector<double>(size_t(P), 0));
+    std::vector<double> count(size_t(K), 0);
+    std::vector<uint8_t> out(size_t(r.lr_width) * s * r.lr_height * s);
+    const int n_eval = std::min<int>(16, r.frames);
+    const int T = p.tile_size;
+    for (int i = 0; i < n_eval; ++i) {
+      int f = int((int64_t(i) * r.frames) / n_eval);
+      const Frame& L = (*lr_dec)[size_t(f)];
+      const Frame& H = hr[size_t(f)];
+      for (int path = 0; path < P; ++path) {
+        DYDCA_TRY(rt->upscale_luma(L.y.data(), L.width, L.height, L.width, out.data(), H.width, path));
+        for (int ty = 0; ty < routing.tiles_y(); ++ty)
+          for (int tx = 0; tx < routing.tiles_x(); ++tx) {
+            int c = routing.chunk(f, tx, ty);
+            int x0 = tx * T * s, y0 = ty * T * s;
+            int x1 = std::min(H.width, x0 + T * s), y1 = std::min(H.height, y0 + T * s);
+            double e = 0;
+            for (int yy = y0; yy < y1; ++yy)
+              for (int xx = x0; xx < x1; ++xx) {
+                int d = int(out[size_t(yy) * H.width + xx]) - int(H.y[size_t(yy) * H.width + xx]);
+                e += d * d;
+              }
+            sse[size_t(c)][size_t(path)] += e;
+            if (path == 0) count[size_t(c)] += double(x1 - x0) * (y1 - y0);
+          }
+      }
+      if (!prog({"refine", i + 1, n_eval})) return Status::error("interrupted");
+    }
+    std::vector<std::vector<double>> psnr(size_t(K), std::vector<double>(size_t(P), std::nan("")));
+    for (int c = 0; c < K; ++c)
+      if (count[size_t(c)] > 0)
+        for (int path = 0; path < P; ++path)
+          psnr[size_t(c)][size_t(path)] = psnr_from_mse(sse[size_t(c)][size_t(path)] / count[size_t(c)]);
+    auto level0 = refine_paths(psnr, arch, p.refine_tolerance_db);
+    if (!level0) return level0.status();
+    auto tables = qos_level_tables(*level0, arch);
+    if (!tables) return tables.status();
+    routing.chunk_path = std::move(*tables);
+  }
+  for (uint8_t v : routing.chunk_path[0]) r.chunk_path.push_back(v);
+  r.chunk_tiles = chunk_tile_counts(routing);
+  r.t_refine = since(t);
+
+  // 6. Quality per QoS level over every frame, as the client will see it.
+  t = Clock::now();
+  {
+    QualityAccumulator bic;
+    std::vector<QualityAccumulator> lev(size_t(routing.levels()));
+    for (int f = 0; f < r.frames; ++f) {
+      const Frame& L = (*lr_dec)[size_t(f)];
+      const Frame& H = hr[size_t(f)];
+      auto up = resize(L, H.width, H.height, ScaleFilter::kBicubic);
+      if (!up) return up.status();
+      Frame ref = crop(H, r.hr_width, r.hr_height);
+      DYDCA_TRY(bic.add(ref, crop(*up, r.hr_width, r.hr_height)));
+      for (int l = 0; l < routing.levels(); ++l) {
+        DYDCA_TRY(rt->upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(), up->width,
+                                   routing, f, l));
+        DYDCA_TRY(lev[size_t(l)].add(ref, crop(*up, r.hr_width, r.hr_height)));
+      }
+      if (!prog({"evaluate", f + 1, r.frames})) return Status::error("interrupted");
+    }
+    ClipQuality b = bic.result();
+    r.bicubic_psnr_y = b.psnr_y;
+    r.bicubic_psnr_yuv = b.psnr_yuv;
+    r.bicubic_ssim_y = b.ssim_y;
+    for (int l = 0; l < routing.levels(); ++l) {
+      ClipQuality q = lev[size_t(l)].result();
+      LevelQuality lq;
+      lq.level = l;
+      lq.psnr_y = q.psnr_y;
+      lq.psnr_yuv = q.psnr_yuv;
+      lq.ssim_y = q.ssim_y;
+      lq.macs_per_lr_pixel = mean_macs_per_lr_pixel(routing.chunk_path[size_t(l)], r.chunk_tiles, arch);
+      r.levels.push_back(lq);
+    }
+  }
+  r.t_eval = since(t);
+
+  // 7. The file: LR video + input audio + the two blobs, written atomically.
+  t = Clock::now();
+  auto routing_blob = serialize_routing(routing);
+  if (!routing_blob) return routing_blob.status();
+  DydcaWriteParams wp;
+  wp.hr_width = r.hr_width;
+  wp.hr_height = r.hr_height;
+  wp.copy_audio_from = p.input;
+  DYDCA_TRY(write_dydca_file_blobs(p.output, *video, {*blob}, &*routing_blob, wp));
+  auto check = read_dydca_file(p.output);
+  if (!check) return check.status().with_context("reading back " + p.output);
+  r.t_write = since(t);
+
+  r.video_bytes = video->total_bytes();
+  r.model_bytes = int64_t(blob->size());
+  r.routing_bytes = int64_t(routing_blob->size());
+  r.audio_bytes = check->audio_bytes;
+  const double kb = 8.0 / 1000.0 / std::max(r.duration_s, 1e-9);
+  r.video_kbps = r.video_bytes * kb;
+  r.model_kbps = r.model_bytes * kb;
+  r.routing_kbps = r.routing_bytes * kb;
+  r.audio_kbps = r.audio_bytes * kb;
+  r.t_total = since(t_start);
+  return r;
+}
+
+std::string report_text(const EncodeReport& r) {
+  std::string o;
+  char line[512];
+  auto add = [&](const char* fmt, auto... args) {
+    std::snprintf(line, sizeof line, fmt, args...);
+    o += line;
+  };
+  add("%s -> %s\n", r.input.c_str(), r.output.c_str());
+  add("  %d frames, %.3f fps, %.2f s; HR %dx%d, LR %dx%d (x%d)\n", r.frames, r.fps, r.duration_s,
+      r.hr_width, r.hr_height, r.lr_width, r.lr_height, r.scale);
+  add("  model C%d E%d N%d, %zu paths, %s weights, %d training steps\n", r.arch.channels,
+      r.arch.inner, r.arch.blocks, r.arch.paths.size(), r.precision.c_str(), r.train_steps);
+  const double total = r.video_kbps + r.model_kbps + r.routing_kbps;
+  add("  bitrate  video %.1f + model %.1f + routing %.2f = %.1f kb/s (audio %.1f not counted)\n",
+      r.video_kbps, r.model_kbps, r.routing_kbps, total, r.audio_kbps);
+  add("  bytes    video %lld, model %lld, routing %lld\n", (long long)r.video_bytes,
+      (long long)r.model_bytes, (long long)r.routing_bytes);
+  add("  chunks   ");
+  for (size_t c = 0; c < r.chunk_tiles.size(); ++c)
+    add("%s#%zu: %lld tiles -> path %d", c ? ", " : "", c, (long long)r.chunk_tiles[c],
+        c < r.chunk_path.size() ? r.chunk_path[c] : -1);
+  add("\n  quality (full frames, vs HR input)        PSNR-Y  PSNR-YUV  SSIM-Y   MACs/LR px\n");
+  add("    bicubic(x264 LR)                        %6.2f  %8.2f  %.4f   %10d\n", r.bicubic_psnr_y,
+      r.bicubic_psnr_yuv, r.bicubic_ssim_y, 0);
+  for (const auto& l : r.levels)
+    add("    dydca level %-2d                         %6.2f  %8.2f  %.4f   %10.0f\n", l.level,
+        l.psnr_y, l.psnr_yuv, l.ssim_y, l.macs_per_lr_pixel);
+  add("  time     read %.1f, x264 %.1f, chunking %.1f, training %.1f, refine %.1f, evaluate %.1f, "
+      "write %.1f = %.1f s (%.1fx the clip)\n",
+      r.t_read, r.t_x264, r.t_chunking, r.t_train, r.t_refine, r.t_eval, r.t_write, r.t_total,
+      r.t_total / std::max(r.duration_s, 1e-9));
+  return o;
+}
+
+std::string report_json(const EncodeReport& r) {
+  nlohmann::json j;
+  j["input"] = r.input;
+  j["output"] = r.output;
+  j["frames"] = r.frames;
+  j["fps"] = r.fps;
+  j["duration_s"] = r.duration_s;
+  j["hr"] = {r.hr_width, r.hr_height};
+  j["lr"] = {r.lr_width, r.lr_height};
+  j["scale"] = r.scale;
+  nlohmann::json paths = nlohmann::json::array();
+  for (size_t i = 0; i < r.arch.paths.size(); ++i)
+    paths.push_back({{"depth", r.arch.paths[i].depth}, {"width", r.arch.paths[i].width},
+                     {"macs_per_lr_pixel", r.arch.macs_per_lr_pixel(int(i))}});
+  j["model"] = {{"channels", r.arch.channels}, {"inner", r.arch.inner}, {"blocks", r.arch.blocks},
+                {"paths", paths}, {"precision", r.precision}, {"train_steps", r.train_steps},
+                {"holdout_psnr_before", r.holdout_psnr_before},
+                {"holdout_psnr_after", r.holdout_psnr_after}};
+  j["bitrate_kbps"] = {{"video", r.video_kbps}, {"model", r.model_kbps},
+                       {"routing", r.routing_kbps}, {"audio", r.audio_kbps},
+                       {"total_without_audio", r.video_kbps + r.model_kbps + r.routing_kbps}};
+  j["bytes"] = {{"video", r.video_bytes}, {"model", r.model_bytes}, {"routing", r.routing_bytes},
+                {"audio", r.audio_bytes}};
+  j["chunks"] = {{"tiles", r.chunk_tiles}, {"path_level0", r.chunk_path}};
+  j["bicubic"] = {{"psnr_y", r.bicubic_psnr_y}, {"psnr_yuv", r.bicubic_psnr_yuv},
+                  {"ssim_y", r.bicubic_ssim_y}};
+  nlohmann::json lv = nlohmann::json::array();
+  for (const auto& l : r.levels)
+    lv.push_back({{"level", l.level}, {"psnr_y", l.psnr_y}, {"psnr_yuv", l.psnr_yuv},
+                  {"ssim_y", l.ssim_y}, {"macs_per_lr_pixel", l.macs_per_lr_pixel}});
+  j["levels"] = lv;
+  j["seconds"] = {{"read", r.t_read}, {"x264", r.t_x264}, {"chunking", r.t_chunking},
+                  {"train", r.t_train}, {"refine", r.t_refine}, {"evaluate", r.t_eval},
+                  {"write", r.t_write}, {"total", r.t_total}};
+  j["encode_time_ratio"] = r.t_total / std::max(r.duration_s, 1e-9);
+  return j.dump(2);
+}
+
+}  // namespace dydca

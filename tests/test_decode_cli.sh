@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `dydca decode` from the command line: sinks, md5 / --verify, stdout y4m read
+# by ffmpeg, plain-video fallback, errors as one line with a non-zero exit.
+# Usage: test_decode_cli.sh DYDCA TEST_DECODER (the latter writes the fixture).
+set -u
+dydca=$1
+test_decoder=$2
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0; passes=0
+check() {  # description, expected exit (0 or nonzero), command...
+  local what=$1 want=$2; shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  if { [[ $want == 0 ]] && [[ $rc == 0 ]]; } || { [[ $want != 0 ]] && [[ $rc != 0 ]] && [[ $rc -lt 128 ]]; }; then
+    passes=$((passes+1))
+  else
+    echo "FAIL: $what (exit $rc)"; cat "$tmp/err"; fails=$((fails+1))
+  fi
+}
+expect() {  # description, shell condition
+  if eval "$2"; then passes=$((passes+1)); else echo "FAIL: $1"; fails=$((fails+1)); fi
+}
+
+DYDCA_DECODER_FIXTURE="$tmp/a.mkv" "$test_decoder" -tc="fixture*" >/dev/null 2>&1
+[[ -s $tmp/a.mkv ]] || { echo "FAIL: no fixture"; exit 1; }
+
+check "help" 0 "$dydca" decode --help
+grep -q -- "--verify" "$tmp/out" || { echo "FAIL: help lists --verify"; fails=$((fails+1)); }
+
+# md5 muxer: printed on stdout, same for every thread count, equals ffmpeg's md5 of the y4m.
+check "md5" 0 "$dydca" -q decode "$tmp/a.mkv" --muxer md5
+md5=$(cat "$tmp/out")
+expect "md5 is 32 hex digits" '[[ $md5 =~ ^[0-9a-f]{32}$ ]]'
+check "md5 threads 1" 0 "$dydca" -q --threads 1 decode "$tmp/a.mkv" --muxer md5
+expect "md5 stable across threads" '[[ $(cat "$tmp/out") == "$md5" ]]'
+check "verify ok" 0 "$dydca" decode "$tmp/a.mkv" --verify "$md5"
+check "verify mismatch" 1 "$dydca" decode "$tmp/a.mkv" --verify 0123456789abcdef0123456789abcdef
+grep -q "md5 mismatch" "$tmp/err" || { echo "FAIL: mismatch message"; fails=$((fails+1)); }
+check "md5 to a file" 0 "$dydca" -q decode "$tmp/a.mkv" --muxer md5 -o "$tmp/sum.md5"
+expect "md5 file" '[[ $(cat "$tmp/sum.md5") == "$md5" ]]'
+
+# y4m file, then stdout piped into ffmpeg.
+check "y4m" 0 "$dydca" decode "$tmp/a.mkv" -o "$tmp/o.y4m"
+grep -q "10 frames 102x70" "$tmp/err" || { echo "FAIL: summary line"; cat "$tmp/err"; fails=$((fails+1)); }
+ff=$(ffmpeg -v error -i "$tmp/o.y4m" -f md5 - 2>/dev/null)
+expect "ffmpeg md5 of the y4m equals --muxer md5" '[[ $ff == "MD5=$md5" ]]'
+"$dydca" -q decode "$tmp/a.mkv" -o - 2>"$tmp/err" | ffmpeg -v error -i - -f null - 2>>"$tmp/err"
+rcs="${PIPESTATUS[*]}"
+expect "stdout y4m readable by ffmpeg (exit codes $rcs)" '[[ $rcs == "0 0" && ! -s $tmp/err ]]'
+n=$("$dydca" -q decode "$tmp/a.mkv" -o - | ffprobe -v error -count_frames -select_streams v:0 \
+      -show_entries stream=nb_read_frames,width,height -of csv=p=0 -i - 2>/dev/null)
+expect "ffprobe sees 102x70, 10 frames on stdout ($n)" '[[ $n == "102,70,10" ]]'
+
+# Levels, max frames, null muxer.
+check "level 2" 0 "$dydca" -q decode "$tmp/a.mkv" --muxer md5 --level 2
+expect "level 2 differs" '[[ $(cat "$tmp/out") != "$md5" ]]'
+check "level auto" 0 "$dydca" decode "$tmp/a.mkv" --muxer null --level auto
+check "bad level" 1 "$dydca" decode "$tmp/a.mkv" --muxer null --level 9
+expect "bad level: one line" '[[ $(wc -l <"$tmp/err") == 1 ]]'
+check "level not a number" 1 "$dydca" decode "$tmp/a.mkv" --muxer null --level fast
+check "max frames" 0 "$dydca" decode "$tmp/a.mkv" --muxer null --max-frames 3
+grep -q "^3 frames" "$tmp/err" || { echo "FAIL: max frames summary"; cat "$tmp/err"; fails=$((fails+1)); }
+check "simd none" 0 "$dydca" -q decode "$tmp/a.mkv" --muxer md5 --simd none
+
+# mp4 output with the input's audio copied (a plain mkv with audio, bicubic fallback).
+ffmpeg -v error -f lavfi -i testsrc2=size=64x48:rate=25 -f lavfi -i sine=frequency=440 \
+  -t 0.4 -c:v libx264 -preset ultrafast -c:a aac -shortest "$tmp/plain.mkv"
+check "plain video" 0 "$dydca" decode "$tmp/plain.mkv" -o "$tmp/p.mp4" --scale 2
+grep -q "no dydca model" "$tmp/err" || { echo "FAIL: plain warning"; cat "$tmp/err"; fails=$((fails+1)); }
+streams=$(ffprobe -v error -show_entries stream=codec_type,width,height -of csv=p=0 "$tmp/p.mp4" | sort | tr '\n' ' ')
+expect "mp4 has HR video and audio ($streams)" '[[ $streams == "audio video,128,96 " ]]'
+
+# Errors: one line, non-zero, no output left behind.
+check "missing input" 1 "$dydca" decode "$tmp/missing.mkv" -o "$tmp/x.y4m"
+expect "missing input: one line naming it" '[[ $(wc -l <"$tmp/err") == 1 ]] && grep -q missing.mkv "$tmp/err"'
+head -c 3000 "$tmp/a.mkv" >"$tmp/trunc.mkv"
+check "truncated" 1 "$dydca" decode "$tmp/trunc.mkv" -o "$tmp/t.y4m"
+expect "no output for a failed decode" '[[ ! -e $tmp/t.y4m ]] && ! ls "$tmp"/t.y4m.part* >/dev/null 2>&1'
+check "no output given" 1 "$dydca" decode "$tmp/a.mkv"
+check "unknown extension" 1 "$dydca" decode "$tmp/a.mkv" -o "$tmp/x.avi"
+check "mp4 to stdout" 1 "$dydca" decode "$tmp/a.mkv" -o - --muxer mp4
+
+echo "$passes passed, $fails failed"
+[[ $fails == 0 ]]

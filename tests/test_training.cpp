@@ -1,0 +1,276 @@
+// Training (LibTorch): weight sharing, MACs, init, determinism, a short overfit
+// that beats bicubic, and the reference forward.
+#include <cmath>
+
+#include "dydca/chunking.h"
+#include "dydca/media.h"
+#include "dydca/metrics.h"
+#include "dydca/synthetic.h"
+#include "dydca/runtime.h"
+#include "dydca/training.h"
+#include "../training/src/supernet.h"
+// doctest after Torch: glog's CHECK would otherwise replace doctest's.
+#include <doctest/doctest.h>
+
+using namespace dydca;
+
+namespace {
+
+ModelArch small_arch(int scale = 2) {
+  ModelArch a;
+  a.scale = scale;
+  a.channels = 16;
+  a.inner = 16;
+  a.blocks = 2;
+  a.paths = {{0, 0}, {1, 8}, {2, 16}};
+  return a;
+}
+
+struct Clip {
+  std::vector<Frame> hr, lr;
+  RoutingMap routing;
+};
+
+Clip make_clip(int scale, int frames) {
+  Clip c;
+  auto raw = synthetic_clip(128 * scale / 2, 96 * scale / 2, frames, 5, /*noise=*/false);
+  X264Config cfg;
+  cfg.preset = "ultrafast";
+  cfg.crf = 23;
+  std::vector<Frame> lr;
+  for (auto& f : raw) {
+    c.hr.push_back(pad_to_multiple(f, 2 * scale));
+    lr.push_back(*downscale(c.hr.back(), scale));
+  }
+  auto enc = encode_h264(lr, {25, 1}, cfg);
+  REQUIRE(enc);
+  c.lr = *decode_h264(*enc);
+  ChunkingParams cp;
+  cp.scale = scale;
+  cp.tile_size = 16;
+  cp.cluster.chunks = 3;
+  auto ch = chunk_video(c.hr, c.lr, cp);
+  REQUIRE(ch);
+  c.routing = ch->routing;
+  REQUIRE(fill_path_tables(c.routing, small_arch(scale)));
+  return c;
+}
+
+double bicubic_psnr(const Clip& c) {
+  QualityAccumulator acc(false);
+  for (size_t i = 0; i < c.hr.size(); ++i) {
+    auto up = resize(c.lr[i], c.hr[i].width, c.hr[i].height, ScaleFilter::kBicubic);
+    REQUIRE(acc.add(c.hr[i], *up));
+  }
+  return acc.result().psnr_y;
+}
+
+double model_psnr(const Model& m, int path, const Clip& c) {
+  double sse = 0, n = 0;
+  for (size_t i = 0; i < c.hr.size(); ++i) {
+    auto y = reference_upscale_u8(m, path, c.lr[i].y.data(), c.lr[i].width, c.lr[i].height, 2);
+    REQUIRE(y);
+    sse += plane_mse(y->data(), c.hr[i].y.data(), y->size()) * double(y->size());
+    n += double(y->size());
+  }
+  return psnr_from_mse(sse / n);
+}
+
+// Full-frame PSNR-Y of the routed model (every tile on its chunk's path at
+// `level`), computed with the client runtime.
+double routed_psnr(const Model& m, const Clip& c, int level) {
+  RuntimeOptions ro;
+  ro.tile_size = c.routing.tile_size;
+  ro.threads = 2;
+  auto rt = SrRuntime::create(m, ro);
+  REQUIRE(rt);
+  double sse = 0, n = 0;
+  for (size_t i = 0; i < c.hr.size(); ++i) {
+    std::vector<uint8_t> y(c.hr[i].y.size());
+    REQUIRE(rt->upscale_luma(c.lr[i].y.data(), c.lr[i].width, c.lr[i].height, c.lr[i].width,
+                             y.data(), c.hr[i].width, c.routing, int(i), level));
+    sse += plane_mse(y.data(), c.hr[i].y.data(), y.size()) * double(y.size());
+    n += double(y.size());
+  }
+  return psnr_from_mse(sse / n);
+}
+
+}  // namespace
+
+TEST_CASE("a path is the standalone smaller network built from the sliced weights") {
+  ModelArch a = small_arch();
+  auto full = init_model(a, 3);
+  REQUIRE(full);
+  // Randomise the tail so that the body matters.
+  Supernet net(a);
+  REQUIRE(net->load_model(*full));
+  {
+    torch::NoGradGuard ng;
+    net->tail_w.uniform_(-0.1, 0.1);
+  }
+  Model m = net->to_model();
+  // Standalone C=8, E=8, N=1 network from slices of the shared weights.
+  ModelArch b = a;
+  b.channels = 8;
+  b.inner = 8;
+  b.blocks = 1;
+  b.paths = {{1, 8}};
+  Supernet small(b);
+  {
+    torch::NoGradGuard ng;
+    small->head_w.copy_(net->head_w.narrow(0, 0, 8));
+    small->head_b.copy_(net->head_b.narrow(0, 0, 8));
+    small->c1_w[0].copy_(net->c1_w[0].narrow(0, 0, 8).narrow(1, 0, 8));
+    small->c1_b[0].copy_(net->c1_b[0].narrow(0, 0, 8));
+    small->c2_w[0].copy_(net->c2_w[0].narrow(0, 0, 8).narrow(1, 0, 8));
+    small->c2_b[0].copy_(net->c2_b[0].narrow(0, 0, 8));
+    small->tail_w.copy_(net->tail_w.narrow(1, 0, 8));
+    small->tail_b.copy_(net->tail_b);
+    small->skip_w.copy_(net->skip_w);
+    small->skip_b.copy_(net->skip_b);
+  }
+  torch::manual_seed(9);
+  auto x = torch::rand({2, 1, 20, 24});
+  torch::NoGradGuard ng;
+  auto y1 = net->forward(x, 1);
+  auto y2 = small->forward(x, 0);
+  CHECK(torch::allclose(y1, y2, 1e-6, 1e-6));
+  // One parameter set: the number of parameters is that of the full network.
+  int64_t params = 0;
+  for (auto& p : net->parameters()) params += p.numel();
+  CHECK(params == 16 * 9 + 16 + 2 * (16 * 16 * 9 + 16) * 2 + 4 * 16 * 9 + 4 + 4 * 25 + 4);
+}
+
+TEST_CASE("MACs per LR pixel") {
+  ModelArch a = small_arch(2);
+  CHECK(a.macs_per_lr_pixel(0) == 4 * 25);
+  CHECK(a.macs_per_lr_pixel(1) == 4 * 25 + 8 * 9 + 1 * 2 * 8 * 8 * 9 + 4 * 8 * 9);
+  CHECK(a.macs_per_lr_pixel(2) == 4 * 25 + 16 * 9 + 2 * 2 * 16 * 16 * 9 + 4 * 16 * 9);
+}
+
+TEST_CASE("the initial model is bicubic upscaling") {
+  for (int s : {2, 3, 4}) {
+    CAPTURE(s);
+    ModelArch a = small_arch(s);
+    auto m = init_model(a, 1);
+    REQUIRE(m);
+    // On a smooth ramp, Keys bicubic reproduces the ramp exactly away from borders.
+    const int W = 24, H = 16;
+    std::vector<uint8_t> lr(W * H);
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) lr[y * W + x] = uint8_t(40 + 5 * x + 3 * y);
+    for (int p = 0; p < 3; ++p) {
+      auto y = reference_upscale(*m, p, lr.data(), W, H, 1);
+      REQUIRE(y);
+      int X = 10 * s + s / 2, Y = 7 * s;  // an interior HR pixel
+      double u = (X + 0.5) / s - 0.5, v = (Y + 0.5) / s - 0.5;
+      CHECK((*y)[size_t(Y) * W * s + X] == doctest::Approx(40 + 5 * u + 3 * v).epsilon(1e-4));
+    }
+  }
+}
+
+TEST_CASE("bad architectures are rejected") {
+  ModelArch a = small_arch();
+  a.paths.push_back({3, 16});  // deeper than N
+  CHECK_FALSE(init_model(a));
+  a = small_arch();
+  a.paths = {{1, 5}};  // 16*5/16 ok, but E*w/C must be exact: make C=16,E=8
+  a.inner = 8;
+  CHECK_FALSE(init_model(a));
+  a = small_arch();
+  a.scale = 5;
+  CHECK_FALSE(init_model(a));
+}
+
+TEST_CASE("a short overfit beats bicubic and is deterministic") {
+  Clip c = make_clip(2, 6);
+  const double bic = bicubic_psnr(c);
+  SUBCASE("static single-path model") {
+    ModelArch a = small_arch(2);
+    a.paths = {{2, 16}};
+    RoutingMap r = c.routing;
+    r.chunk_path.assign(1, std::vector<uint8_t>(size_t(r.num_chunks), 0));
+    TrainConfig cfg;
+    cfg.arch = a;
+    cfg.steps = 300;
+    cfg.batch = 16;
+    cfg.patch = 16;
+    TrainReport rep;
+    auto m = train_dynamic(c.hr, c.lr, r, cfg, &rep);
+    REQUIRE(m);
+    double full = model_psnr(*m, 0, c);
+    MESSAGE("static: bicubic " << bic << " dB, model " << full << " dB, holdout "
+                               << rep.holdout_psnr_before << " -> " << rep.holdout_psnr_after
+                               << " dB, " << rep.steps << " steps in " << rep.seconds << " s");
+    CHECK(full > bic + 0.3);
+    CHECK(rep.holdout_psnr_after > rep.holdout_psnr_before + 0.5);
+  }
+  SUBCASE("dynamic model, routing refined by measured PSNR as the encoder does") {
+    TrainConfig cfg;
+    cfg.arch = small_arch(2);
+    cfg.steps = 300;
+    cfg.batch = 16;
+    cfg.patch = 16;
+    cfg.seed = 7;
+    TrainReport rep;
+    auto m = train_dynamic(c.hr, c.lr, c.routing, cfg, &rep);
+    REQUIRE(m);
+    std::vector<int> frames(c.hr.size());
+    for (size_t i = 0; i < frames.size(); ++i) frames[i] = int(i);
+    auto psnr = measure_chunk_path_psnr(*m, c.hr, c.lr, c.routing, frames, 2);
+    REQUIRE(psnr);
+    auto level0 = refine_paths(*psnr, cfg.arch, 0.05);
+    REQUIRE(level0);
+    auto tables = qos_level_tables(*level0, cfg.arch);
+    REQUIRE(tables);
+    Clip refined = c;
+    refined.routing.chunk_path = *tables;
+    double l0 = routed_psnr(*m, refined, 0);
+    double last = routed_psnr(*m, refined, refined.routing.levels() - 1);
+    MESSAGE("dynamic: bicubic " << bic << " dB, refined level 0 " << l0 << " dB, last level "
+                                << last << " dB, holdout " << rep.holdout_psnr_before << " -> "
+                                << rep.holdout_psnr_after << " dB in " << rep.seconds << " s");
+    CHECK(l0 > bic + 0.2);
+    CHECK(l0 >= last - 1e-9);
+    CHECK(rep.holdout_psnr_after > rep.holdout_psnr_before + 0.2);
+    // Same seed, same threads: bit-identical weights.
+    auto m2 = train_dynamic(c.hr, c.lr, c.routing, cfg);
+    REQUIRE(m2);
+    REQUIRE(m2->tensors.size() == m->tensors.size());
+    for (size_t i = 0; i < m->tensors.size(); ++i) CHECK(m2->tensors[i].data == m->tensors[i].data);
+  }
+}
+
+TEST_CASE("checkpoints resume to the same result") {
+  Clip c = make_clip(2, 4);
+  std::string ck = std::string(DYDCA_BINARY_DIR) + "/test-tmp-train.ckpt";
+  std::remove(ck.c_str());
+  TrainConfig cfg;
+  cfg.arch = small_arch(2);
+  cfg.steps = 20;
+  cfg.batch = 4;
+  cfg.patch = 16;
+  auto straight = train_dynamic(c.hr, c.lr, c.routing, cfg);
+  REQUIRE(straight);
+  // Stop after 8 steps through the progress callback, then resume.
+  cfg.checkpoint = ck;
+  cfg.checkpoint_every = 4;
+  TrainReport r1;
+  auto part = train_dynamic(c.hr, c.lr, c.routing, cfg, &r1,
+                            [](const Progress& p) { return p.done < 8; });
+  REQUIRE(part);
+  CHECK(r1.stopped_early);
+  TrainReport r2;
+  auto resumed = train_dynamic(c.hr, c.lr, c.routing, cfg, &r2);
+  REQUIRE(resumed);
+  CHECK(r2.resumed);
+  for (size_t i = 0; i < straight->tensors.size(); ++i) {
+    const auto& a = straight->tensors[i].data;
+    const auto& b = resumed->tensors[i].data;
+    double md = 0;
+    for (size_t k = 0; k < a.size(); ++k) md = std::max(md, double(std::fabs(a[k] - b[k])));
+    CHECK(md < 1e-5);
+  }
+  std::remove(ck.c_str());
+}
+

@@ -1,0 +1,88 @@
+// dydca training (server side, LibTorch inside, no torch types here): overfit
+// ONE dynamic shared-weight SR network to one video, every tile through its
+// content chunk's path; plus the multi-model baselines and the LibTorch
+// reference forward used as the correctness oracle for the client runtime.
+//
+// Usage:
+//   dydca::TrainConfig cfg = dydca::TrainConfig::preset("balanced", arch, clip_seconds);
+//   dydca::TrainReport report;
+//   auto model = dydca::train_dynamic(hr, lr_decoded, routing, cfg, &report, progress);
+//   // model->tensors are fp32, named as in dydca/model.h; hand it to the container.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "dydca/log.h"
+#include "dydca/media.h"
+#include "dydca/model.h"
+#include "dydca/routing.h"
+#include "dydca/status.h"
+
+namespace dydca {
+
+struct TrainConfig {
+  ModelArch arch;
+  int steps = 1000;       // upper bound; time_budget_s may stop earlier
+  int batch = 16;         // LR patches per step
+  int patch = 48;         // LR core side of a patch
+  double lr = 1e-3;       // Adam, cosine schedule down to lr_min
+  double lr_min = 1e-5;
+  // AdaSR / DySR: every step also trains, for each patch, a randomly chosen
+  // cheaper QoS level's path (sandwich rule), with this weight, and distils
+  // it from the assigned path's output (detached) with distill_weight.
+  double qos_weight = 0.5;
+  double distill_weight = 0.5;
+  uint64_t seed = 1;
+  int threads = 2;
+  double time_budget_s = 0;  // 0 = none; otherwise the cosine schedule follows time
+  std::string checkpoint;    // file to resume from and save to ("" = none)
+  int checkpoint_every = 200;
+  const std::atomic<bool>* stop = nullptr;  // set to request a clean early stop
+
+  // fast / balanced / best: steps and time budget scaled with the clip length.
+  static Expected<TrainConfig> preset(const std::string& name, const ModelArch& arch,
+                                      double clip_seconds);
+};
+
+struct TrainReport {
+  int steps = 0;
+  double seconds = 0;
+  double final_loss = 0;
+  bool resumed = false;
+  bool stopped_early = false;
+  // PSNR-Y (dB) on a held set of tiles of the assigned paths, before and after.
+  double holdout_psnr_before = 0;
+  double holdout_psnr_after = 0;
+};
+
+// Trains the dynamic network. routing.chunk_path must be filled (level 0 is
+// each chunk's path; higher levels give the cheaper paths trained alongside).
+// hr frames are the padded HR (multiple of 2*scale), lr the decoded LR.
+// Progress: stage "train", one unit per step. Deterministic for a given seed
+// and thread count.
+Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                              const RoutingMap& routing, const TrainConfig& config,
+                              TrainReport* report = nullptr, const ProgressFn& progress = {});
+
+// A freshly initialised model (skip = bicubic, tail = 0: the output starts as
+// bicubic upscaling). Deterministic for a seed.
+Expected<Model> init_model(const ModelArch& arch, uint64_t seed = 1);
+
+// LibTorch reference forward of path `path` on a whole LR luma plane (zero
+// padding at the borders): HR luma in [0,255] as float, before rounding.
+Expected<std::vector<float>> reference_upscale(const Model& model, int path, const uint8_t* lr,
+                                               int width, int height, int threads = 2);
+// The same, rounded and clamped to 8 bits.
+Expected<std::vector<uint8_t>> reference_upscale_u8(const Model& model, int path,
+                                                    const uint8_t* lr, int width, int height,
+                                                    int threads = 2);
+
+// PSNR-Y of every (chunk, path) pair on the given frames: psnr[c][p]; used to
+// refine the chunk -> path assignment after training.
+Expected<std::vector<std::vector<double>>> measure_chunk_path_psnr(
+    const Model& model, const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+    const RoutingMap& routing, const std::vector<int>& frames, int threads = 2);
+
+}  // namespace dydca

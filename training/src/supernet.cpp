@@ -1,0 +1,127 @@
+#include "supernet.h"
+
+#include <cmath>
+
+namespace dydca {
+
+namespace F = torch::nn::functional;
+
+std::vector<float> bicubic_skip_kernel(int s) {
+  auto w = [](double t) {
+    const double a = -0.5;
+    t = std::fabs(t);
+    if (t <= 1) return (a + 2) * t * t * t - (a + 3) * t * t + 1;
+    if (t < 2) return a * t * t * t - 5 * a * t * t + 8 * a * t - 4 * a;
+    return 0.0;
+  };
+  std::vector<float> k(size_t(s) * s * 25, 0.f);
+  for (int py = 0; py < s; ++py)
+    for (int px = 0; px < s; ++px) {
+      double dy = (py + 0.5) / s - 0.5, dx = (px + 0.5) / s - 0.5;
+      for (int ky = 0; ky < 5; ++ky)
+        for (int kx = 0; kx < 5; ++kx)
+          k[size_t(py * s + px) * 25 + ky * 5 + kx] = float(w(ky - 2 - dy) * w(kx - 2 - dx));
+    }
+  return k;
+}
+
+torch::Tensor SupernetImpl::add(const std::string& name, torch::Tensor t) {
+  // LibTorch forbids '.' in parameter names; model.h names use it.
+  std::string key = name;
+  for (char& c : key)
+    if (c == '.') c = '_';
+  t = register_parameter(key, t);
+  named_.push_back({name, t});
+  return t;
+}
+
+SupernetImpl::SupernetImpl(const ModelArch& a) : arch(a) {
+  const int C = a.channels, E = a.inner, s2 = a.scale * a.scale;
+  head_w = add("head.weight", torch::zeros({C, 1, 3, 3}));
+  head_b = add("head.bias", torch::zeros({C}));
+  for (int i = 0; i < a.blocks; ++i) {
+    std::string p = "blocks." + std::to_string(i);
+    c1_w.push_back(add(p + ".conv1.weight", torch::zeros({E, C, 3, 3})));
+    c1_b.push_back(add(p + ".conv1.bias", torch::zeros({E})));
+    c2_w.push_back(add(p + ".conv2.weight", torch::zeros({C, E, 3, 3})));
+    c2_b.push_back(add(p + ".conv2.bias", torch::zeros({C})));
+  }
+  tail_w = add("tail.weight", torch::zeros({s2, C, 3, 3}));
+  tail_b = add("tail.bias", torch::zeros({s2}));
+  skip_w = add("skip.weight", torch::zeros({s2, 1, 5, 5}));
+  skip_b = add("skip.bias", torch::zeros({s2}));
+  reset(1);
+}
+
+void SupernetImpl::reset(uint64_t seed) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(seed);
+  auto kaiming = [](torch::Tensor& w, double gain) {
+    const int64_t fan_in = w.size(1) * w.size(2) * w.size(3);
+    const double bound = gain * std::sqrt(3.0 / fan_in);
+    w.uniform_(-bound, bound);
+  };
+  kaiming(head_w, std::sqrt(2.0));
+  head_b.zero_();
+  for (size_t i = 0; i < c1_w.size(); ++i) {
+    kaiming(c1_w[i], std::sqrt(2.0));
+    c1_b[i].zero_();
+    // Residual branches start small (EDSR-style residual scaling at init).
+    kaiming(c2_w[i], 0.1);
+    c2_b[i].zero_();
+  }
+  tail_w.zero_();
+  tail_b.zero_();
+  auto k = bicubic_skip_kernel(arch.scale);
+  skip_w.copy_(torch::from_blob(k.data(), skip_w.sizes(), torch::kFloat32));
+  skip_b.zero_();
+}
+
+torch::Tensor SupernetImpl::forward(const torch::Tensor& x, const PathSpec& path) {
+  const int s = arch.scale;
+  auto out = F::conv2d(x, skip_w, F::Conv2dFuncOptions().bias(skip_b).padding(2));
+  if (path.width > 0) {
+    const int w = path.width, e = arch.inner_width(path.width);
+    auto h = F::conv2d(x, head_w.narrow(0, 0, w).contiguous(),
+                      F::Conv2dFuncOptions().bias(head_b.narrow(0, 0, w).contiguous()).padding(1));
+    for (int i = 0; i < path.depth; ++i) {
+      auto r = F::conv2d(h, c1_w[i].narrow(0, 0, e).narrow(1, 0, w).contiguous(),
+                         F::Conv2dFuncOptions().bias(c1_b[i].narrow(0, 0, e).contiguous()).padding(1));
+      r = torch::relu(r);
+      r = F::conv2d(r, c2_w[i].narrow(0, 0, w).narrow(1, 0, e).contiguous(),
+                    F::Conv2dFuncOptions().bias(c2_b[i].narrow(0, 0, w).contiguous()).padding(1));
+      h = h + r;
+    }
+    out = out + F::conv2d(h, tail_w.narrow(1, 0, w).contiguous(), F::Conv2dFuncOptions().bias(tail_b).padding(1));
+  }
+  return torch::pixel_shuffle(out, s);
+}
+
+Model SupernetImpl::to_model() const {
+  Model m;
+  m.arch = arch;
+  for (const auto& [name, param] : named_) {
+    Tensor t;
+    t.name = name;
+    auto v = param.detach().contiguous().to(torch::kFloat32);
+    for (auto d : v.sizes()) t.shape.push_back(int(d));
+    t.data.assign(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+    m.tensors.push_back(std::move(t));
+  }
+  return m;
+}
+
+Status SupernetImpl::load_model(const Model& m) {
+  torch::NoGradGuard ng;
+  for (auto& [name, param] : named_) {
+    const Tensor* t = m.find(name);
+    if (!t) return Status::error("model has no tensor " + name);
+    std::vector<int64_t> shape(t->shape.begin(), t->shape.end());
+    if (param.sizes() != torch::IntArrayRef(shape) || int64_t(t->data.size()) != param.numel())
+      return Status::error("tensor " + name + " has the wrong shape");
+    param.copy_(torch::from_blob(const_cast<float*>(t->data.data()), shape, torch::kFloat32));
+  }
+  return Status::ok();
+}
+
+}  // namespace dydca

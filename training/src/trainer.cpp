@@ -1,0 +1,333 @@
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include "dydca/chunking.h"
+#include "dydca/metrics.h"
+#include "dydca/training.h"
+#include "supernet.h"
+
+namespace dydca {
+
+Status check_model_arch(const ModelArch& a) {
+  if (a.scale < 2 || a.scale > 4) return Status::error("model: scale must be 2, 3 or 4");
+  if (a.channels < 1 || a.channels > 256 || a.inner < 1 || a.inner > 512 || a.blocks < 0 ||
+      a.blocks > 64)
+    return Status::error("model: channels, inner width or blocks out of range");
+  if (a.paths.empty() || a.paths.size() > 32) return Status::error("model: 1 to 32 paths needed");
+  for (const auto& p : a.paths) {
+    if (p.depth < 0 || p.depth > a.blocks || p.width < 0 || p.width > a.channels ||
+        (p.width == 0 && p.depth != 0))
+      return Status::error("model: path (" + std::to_string(p.depth) + "," +
+                           std::to_string(p.width) + ") does not fit the network");
+    if (p.width > 0 && (a.inner * p.width) % a.channels != 0)
+      return Status::error("model: path width " + std::to_string(p.width) +
+                           " does not slice the inner width evenly");
+  }
+  return Status::ok();
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Receptive radius of the richest path in LR pixels (each 3x3 conv adds 1;
+// the 5x5 skip needs 2).
+int receptive_radius(const ModelArch& a) {
+  int r = 2;
+  for (const auto& p : a.paths)
+    if (p.width > 0) r = std::max(r, 2 + 2 * p.depth);
+  return r;
+}
+
+torch::Tensor to_tensor(const std::vector<uint8_t>& bytes, int count, int side) {
+  return torch::from_blob(const_cast<uint8_t*>(bytes.data()), {count, 1, side, side},
+                          torch::kUInt8)
+      .to(torch::kFloat32)
+      .div_(255.0);
+}
+
+// Runs each sample through its own path (samples grouped by path) and returns
+// the core crop of the outputs, [B,1,core,core].
+torch::Tensor run_paths(Supernet& net, const torch::Tensor& x, const std::vector<int>& path_of,
+                        int crop, int core) {
+  std::map<int, std::vector<int64_t>> groups;
+  for (size_t i = 0; i < path_of.size(); ++i) groups[path_of[i]].push_back(int64_t(i));
+  torch::Tensor out;
+  for (auto& [p, idx] : groups) {
+    auto index = torch::tensor(idx, torch::kInt64);
+    auto y = net->forward(x.index_select(0, index), p).narrow(2, crop, core).narrow(3, crop, core);
+    if (!out.defined()) out = torch::zeros({x.size(0), 1, core, core}, y.options());
+    out = out.index_copy(0, index, y);
+  }
+  return out;
+}
+
+double psnr_of(const torch::Tensor& out, const torch::Tensor& ref) {
+  auto a = (out.clamp(0, 1) * 255).round();
+  auto b = (ref * 255).round();
+  return psnr_from_mse(torch::mse_loss(a, b).item<double>());
+}
+
+void save_checkpoint(const std::string& path, Supernet& net, torch::optim::Adam& opt, int step) {
+  torch::serialize::OutputArchive ar, oa;
+  net->save(ar);
+  opt.save(oa);
+  ar.write("optimizer", oa);
+  ar.write("step", torch::tensor(int64_t(step)));
+  std::string tmp = path + ".tmp";
+  ar.save_to(tmp);
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+Expected<TrainConfig> TrainConfig::preset(const std::string& name, const ModelArch& arch,
+                                          double clip_seconds) {
+  TrainConfig c;
+  c.arch = arch;
+  clip_seconds = std::max(clip_seconds, 1.0);
+  if (name == "fast") {
+    c.steps = 300;
+    c.time_budget_s = 4 * clip_seconds;
+  } else if (name == "balanced") {
+    c.steps = 3000;
+    c.time_budget_s = 14 * clip_seconds;
+  } else if (name == "best") {
+    c.steps = 30000;
+    c.time_budget_s = 80 * clip_seconds;
+  } else {
+    return Status::error("unknown training preset '" + name + "' (fast, balanced, best)");
+  }
+  return c;
+}
+
+Expected<Model> init_model(const ModelArch& arch, uint64_t seed) {
+  DYDCA_TRY(check_model_arch(arch));
+  Supernet net(arch);
+  net->reset(seed);
+  return net->to_model();
+}
+
+Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                              const RoutingMap& routing, const TrainConfig& cfg,
+                              TrainReport* report, const ProgressFn& progress) {
+  const ModelArch& arch = cfg.arch;
+  DYDCA_TRY(check_model_arch(arch));
+  if (cfg.batch < 1 || cfg.batch > 1024 || cfg.patch < 4 || cfg.patch > 512 || cfg.steps < 0)
+    return Status::error("train: batch, patch or steps out of range");
+  if (routing.chunk_path.empty() || int(routing.chunk_path[0].size()) != routing.num_chunks)
+    return Status::error("train: the routing has no chunk -> path table");
+  for (const auto& level : routing.chunk_path)
+    for (uint8_t p : level)
+      if (p >= arch.paths.size()) return Status::error("train: routing names a missing path");
+  const int s = arch.scale;
+  const int halo = receptive_radius(arch);
+  const int crop = halo * s, core = cfg.patch * s;
+  at::set_num_threads(std::max(1, cfg.threads));
+  torch::manual_seed(cfg.seed);
+
+  SamplerParams sp;
+  sp.patch = cfg.patch;
+  sp.halo = halo;
+  sp.border = BorderMode::kZero;  // what the zero-padded network sees at frame borders
+  sp.seed = cfg.seed;
+  auto sampler = TrainingSampler::create(hr, lr, routing, sp);
+  if (!sampler) return sampler.status();
+  // Held-out tiles: a fixed batch from an independently seeded sampler.
+  sp.seed = cfg.seed ^ 0x9e3779b97f4a7c15ull;
+  auto hold_sampler = TrainingSampler::create(hr, lr, routing, sp);
+  if (!hold_sampler) return hold_sampler.status();
+  TrainingBatch hold;
+  hold_sampler->next_batch(std::max(32, 2 * routing.num_chunks), hold);
+  auto hold_x = to_tensor(hold.lr, hold.count, hold.lr_side);
+  auto hold_y = to_tensor(hold.hr, hold.count, hold.hr_side);
+  std::vector<int> hold_path;
+  for (int c : hold.chunk) hold_path.push_back(routing.chunk_path[0][size_t(c)]);
+
+  Supernet net(arch);
+  net->reset(cfg.seed);
+  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(cfg.lr));
+  TrainReport rep;
+  int start = 0;
+  if (!cfg.checkpoint.empty() && std::filesystem::exists(cfg.checkpoint)) {
+    try {
+      torch::serialize::InputArchive ar, oa;
+      ar.load_from(cfg.checkpoint);
+      net->load(ar);
+      ar.read("optimizer", oa);
+      opt.load(oa);
+      torch::Tensor st;
+      ar.read("step", st);
+      start = int(st.item<int64_t>());
+      rep.resumed = true;
+      log_info("training: resumed from " + cfg.checkpoint + " at step " + std::to_string(start));
+    } catch (const std::exception& e) {
+      return Status::error("cannot resume from " + cfg.checkpoint + " (" +
+                           std::string(e.what()).substr(0, 200) + "); delete it to start over");
+    }
+  }
+  {
+    torch::NoGradGuard ng;
+    rep.holdout_psnr_before = psnr_of(run_paths(net, hold_x, hold_path, crop, core), hold_y);
+  }
+
+  const int levels = routing.levels();
+  std::mt19937_64 level_rng;
+  TrainingBatch tb;
+  std::vector<int> present;  // chunks with tiles to learn from
+  for (int c = 0; c < int(sampler->chunk_tiles().size()); ++c)
+    if (sampler->chunk_tiles()[size_t(c)] > 0) present.push_back(c);
+  if (present.empty()) return Status::error("train: no tiles to train on");
+  // Replay the sampler so that a resumed run draws the same batches.
+  for (int i = 0; i < start; ++i)
+    DYDCA_TRY(sampler->next_batch_for_chunk(present[size_t(i) % present.size()], cfg.batch, tb));
+
+  int total = cfg.steps;
+  const auto t0 = Clock::now();
+  double loss_ema = 0;
+  int step = start;
+  for (; step < total; ++step) {
+    if (cfg.stop && cfg.stop->load()) {
+      rep.stopped_early = true;
+      break;
+    }
+    // With a time budget, the step count is fixed after a short calibration
+    // so that the cosine schedule ends with the budget.
+    if (cfg.time_budget_s > 0 && step == start + 8) {
+      double per = std::chrono::duration<double>(Clock::now() - t0).count() / 8;
+      int fit = start + int(cfg.time_budget_s / std::max(per, 1e-6));
+      total = std::max(step + 1, std::min(total, fit));
+    }
+    double frac = total > 0 ? double(step) / total : 1.0;
+    double lr_now = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + std::cos(M_PI * frac));
+    for (auto& g : opt.param_groups())
+      static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr_now);
+
+    // One content chunk per step, round robin (balanced), a full batch through
+    // its path: full batches keep LibTorch on its fast convolution kernels.
+    const int chunk = present[size_t(step) % present.size()];
+    DYDCA_TRY(sampler->next_batch_for_chunk(chunk, cfg.batch, tb));
+    auto x = to_tensor(tb.lr, tb.count, tb.lr_side);
+    auto y = to_tensor(tb.hr, tb.count, tb.hr_side);
+    const int p = routing.chunk_path[0][size_t(chunk)];
+    auto out = net->forward(x, p).narrow(2, crop, core).narrow(3, crop, core);
+    auto loss = torch::l1_loss(out, y);
+    if (levels > 1 && (cfg.qos_weight > 0 || cfg.distill_weight > 0)) {
+      // Sandwich: the same patches through the path of a random cheaper level,
+      // trained on the target and distilled from the assigned path.
+      level_rng.seed(cfg.seed * 1000003ull + uint64_t(step));
+      const int l = 1 + int(level_rng() % uint64_t(levels - 1));
+      const int q = routing.chunk_path[size_t(l)][size_t(chunk)];
+      if (q != p) {
+        auto out_c = net->forward(x, q).narrow(2, crop, core).narrow(3, crop, core);
+        loss = loss + cfg.qos_weight * torch::l1_loss(out_c, y) +
+               cfg.distill_weight * torch::l1_loss(out_c, out.detach());
+      }
+    }
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    double l = loss.item<double>();
+    loss_ema = step == start ? l : 0.95 * loss_ema + 0.05 * l;
+    if (!cfg.checkpoint.empty() && cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0)
+      save_checkpoint(cfg.checkpoint, net, opt, step + 1);
+    if (progress && !progress({"train", step + 1 - start, total - start})) {
+      rep.stopped_early = true;
+      ++step;
+      break;
+    }
+  }
+  rep.steps = step;
+  rep.final_loss = loss_ema;
+  rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!cfg.checkpoint.empty()) save_checkpoint(cfg.checkpoint, net, opt, step);
+  {
+    torch::NoGradGuard ng;
+    rep.holdout_psnr_after = psnr_of(run_paths(net, hold_x, hold_path, crop, core), hold_y);
+  }
+  if (report) *report = rep;
+  if (rep.stopped_early && cfg.stop && cfg.stop->load()) return Status::error("interrupted");
+  return net->to_model();
+}
+
+// ---- the LibTorch reference forward ---------------------------------------------
+
+Expected<std::vector<float>> reference_upscale(const Model& model, int path, const uint8_t* lr,
+                                               int width, int height, int threads) {
+  DYDCA_TRY(check_model_arch(model.arch));
+  if (path < 0 || path >= int(model.arch.paths.size())) return Status::error("no such path");
+  if (width <= 0 || height <= 0) return Status::error("bad LR size");
+  at::set_num_threads(std::max(1, threads));
+  torch::NoGradGuard ng;
+  Supernet net(model.arch);
+  DYDCA_TRY(net->load_model(model));
+  auto x = torch::from_blob(const_cast<uint8_t*>(lr), {1, 1, height, width}, torch::kUInt8)
+               .to(torch::kFloat32)
+               .div_(255.0);
+  auto y = (net->forward(x, path) * 255.0).contiguous();
+  return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+}
+
+Expected<std::vector<uint8_t>> reference_upscale_u8(const Model& model, int path,
+                                                    const uint8_t* lr, int width, int height,
+                                                    int threads) {
+  auto f = reference_upscale(model, path, lr, width, height, threads);
+  if (!f) return f.status();
+  std::vector<uint8_t> out(f->size());
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = uint8_t(std::clamp(std::lround((*f)[i]), 0L, 255L));
+  return out;
+}
+
+Expected<std::vector<std::vector<double>>> measure_chunk_path_psnr(
+    const Model& model, const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+    const RoutingMap& routing, const std::vector<int>& frames, int threads) {
+  DYDCA_TRY(check_model_arch(model.arch));
+  const int P = int(model.arch.paths.size()), K = routing.num_chunks, s = model.arch.scale;
+  std::vector<std::vector<double>> sse(size_t(K), std::vector<double>(size_t(P), 0.0));
+  std::vector<double> count(size_t(K), 0.0);
+  at::set_num_threads(std::max(1, threads));
+  torch::NoGradGuard ng;
+  Supernet net(model.arch);
+  DYDCA_TRY(net->load_model(model));
+  const int T = routing.tile_size;
+  for (int f : frames) {
+    if (f < 0 || f >= int(lr.size()) || f >= routing.frames) return Status::error("bad frame index");
+    const Frame& L = lr[size_t(f)];
+    const Frame& H = hr[size_t(f)];
+    if (H.width != L.width * s || H.height != L.height * s)
+      return Status::error("HR is not scale x LR");
+    auto x = torch::from_blob(const_cast<uint8_t*>(L.y.data()), {1, 1, L.height, L.width},
+                              torch::kUInt8)
+                 .to(torch::kFloat32)
+                 .div_(255.0);
+    for (int p = 0; p < P; ++p) {
+      auto y = (net->forward(x, p) * 255.0).round().clamp(0, 255).contiguous();
+      const float* out = y.data_ptr<float>();
+      for (int ty = 0; ty < routing.tiles_y(); ++ty)
+        for (int tx = 0; tx < routing.tiles_x(); ++tx) {
+          int c = routing.chunk(f, tx, ty);
+          int x0 = tx * T * s, y0 = ty * T * s;
+          int x1 = std::min(H.width, x0 + T * s), y1 = std::min(H.height, y0 + T * s);
+          double e = 0;
+          for (int yy = y0; yy < y1; ++yy)
+            for (int xx = x0; xx < x1; ++xx) {
+              double d = out[size_t(yy) * H.width + xx] - H.y[size_t(yy) * H.width + xx];
+              e += d * d;
+            }
+          sse[size_t(c)][size_t(p)] += e;
+          if (p == 0) count[size_t(c)] += double(x1 - x0) * (y1 - y0);
+        }
+    }
+  }
+  std::vector<std::vector<double>> psnr(size_t(K), std::vector<double>(size_t(P), std::nan("")));
+  for (int c = 0; c < K; ++c)
+    if (count[size_t(c)] > 0)
+      for (int p = 0; p < P; ++p) psnr[size_t(c)][size_t(p)] = psnr_from_mse(sse[size_t(c)][size_t(p)] / count[size_t(c)]);
+  return psnr;
+}
+
+}  // namespace dydca
