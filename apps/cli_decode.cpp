@@ -75,8 +75,9 @@ Subcommand add_decode(CLI::App& app) {
   sub->add_option("--muxer", o->muxer, "Output kind: auto (by -o), y4m, mp4, mkv, md5, null")
       ->check(CLI::IsMember({"auto", "y4m", "mp4", "mkv", "md5", "null"}))
       ->capture_default_str();
-  sub->add_option("--level", o->level, "QoS level: 0 = as trained (richest), higher = cheaper, "
-                                       "or auto (QoS controller)")
+  sub->add_option("--level", o->level,
+                  "QoS level: 0 = as trained (richest), higher = cheaper, "
+                  "or auto (QoS controller)")
       ->capture_default_str();
   sub->add_option("--simd", o->simd, "SR kernels: auto, none, avx2, avx512")
       ->check(CLI::IsMember({"auto", "none", "avx2", "avx512"}))
@@ -91,11 +92,11 @@ Subcommand add_decode(CLI::App& app) {
   sub->add_option("--crf", o->crf, "x264 CRF for .mp4/.mkv output")
       ->check(CLI::Range(0, 51))
       ->capture_default_str();
-  sub->add_option("--preset", o->preset, "x264 preset for .mp4/.mkv output")
-      ->capture_default_str();
-  sub->footer("--threads (global) sets the SR workers. Examples:\n"
-              "  dydca decode x.mkv -o - | ffplay -\n"
-              "  dydca decode x.mkv --muxer null        # benchmark: fps only");
+  sub->add_option("--preset", o->preset, "x264 preset for .mp4/.mkv output")->capture_default_str();
+  sub->footer(
+      "--threads (global) sets the SR workers. Examples:\n"
+      "  dydca decode x.mkv -o - | ffplay -\n"
+      "  dydca decode x.mkv --muxer null        # benchmark: fps only");
   return {sub, [o]() -> int {
             DecodeOptions opt;
             opt.output = o->output;
@@ -107,15 +108,15 @@ Subcommand add_decode(CLI::App& app) {
               if (opt.muxer == Muxer::kAuto && o->output.empty()) opt.muxer = Muxer::kMd5;
             }
             if (o->level == "auto") {
-              opt.policy = make_auto_level_policy();
+              opt.auto_level = true;
             } else {
               try {
                 size_t used = 0;
                 opt.level = std::stoi(o->level, &used);
                 if (used != o->level.size() || opt.level < 0) throw std::invalid_argument("");
               } catch (const std::exception&) {
-                return fail(Status::error("--level must be a number >= 0 or auto, not '" +
-                                          o->level + "'"));
+                return fail(
+                    Status::error("--level must be a number >= 0 or auto, not '" + o->level + "'"));
               }
             }
             auto simd = parse_simd_level(o->simd);
@@ -127,8 +128,8 @@ Subcommand add_decode(CLI::App& app) {
             opt.video_crf = o->crf;
             opt.video_preset = o->preset;
             // The md5 of the md5 muxer goes to -o FILE, else stdout.
-            const bool md5_to_file = opt.muxer == Muxer::kMd5 && !o->output.empty() &&
-                                     o->output != "-";
+            const bool md5_to_file =
+                opt.muxer == Muxer::kMd5 && !o->output.empty() && o->output != "-";
 
             g_stop = false;
             auto old_int = std::signal(SIGINT, on_decode_sigint);
@@ -142,7 +143,10 @@ Subcommand add_decode(CLI::App& app) {
             std::signal(SIGINT, old_int);
             std::signal(SIGTERM, old_term);
             if (!stats) {
-              if (g_stop) return fail(Status::error("interrupted; no output written"));
+              if (g_stop) {
+                fail(Status::error("interrupted; no output written"));
+                return 130;  // the shell's code for SIGINT
+              }
               return fail(stats.status());
             }
             if (!globals().quiet) std::fprintf(stderr, "%s\n", stats->summary().c_str());

@@ -58,6 +58,8 @@ Subcommand add_encode(CLI::App& app) {
   sub->add_option("--max-frames", o->p.max_frames, "Encode only the first N frames (0 = all)")
       ->capture_default_str();
   sub->add_option("--seed", o->p.seed, "Training and clustering seed")->capture_default_str();
+  sub->add_flag("--bf16", o->p.bf16, "Train with bf16 autocast (AMX); slightly different weights");
+  sub->add_flag("--channels-last", o->p.channels_last, "Train with NHWC tensors");
   sub->add_option("--report", o->report, "Also write the report as JSON to this file");
   return {sub, [o]() -> int {
             EncodeParams p = o->p;

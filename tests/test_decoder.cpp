@@ -114,8 +114,8 @@ TestFile make_dydca_file(const std::string& dir, const std::string& name) {
   tf.video = make_lr_video(kFrames);
   DydcaPayload payload;
   payload.models.push_back(random_model(kScale, 16, 16, 2, {{0, 0}, {1, 8}, {2, 16}}, 7));
-  payload.routing = make_routing(tf.video.width, tf.video.height, kFrames,
-                                 {{1, 2, 2}, {0, 1, 2}, {0, 0, 1}}, 11);
+  payload.routing =
+      make_routing(tf.video.width, tf.video.height, kFrames, {{1, 2, 2}, {0, 1, 2}, {0, 0, 1}}, 11);
   DydcaWriteParams params;
   params.hr_width = kHrW;
   params.hr_height = kHrH;
@@ -313,7 +313,17 @@ TEST_CASE("level policy hook sees the previous frame's SR time") {
   CHECK(policy->with_last == kFrames - 1);
   CHECK(s->level_histogram[0] == kFrames / 2);
   CHECK(s->level_histogram[2] == kFrames / 2);
-  CHECK(make_auto_level_policy() != nullptr);
+
+  // auto: the QoS controller picks levels in range, every frame accounted for.
+  DecodeOptions a;
+  a.muxer = Muxer::kNull;
+  a.auto_level = true;
+  auto sa = decode_file(tf.path, a);
+  REQUIRE_MESSAGE(sa, sa.error_message());
+  CHECK(sa->auto_level);
+  int64_t total = 0;
+  for (int64_t n : sa->level_histogram) total += n;
+  CHECK(total == kFrames);
 }
 
 TEST_CASE("mp4 output: x264, every frame, HR size") {
@@ -467,7 +477,8 @@ TEST_CASE("multi-model file: routing names models, tiles composed, switches coun
     if (i > 0)
       for (int ty = 0; ty < r.tiles_y(); ++ty)
         for (int tx = 0; tx < r.tiles_x(); ++tx)
-          switches += r.chunk_path[0][r.chunk(i, tx, ty)] != r.chunk_path[0][r.chunk(i - 1, tx, ty)];
+          switches +=
+              r.chunk_path[0][r.chunk(i, tx, ty)] != r.chunk_path[0][r.chunk(i - 1, tx, ty)];
   }
   CHECK(s->tile_switches == switches);
 }

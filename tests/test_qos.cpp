@@ -65,10 +65,11 @@ QosController make(SimDevice& dev, double fps = 24, bool calibrate = true, QosPa
   return std::move(*q);
 }
 
-int switches(const std::vector<int>& levels, size_t from = 0, size_t to = SIZE_MAX) {
+// Level changes between frames from..to-1 (to = -1: the end).
+int switches(const std::vector<int>& levels, size_t from = 0, long to = -1) {
+  const long end = to < 0 ? long(levels.size()) : std::min(to, long(levels.size()));
   int n = 0;
-  for (size_t i = from + 1; i < std::min(to, levels.size()); ++i)
-    n += levels[i] != levels[i - 1];
+  for (long i = long(from) + 1; i < end; ++i) n += levels[size_t(i)] != levels[size_t(i) - 1];
   return n;
 }
 
@@ -111,7 +112,7 @@ TEST_CASE("qos: steps down at once under load, stays, steps back up after it") {
   CHECK(r.levels[size_t(on) + 2] >= 1);
   // Under the steady load: one level, no oscillation, and not needlessly low
   // (level 1 takes 2 * 11.8 = 23.5 ms, which fits).
-  CHECK(switches(r.levels, size_t(on) + 3, size_t(off)) == 0);
+  CHECK(switches(r.levels, size_t(on) + 3, long(off)) == 0);
   CHECK(r.levels[size_t(off) - 1] == 1);
   // Back to level 0 within a few seconds after the load goes away, and stays.
   int back = -1;

@@ -4,9 +4,9 @@
 #pragma once
 
 #include <condition_variable>
-#include <vector>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 namespace dydca::detail {
 

@@ -13,6 +13,9 @@
 
 #include "bounded_queue.h"
 #include "dydca/container.h"
+#ifdef DYDCA_HAVE_QOS
+#include "dydca/qos.h"
+#endif
 #include "sinks.h"
 #include "upscale_stages.h"
 
@@ -20,11 +23,6 @@ namespace dydca {
 
 using detail::ms_since;
 using Clock = std::chrono::steady_clock;
-
-std::unique_ptr<LevelPolicy> make_auto_level_policy() {
-  // The QoS controller (decoder/src/qos.*) plugs in here when it lands.
-  return std::make_unique<FixedLevelPolicy>(0);
-}
 
 double DecodeStats::mean_ms(double FrameTiming::*field) const {
   if (timings.empty()) return 0;
@@ -36,9 +34,10 @@ double DecodeStats::mean_ms(double FrameTiming::*field) const {
 std::string DecodeStats::summary() const {
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "%" PRId64 " frames %dx%d in %.2f s: %.1f fps (%.2fx real time); ms/frame "
+                "%" PRId64
+                " frames %dx%d in %.2f s (+%.2f s setup): %.1f fps (%.2fx real time); ms/frame "
                 "decode %.2f, chroma %.2f, SR %.2f, output %.2f",
-                frames, hr_width, hr_height, wall_s, fps(), speed(),
+                frames, hr_width, hr_height, wall_s, setup_s, fps(), speed(),
                 mean_ms(&FrameTiming::decode_ms), mean_ms(&FrameTiming::chroma_ms),
                 mean_ms(&FrameTiming::sr_ms), mean_ms(&FrameTiming::output_ms));
   std::string s = buf;
@@ -47,7 +46,9 @@ std::string DecodeStats::summary() const {
   } else {
     s += "; levels";
     for (size_t l = 0; l < level_histogram.size(); ++l)
-      if (level_histogram[l]) s += " " + std::to_string(l) + ":" + std::to_string(level_histogram[l]);
+      if (level_histogram[l])
+        s += " " + std::to_string(l) + ":" + std::to_string(level_histogram[l]);
+    if (auto_level) s += " (auto)";
     s += std::string("; ") + simd_level_name(simd) + " x" + std::to_string(threads);
   }
   if (models > 1) {
@@ -229,7 +230,31 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
   if (!bicubic) return bicubic.status().with_context(input);
 
   FixedLevelPolicy fixed(options.level);
-  LevelPolicy& policy = options.policy ? *options.policy : fixed;
+  LevelPolicy* policy = options.policy ? options.policy.get() : &fixed;
+#ifdef DYDCA_HAVE_QOS
+  std::shared_ptr<QosLevelPolicy> qos;
+#endif
+  if (options.auto_level && !options.policy) {
+#ifdef DYDCA_HAVE_QOS
+    if (sr && file->models.size() == 1) {
+      const auto t0 = Clock::now();
+      auto q =
+          QosLevelPolicy::create(file->models[0].arch, file->routing ? &*file->routing : nullptr,
+                                 stats.lr_width, stats.lr_height, stats.frame_rate, {});
+      if (!q) return q.status().with_context(input + ": QoS");
+      if (Status s = (*q)->calibrate(file->models[0], sr->runtime_options()); !s)
+        return s.with_context(input);
+      qos = *q;
+      policy = qos.get();
+      stats.auto_level = true;
+      stats.calibration_ms = ms_since(t0);
+    } else {
+      log_warning(input + ": --level auto needs a single-model dydca file; using level 0");
+    }
+#else
+    log_warning("--level auto: this build has no QoS controller; using level 0");
+#endif
+  }
 
   // Slots: enough for every queue to be full plus one in each stage.
   const size_t depth = size_t(options.queue_depth);
@@ -253,7 +278,9 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
   format.width = stats.hr_width;
   format.height = stats.hr_height;
   format.frame_rate = stats.frame_rate;
-  format.input_path = input;
+  // Only a file with audio is handed on (opening it again for nothing costs a
+  // probe and FFmpeg warnings about the attachment streams).
+  if (file->has_audio) format.audio_from = input;
   if (Status s = sink.open(format); !s) {
     sink.abort();
     return s;
@@ -319,7 +346,7 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
           stats.frame_rate.valid() ? 1000.0 / stats.frame_rate.to_double() : 40.0;
       ctx.last = have_last ? &last : nullptr;
       ctx.queued_for_output = int(to_out.size());
-      const int level = std::clamp(policy.level_for_frame(ctx), 0, stats.levels - 1);
+      const int level = std::clamp(policy->level_for_frame(ctx), 0, stats.levels - 1);
       const auto t0 = Clock::now();
       if (Status s = sr->run(sl.lr, sl.hr, sl.index, level); !s) {
         latch.fail(s.with_context(input + " frame " + std::to_string(sl.index)));
@@ -354,6 +381,9 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
   for (const FrameTiming& t : stats.timings) ++stats.level_histogram[size_t(t.level)];
   if (md5) stats.md5 = md5->hex();
   if (sr) sr->report(stats);
+#ifdef DYDCA_HAVE_QOS
+  if (qos && !stats.timings.empty()) qos->finish(stats.timings.back());
+#endif
   return stats;
 }
 

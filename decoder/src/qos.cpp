@@ -25,7 +25,7 @@ Expected<QosController> QosController::create(int num_levels, const QosParams& p
   if (!(p.alpha_rise > 0 && p.alpha_rise <= 1) || !(p.alpha_fall > 0 && p.alpha_fall <= 1) ||
       !(p.alpha_overhead > 0 && p.alpha_overhead <= 1))
     return Status::error("qos: EWMA weights must be in (0, 1]");
-  if (!(p.up_hold_s >= 0) || !(p.max_up_hold_s >= 0))
+  if (!(p.up_hold_s >= 0) || !(p.max_up_hold_s >= 0) || !(p.jitter_s >= 0))
     return Status::error("qos: hold times must be >= 0");
   if (p.pinned_level >= num_levels)
     return Status::error("qos: pinned level " + std::to_string(p.pinned_level) +
@@ -72,7 +72,9 @@ double QosController::predicted_seconds(int level, int64_t macs) const {
   for (int l = level + 1; eff <= 0 && l < num_levels(); ++l) eff = eff_[size_t(l)];
   for (int l = level - 1; eff <= 0 && l >= 0; --l) eff = eff_[size_t(l)];
   if (eff <= 0) return -1;
-  return slowdown_ * double(std::max<int64_t>(macs, 0)) / eff;
+  // Inverse of the slowdown sample (sr + j) / (idle + j).
+  const double idle = double(std::max<int64_t>(macs, 0)) / eff, j = params_.jitter_s;
+  return std::max(0.0, slowdown_ * (idle + j) - j);
 }
 
 bool QosController::fits(int level, double margin) const {
@@ -149,7 +151,8 @@ void QosController::report(const QosFrameTiming& t) {
     // Not calibrated: the first run of a level is its calibration, under the
     // load we currently believe in.
     if (eff <= 0) eff = double(macs) / (sr / slowdown_);
-    const double ratio = sr * eff / double(macs);
+    const double idle = double(macs) / eff, j = params_.jitter_s;
+    const double ratio = (sr + j) / (idle + j);
     const double a = ratio > slowdown_ ? params_.alpha_rise : params_.alpha_fall;
     slowdown_ = std::clamp(slowdown_ + a * (ratio - slowdown_), kMinSlowdown, kMaxSlowdown);
   }

@@ -4,7 +4,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <random>
@@ -124,15 +126,35 @@ class VideoFileSink final : public FrameSink {
     X264Config cfg;
     cfg.preset = preset_;
     cfg.crf = crf_;
-    auto e = VideoEncoder::open(f.width, f.height, f.frame_rate, cfg);
+    // x264 needs even 4:2:0 sizes: odd HR sizes are padded by one replicated
+    // row/column (the y4m and md5 outputs keep the exact size).
+    const int w = (f.width + 1) & ~1, h = (f.height + 1) & ~1;
+    if (w != f.width || h != f.height) {
+      log_warning(path_ + ": x264 needs even sizes; " + std::to_string(f.width) + "x" +
+                  std::to_string(f.height) + " padded to " + std::to_string(w) + "x" +
+                  std::to_string(h));
+      padded_ = Frame::blank(w, h);
+    }
+    auto e = VideoEncoder::open(w, h, f.frame_rate, cfg);
     if (!e) return e.status().with_context("x264 for " + path_);
     encoder_.emplace(std::move(*e));
-    input_ = f.input_path;
+    input_ = f.audio_from;
     return Status::ok();
   }
   Status write(const Frame& frame) override {
     if (!encoder_) return Status::error("x264: not open");
-    return encoder_->encode(frame);
+    if (padded_.empty()) return encoder_->encode(frame);
+    for (int p = 0; p < 3; ++p) {  // copy, replicating the last row and column
+      const int iw = frame.plane_width(p), ih = frame.plane_height(p);
+      const int ow = padded_.plane_width(p), oh = padded_.plane_height(p);
+      for (int r = 0; r < oh; ++r) {
+        uint8_t* dst = padded_.plane(p) + size_t(r) * ow;
+        std::memcpy(dst, frame.plane(p) + size_t(std::min(r, ih - 1)) * iw, size_t(iw));
+        for (int c = iw; c < ow; ++c) dst[c] = dst[iw - 1];
+      }
+    }
+    padded_.pts = frame.pts;
+    return encoder_->encode(padded_);
   }
   Status finish() override {
     if (!encoder_) return Status::error("x264: not open");
@@ -150,6 +172,7 @@ class VideoFileSink final : public FrameSink {
   int crf_;
   std::string preset_, input_;
   std::optional<VideoEncoder> encoder_;
+  Frame padded_;  // even-sized copy of odd frames, allocated once
 };
 
 class NullSink final : public FrameSink {
@@ -172,8 +195,10 @@ Expected<Muxer> parse_muxer(const std::string& name) {
 
 Expected<std::unique_ptr<FrameSink>> make_sink(Muxer muxer, const std::string& output,
                                                const DecodeOptions& options) {
-  if (muxer == Muxer::kMd5 || muxer == Muxer::kNull) return std::unique_ptr<FrameSink>(new NullSink);
-  if (output.empty()) return Status::error("no output: give -o FILE (.y4m, .mp4, .mkv, -) or --muxer md5|null");
+  if (muxer == Muxer::kMd5 || muxer == Muxer::kNull)
+    return std::unique_ptr<FrameSink>(new NullSink);
+  if (output.empty())
+    return Status::error("no output: give -o FILE (.y4m, .mp4, .mkv, -) or --muxer md5|null");
   if (muxer == Muxer::kAuto) {
     const std::string ext = lower_extension(output);
     if (output == "-" || ext == ".y4m") {

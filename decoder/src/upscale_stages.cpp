@@ -31,10 +31,9 @@ Expected<BicubicUpscaler> BicubicUpscaler::create(int lr_width, int lr_height, i
   u.hr_h_ = int(h);
   // Keep in sync with media/src/frame.cpp resize(): the decoder's chroma is
   // defined as dydca::resize(lr, w*s, h*s, kBicubic).
-  u.sws_.reset(sws_getContext(lr_width, lr_height, AV_PIX_FMT_YUV420P, u.hr_w_, u.hr_h_,
-                              AV_PIX_FMT_YUV420P,
-                              SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr,
-                              nullptr, nullptr));
+  u.sws_.reset(sws_getContext(
+      lr_width, lr_height, AV_PIX_FMT_YUV420P, u.hr_w_, u.hr_h_, AV_PIX_FMT_YUV420P,
+      SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr, nullptr));
   if (!u.sws_) return Status::error("swscale cannot upscale these sizes");
   return u;
 }
@@ -168,8 +167,7 @@ Status SrStage::run_multi(const Frame& lr, Frame& hr, int frame, int level) {
     DYDCA_TRY(load_model(m));
     SrRuntime& rt = *runtimes_[size_t(m)];
     if (single) {  // the whole frame on one model: straight into the output
-      return rt.upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, hr.y.data(), hr.width,
-                             0);
+      return rt.upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, hr.y.data(), hr.width, 0);
     }
     const uint8_t cheap = uint8_t(rt.num_paths() - 1);  // global path, or the only path
     for (size_t t = 0; t < owner.size(); ++t) tile_paths_[t] = owner[t] == m ? 0 : cheap;

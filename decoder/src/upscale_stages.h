@@ -53,6 +53,7 @@ class SrStage {
   ~SrStage();
 
   int levels() const { return levels_; }
+  const RuntimeOptions& runtime_options() const { return rt_options_; }
   // Writes hr.y (hr is (w*s) x (h*s), its chroma untouched).
   Status run(const Frame& lr, Frame& hr, int64_t frame, int level);
   // Fills the runtime / multi-model fields of stats.

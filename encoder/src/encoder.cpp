@@ -55,18 +55,188 @@ Status check_params(const EncodeParams& p) {
   if (p.bitrate_kbps < 0 || p.crf < 0 || p.crf > 51) return Status::error("bad --crf or --bitrate");
   if (p.chunks < 1 || p.chunks > 16) return Status::error("--chunks must be 1..16");
   if (p.tile_size < 8 || p.tile_size > 256) return Status::error("--tile must be 8..256");
-  if (p.baseline != "none")
-    return Status::error("--baseline " + p.baseline + " is not implemented yet (only none)");
+  if (p.baseline != "none" && p.baseline != "static" && p.baseline != "per-chunk" &&
+      p.baseline != "per-segment")
+    return Status::error("unknown --baseline " + p.baseline);
   DYDCA_TRY(parse_precision(p.precision).status());
   return Status::ok();
 }
 
-// Full-frame quality of one QoS level (or bicubic when rt is null), cropped to
-// the original HR size.
-struct Evaluation {
-  ClipQuality quality;
-  double macs = 0;
-};
+constexpr int kLevelEvalFrames = 48;
+
+// Trains one single-path model per routing "chunk" id listed in `ids` (all
+// chunks when ids is {-1}), each on its own tiles, sharing the time budget.
+Expected<std::vector<Model>> train_baseline_models(const std::vector<Frame>& hr,
+                                                   const std::vector<Frame>& lr,
+                                                   const RoutingMap& routing, TrainConfig cfg,
+                                                   const std::vector<int>& ids,
+                                                   const ProgressFn& prog) {
+  RoutingMap r = routing;  // every chunk on the model's only path
+  r.chunk_path.assign(1, std::vector<uint8_t>(size_t(r.num_chunks), 0));
+  const int n = int(ids.size());
+  cfg.time_budget_s /= n;
+  if (cfg.steps > 0) cfg.steps = std::max(1, cfg.steps / n);
+  std::vector<Model> models;
+  for (int id : ids) {
+    cfg.only_chunk = id;
+    auto m = train_dynamic(hr, lr, r, cfg, nullptr, prog);
+    if (!m) return m.status();
+    models.push_back(std::move(*m));
+  }
+  return models;
+}
+
+void fill_bitrates(EncodeReport& r) {
+  const double kb = 8.0 / 1000.0 / std::max(r.duration_s, 1e-9);
+  r.video_kbps = r.video_bytes * kb;
+  r.model_kbps = r.model_bytes * kb;
+  r.routing_kbps = r.routing_bytes * kb;
+  r.audio_kbps = r.audio_bytes * kb;
+}
+
+// The multi-model baselines, trained by the same code on the same LR video:
+//   static      one single-path model of the full path's size for every tile;
+//   per-chunk   one such model per content chunk (STDO style);
+//   per-segment one such model per temporal segment (NAS / CaFM style).
+// The routing blob maps each chunk (or segment) to its model index.
+Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
+                                       const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                                       const EncodedVideo& video, const ChunkingResult& chunks,
+                                       const ProgressFn& prog, Clock::time_point t_start) {
+  auto t = Clock::now();
+  ModelArch full = r.arch;
+  full.paths = {{full.blocks, full.channels}};
+  r.arch = full;
+  RoutingMap br = chunks.routing;
+  std::vector<int> ids;
+  const int K = br.num_chunks;
+  if (p.baseline == "static") {
+    br.chunk_path = {std::vector<uint8_t>(size_t(K), 0)};
+    ids = {-1};
+  } else if (p.baseline == "per-chunk") {
+    br.chunk_path = {std::vector<uint8_t>(size_t(K))};
+    for (int c = 0; c < K; ++c) br.chunk_path[0][size_t(c)] = uint8_t(c), ids.push_back(c);
+  } else {  // per-segment: every tile of a frame belongs to its segment
+    const int S = int(chunks.segments.size());
+    if (S > kMaxModelsPerFile)
+      return Status::error("per-segment baseline: " + std::to_string(S) + " segments exceed " +
+                           std::to_string(kMaxModelsPerFile) + " models per file");
+    br.num_chunks = S;
+    br.chunk_path = {std::vector<uint8_t>(size_t(S))};
+    const size_t tiles = size_t(br.tiles_per_frame());
+    for (int si = 0; si < S; ++si) {
+      br.chunk_path[0][size_t(si)] = uint8_t(si);
+      ids.push_back(si);
+      for (int f = chunks.segments[size_t(si)].start; f < chunks.segments[size_t(si)].end; ++f)
+        std::fill_n(br.chunk_ids.begin() + ptrdiff_t(size_t(f) * tiles), tiles, uint8_t(si));
+    }
+  }
+  auto tc = TrainConfig::preset(p.quality, full, r.duration_s);
+  if (!tc) return tc.status();
+  TrainConfig cfg = *tc;
+  cfg.seed = p.seed;
+  cfg.threads = p.threads;
+  cfg.stop = p.stop;
+  cfg.bf16 = p.bf16;
+  cfg.channels_last = p.channels_last;
+  if (p.train_steps > 0) {
+    cfg.steps = p.train_steps;
+    cfg.time_budget_s = 0;
+  }
+  auto models = train_baseline_models(hr, lr, br, cfg, ids, prog);
+  if (!models) return models.status();
+  r.t_train = since(t);
+
+  t = Clock::now();
+  ModelBlobOptions mbo;
+  mbo.weights = *parse_precision(p.precision);
+  std::vector<std::vector<uint8_t>> blobs;
+  std::vector<SrRuntime> rts;
+  RuntimeOptions ropt;
+  ropt.tile_size = p.tile_size;
+  ropt.threads = p.threads;
+  ropt.max_lr_width = r.lr_width;
+  ropt.max_lr_height = r.lr_height;
+  r.model_bytes = 0;
+  for (const Model& m : *models) {
+    auto blob = serialize_model(m, mbo);
+    if (!blob) return blob.status();
+    auto shipped = parse_model(*blob);
+    if (!shipped) return shipped.status();
+    auto rt = SrRuntime::create(*shipped, ropt);
+    if (!rt) return rt.status();
+    r.model_bytes += int64_t(blob->size());
+    blobs.push_back(std::move(*blob));
+    rts.push_back(std::move(*rt));
+  }
+  r.chunk_tiles = chunk_tile_counts(br);
+  for (uint8_t v : br.chunk_path[0]) r.chunk_path.push_back(v);
+  // Quality: each tile from its model (a model runs on the whole frame once
+  // per frame that uses it, its tiles are kept).
+  QualityAccumulator bic, acc;
+  std::vector<uint8_t> tmp;
+  const int s = r.scale, T = br.tile_size;
+  for (int f = 0; f < r.frames; ++f) {
+    const Frame& L = lr[size_t(f)];
+    const Frame& H = hr[size_t(f)];
+    auto up = resize(L, H.width, H.height, ScaleFilter::kBicubic);
+    if (!up) return up.status();
+    Frame ref = crop(H, r.hr_width, r.hr_height);
+    DYDCA_TRY(bic.add(ref, crop(*up, r.hr_width, r.hr_height)));
+    tmp.resize(H.y.size());
+    for (size_t m = 0; m < rts.size(); ++m) {
+      bool used = false;
+      for (int ty = 0; ty < br.tiles_y() && !used; ++ty)
+        for (int tx = 0; tx < br.tiles_x() && !used; ++tx)
+          used = br.chunk_path[0][br.chunk(f, tx, ty)] == m;
+      if (!used) continue;
+      DYDCA_TRY(rts[m].upscale_luma(L.y.data(), L.width, L.height, L.width, tmp.data(), H.width, 0));
+      for (int ty = 0; ty < br.tiles_y(); ++ty)
+        for (int tx = 0; tx < br.tiles_x(); ++tx) {
+          if (br.chunk_path[0][br.chunk(f, tx, ty)] != m) continue;
+          int x0 = tx * T * s, y0 = ty * T * s;
+          int x1 = std::min(H.width, x0 + T * s), y1 = std::min(H.height, y0 + T * s);
+          for (int yy = y0; yy < y1; ++yy)
+            std::copy(tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x0),
+                      tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x1),
+                      up->y.begin() + ptrdiff_t(size_t(yy) * H.width + x0));
+        }
+    }
+    DYDCA_TRY(acc.add(ref, crop(*up, r.hr_width, r.hr_height)));
+    if (!prog({"evaluate", f + 1, r.frames})) return Status::error("interrupted");
+  }
+  ClipQuality b = bic.result(), q = acc.result();
+  r.bicubic_psnr_y = b.psnr_y;
+  r.bicubic_psnr_yuv = b.psnr_yuv;
+  r.bicubic_ssim_y = b.ssim_y;
+  LevelQuality lq;
+  lq.psnr_y = q.psnr_y;
+  lq.psnr_yuv = q.psnr_yuv;
+  lq.ssim_y = q.ssim_y;
+  lq.frames = q.frames;
+  lq.macs_per_lr_pixel = double(full.macs_per_lr_pixel(0));
+  r.levels = {lq};
+  r.t_eval = since(t);
+
+  t = Clock::now();
+  auto routing_blob = serialize_routing(br);
+  if (!routing_blob) return routing_blob.status();
+  DydcaWriteParams wp;
+  wp.hr_width = r.hr_width;
+  wp.hr_height = r.hr_height;
+  wp.copy_audio_from = p.input;
+  wp.extra_tags["DYDCA_BASELINE"] = p.baseline;
+  DYDCA_TRY(write_dydca_file_blobs(p.output, video, blobs, &*routing_blob, wp));
+  auto check = read_dydca_file(p.output);
+  if (!check) return check.status().with_context("reading back " + p.output);
+  r.t_write = since(t);
+  r.video_bytes = video.total_bytes();
+  r.routing_bytes = int64_t(routing_blob->size());
+  r.audio_bytes = check->audio_bytes;
+  fill_bitrates(r);
+  r.t_total = since(t_start);
+  return r;
+}
 
 }  // namespace
 
@@ -156,10 +326,12 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   cp.cluster.seed = p.seed;
   auto chunks = chunk_video(hr, *lr_dec, cp, prog);
   if (!chunks) return chunks.status();
-  RoutingMap routing = std::move(chunks->routing);
+  RoutingMap routing = chunks->routing;
   DYDCA_TRY(fill_path_tables(routing, arch));
   r.t_chunking = since(t);
   if (interrupted()) return Status::error("interrupted");
+  if (p.baseline != "none")
+    return encode_baseline(p, r, hr, *lr_dec, *video, *chunks, prog, t_start);
 
   // 4. Training.
   t = Clock::now();
@@ -169,6 +341,8 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   cfg.seed = p.seed;
   cfg.threads = p.threads;
   cfg.stop = p.stop;
+  cfg.bf16 = p.bf16;
+  cfg.channels_last = p.channels_last;
   if (p.train_steps > 0) {
     cfg.steps = p.train_steps;
     cfg.time_budget_s = 0;
@@ -256,7 +430,11 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
       if (!up) return up.status();
       Frame ref = crop(H, r.hr_width, r.hr_height);
       DYDCA_TRY(bic.add(ref, crop(*up, r.hr_width, r.hr_height)));
+      // Level 0 (what viewers get) on every frame; cheaper levels on an even
+      // sample of at most kLevelEvalFrames frames to bound the encode time.
+      const int stride = std::max(1, (r.frames + kLevelEvalFrames - 1) / kLevelEvalFrames);
       for (int l = 0; l < routing.levels(); ++l) {
+        if (l > 0 && f % stride != 0) continue;
         DYDCA_TRY(rt->upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(), up->width,
                                    routing, f, l));
         DYDCA_TRY(lev[size_t(l)].add(ref, crop(*up, r.hr_width, r.hr_height)));
@@ -274,6 +452,7 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
       lq.psnr_y = q.psnr_y;
       lq.psnr_yuv = q.psnr_yuv;
       lq.ssim_y = q.ssim_y;
+      lq.frames = q.frames;
       lq.macs_per_lr_pixel = mean_macs_per_lr_pixel(routing.chunk_path[size_t(l)], r.chunk_tiles, arch);
       r.levels.push_back(lq);
     }
@@ -297,11 +476,7 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   r.model_bytes = int64_t(blob->size());
   r.routing_bytes = int64_t(routing_blob->size());
   r.audio_bytes = check->audio_bytes;
-  const double kb = 8.0 / 1000.0 / std::max(r.duration_s, 1e-9);
-  r.video_kbps = r.video_bytes * kb;
-  r.model_kbps = r.model_bytes * kb;
-  r.routing_kbps = r.routing_bytes * kb;
-  r.audio_kbps = r.audio_bytes * kb;
+  fill_bitrates(r);
   r.t_total = since(t_start);
   return r;
 }
@@ -316,6 +491,9 @@ std::string report_text(const EncodeReport& r) {
   add("%s -> %s\n", r.input.c_str(), r.output.c_str());
   add("  %d frames, %.3f fps, %.2f s; HR %dx%d, LR %dx%d (x%d)\n", r.frames, r.fps, r.duration_s,
       r.hr_width, r.hr_height, r.lr_width, r.lr_height, r.scale);
+  if (r.baseline != "none")
+    add("  BASELINE %s: %zu single-path models (one per routing id)\n", r.baseline.c_str(),
+        r.chunk_path.size());
   add("  model C%d E%d N%d, %zu paths, %s weights, %d training steps\n", r.arch.channels,
       r.arch.inner, r.arch.blocks, r.arch.paths.size(), r.precision.c_str(), r.train_steps);
   const double total = r.video_kbps + r.model_kbps + r.routing_kbps;
@@ -331,8 +509,9 @@ std::string report_text(const EncodeReport& r) {
   add("    bicubic(x264 LR)                        %6.2f  %8.2f  %.4f   %10d\n", r.bicubic_psnr_y,
       r.bicubic_psnr_yuv, r.bicubic_ssim_y, 0);
   for (const auto& l : r.levels)
-    add("    dydca level %-2d                         %6.2f  %8.2f  %.4f   %10.0f\n", l.level,
-        l.psnr_y, l.psnr_yuv, l.ssim_y, l.macs_per_lr_pixel);
+    add("    dydca level %-2d                         %6.2f  %8.2f  %.4f   %10.0f%s\n", l.level,
+        l.psnr_y, l.psnr_yuv, l.ssim_y, l.macs_per_lr_pixel,
+        l.frames < r.frames ? "  (sampled frames)" : "");
   add("  time     read %.1f, x264 %.1f, chunking %.1f, training %.1f, refine %.1f, evaluate %.1f, "
       "write %.1f = %.1f s (%.1fx the clip)\n",
       r.t_read, r.t_x264, r.t_chunking, r.t_train, r.t_refine, r.t_eval, r.t_write, r.t_total,
@@ -350,6 +529,7 @@ std::string report_json(const EncodeReport& r) {
   j["hr"] = {r.hr_width, r.hr_height};
   j["lr"] = {r.lr_width, r.lr_height};
   j["scale"] = r.scale;
+  j["baseline"] = r.baseline;
   nlohmann::json paths = nlohmann::json::array();
   for (size_t i = 0; i < r.arch.paths.size(); ++i)
     paths.push_back({{"depth", r.arch.paths[i].depth}, {"width", r.arch.paths[i].width},
@@ -369,7 +549,8 @@ std::string report_json(const EncodeReport& r) {
   nlohmann::json lv = nlohmann::json::array();
   for (const auto& l : r.levels)
     lv.push_back({{"level", l.level}, {"psnr_y", l.psnr_y}, {"psnr_yuv", l.psnr_yuv},
-                  {"ssim_y", l.ssim_y}, {"macs_per_lr_pixel", l.macs_per_lr_pixel}});
+                  {"ssim_y", l.ssim_y}, {"macs_per_lr_pixel", l.macs_per_lr_pixel},
+                  {"frames_measured", l.frames}});
   j["levels"] = lv;
   j["seconds"] = {{"read", r.t_read}, {"x264", r.t_x264}, {"chunking", r.t_chunking},
                   {"train", r.t_train}, {"refine", r.t_refine}, {"evaluate", r.t_eval},

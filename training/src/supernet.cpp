@@ -79,20 +79,21 @@ void SupernetImpl::reset(uint64_t seed) {
 
 torch::Tensor SupernetImpl::forward(const torch::Tensor& x, const PathSpec& path) {
   const int s = arch.scale;
-  auto out = F::conv2d(x, skip_w, F::Conv2dFuncOptions().bias(skip_b).padding(2));
+  const auto mf = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  auto out = F::conv2d(x, skip_w.contiguous(mf), F::Conv2dFuncOptions().bias(skip_b).padding(2));
   if (path.width > 0) {
     const int w = path.width, e = arch.inner_width(path.width);
-    auto h = F::conv2d(x, head_w.narrow(0, 0, w).contiguous(),
+    auto h = F::conv2d(x, head_w.narrow(0, 0, w).contiguous(mf),
                       F::Conv2dFuncOptions().bias(head_b.narrow(0, 0, w).contiguous()).padding(1));
     for (int i = 0; i < path.depth; ++i) {
-      auto r = F::conv2d(h, c1_w[i].narrow(0, 0, e).narrow(1, 0, w).contiguous(),
+      auto r = F::conv2d(h, c1_w[i].narrow(0, 0, e).narrow(1, 0, w).contiguous(mf),
                          F::Conv2dFuncOptions().bias(c1_b[i].narrow(0, 0, e).contiguous()).padding(1));
       r = torch::relu(r);
-      r = F::conv2d(r, c2_w[i].narrow(0, 0, w).narrow(1, 0, e).contiguous(),
+      r = F::conv2d(r, c2_w[i].narrow(0, 0, w).narrow(1, 0, e).contiguous(mf),
                     F::Conv2dFuncOptions().bias(c2_b[i].narrow(0, 0, w).contiguous()).padding(1));
       h = h + r;
     }
-    out = out + F::conv2d(h, tail_w.narrow(1, 0, w).contiguous(), F::Conv2dFuncOptions().bias(tail_b).padding(1));
+    out = out + F::conv2d(h, tail_w.narrow(1, 0, w).contiguous(mf), F::Conv2dFuncOptions().bias(tail_b).padding(1));
   }
   return torch::pixel_shuffle(out, s);
 }

@@ -23,6 +23,7 @@ struct SupernetImpl : torch::nn::Module {
   Status load_model(const Model& m);
 
   ModelArch arch;
+  bool channels_last = false;
   torch::Tensor head_w, head_b, tail_w, tail_b, skip_w, skip_b;
   std::vector<torch::Tensor> c1_w, c1_b, c2_w, c2_b;
 

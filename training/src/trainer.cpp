@@ -7,6 +7,8 @@
 #include "dydca/chunking.h"
 #include "dydca/metrics.h"
 #include "dydca/training.h"
+#include <ATen/autocast_mode.h>
+
 #include "supernet.h"
 
 namespace dydca {
@@ -64,6 +66,28 @@ torch::Tensor run_paths(Supernet& net, const torch::Tensor& x, const std::vector
   }
   return out;
 }
+
+// bf16 autocast for the forward pass (the backward follows the same casts).
+class AutocastScope {
+ public:
+  explicit AutocastScope(bool on) : on_(on) {
+    if (on_) {
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+  }
+  void end() {
+    if (on_) {
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+      on_ = false;
+    }
+  }
+  ~AutocastScope() { end(); }
+
+ private:
+  bool on_;
+};
 
 double psnr_of(const torch::Tensor& out, const torch::Tensor& ref) {
   auto a = (out.clamp(0, 1) * 255).round();
@@ -149,6 +173,7 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
 
   Supernet net(arch);
   net->reset(cfg.seed);
+  net->channels_last = cfg.channels_last;
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(cfg.lr));
   TrainReport rep;
   int start = 0;
@@ -179,7 +204,8 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
   TrainingBatch tb;
   std::vector<int> present;  // chunks with tiles to learn from
   for (int c = 0; c < int(sampler->chunk_tiles().size()); ++c)
-    if (sampler->chunk_tiles()[size_t(c)] > 0) present.push_back(c);
+    if (sampler->chunk_tiles()[size_t(c)] > 0 && (cfg.only_chunk < 0 || cfg.only_chunk == c))
+      present.push_back(c);
   if (present.empty()) return Status::error("train: no tiles to train on");
   // Replay the sampler so that a resumed run draws the same batches.
   for (int i = 0; i < start; ++i)
@@ -212,8 +238,10 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
     DYDCA_TRY(sampler->next_batch_for_chunk(chunk, cfg.batch, tb));
     auto x = to_tensor(tb.lr, tb.count, tb.lr_side);
     auto y = to_tensor(tb.hr, tb.count, tb.hr_side);
+    if (cfg.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
     const int p = routing.chunk_path[0][size_t(chunk)];
-    auto out = net->forward(x, p).narrow(2, crop, core).narrow(3, crop, core);
+    AutocastScope autocast(cfg.bf16);
+    auto out = net->forward(x, p).narrow(2, crop, core).narrow(3, crop, core).to(torch::kFloat32);
     auto loss = torch::l1_loss(out, y);
     if (levels > 1 && (cfg.qos_weight > 0 || cfg.distill_weight > 0)) {
       // Sandwich: the same patches through the path of a random cheaper level,
@@ -222,11 +250,13 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
       const int l = 1 + int(level_rng() % uint64_t(levels - 1));
       const int q = routing.chunk_path[size_t(l)][size_t(chunk)];
       if (q != p) {
-        auto out_c = net->forward(x, q).narrow(2, crop, core).narrow(3, crop, core);
+        auto out_c =
+            net->forward(x, q).narrow(2, crop, core).narrow(3, crop, core).to(torch::kFloat32);
         loss = loss + cfg.qos_weight * torch::l1_loss(out_c, y) +
                cfg.distill_weight * torch::l1_loss(out_c, out.detach());
       }
     }
+    autocast.end();
     opt.zero_grad();
     loss.backward();
     opt.step();

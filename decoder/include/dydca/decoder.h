@@ -58,8 +58,9 @@ struct LevelContext {
   int64_t frame = 0;             // output index of the frame about to be upscaled
   int levels = 1;                // valid levels are 0 .. levels-1 (0 = richest)
   double frame_interval_ms = 0;  // 1000 / stream frame rate (the real-time budget)
-  const FrameTiming* last = nullptr;  // previous frame (sr_ms, chroma_ms, decode_ms, level); null first
-  int queued_for_output = 0;     // frames upscaled but not yet written (back-pressure)
+  const FrameTiming* last =
+      nullptr;                // previous frame (sr_ms, chroma_ms, decode_ms, level); null first
+  int queued_for_output = 0;  // frames upscaled but not yet written (back-pressure)
 };
 
 // Decides the QoS level of every frame. Called on the SR thread only, once per
@@ -80,9 +81,8 @@ class FixedLevelPolicy final : public LevelPolicy {
   int level_;
 };
 
-// `--level auto`: the QoS controller (decoder/src/qos.*) once it lands; until
-// then a FixedLevelPolicy(0).
-std::unique_ptr<LevelPolicy> make_auto_level_policy();
+// The QoS controller's adapter, QosLevelPolicy (dydca/qos.h), is a
+// LevelPolicy; DecodeOptions::auto_level builds one from the file.
 
 // ---- sinks --------------------------------------------------------------------
 
@@ -91,7 +91,7 @@ struct SinkFormat {
   int width = 0;
   int height = 0;
   Rational frame_rate{25, 1};
-  std::string input_path;  // for copying audio
+  std::string audio_from;  // input whose first audio stream is copied; "" = it has none
 };
 
 // Where HR frames go. open, then write per frame in order (on the output
@@ -130,21 +130,23 @@ struct DecodeStats {
   int64_t frames = 0;   // frames written (== frames decoded)
   double wall_s = 0;    // pipeline: first decode to finished output (fps is frames / wall_s)
   double setup_s = 0;   // before it: reading the file, parsing blobs, planning the runtime
-  std::vector<FrameTiming> timings;        // one per frame, in order
-  std::vector<int64_t> level_histogram;    // frames per QoS level
+  std::vector<FrameTiming> timings;      // one per frame, in order
+  std::vector<int64_t> level_histogram;  // frames per QoS level
   int levels = 1;
-  std::string md5;                         // hex, when computed
+  bool auto_level = false;    // the QoS controller chose the levels
+  double calibration_ms = 0;  // its start-up calibration (part of setup_s)
+  std::string md5;            // hex, when computed
   SimdLevel simd = SimdLevel::kNone;
-  int threads = 0;                         // SR runtime workers
+  int threads = 0;  // SR runtime workers
   // Multi-model files (models > 1). A tile "switches" when its model differs
   // from the same tile's model in the previous frame; a frame switches when
   // it uses a model the previous frame did not use.
   int models = 0;
-  int models_loaded = 0;       // runtimes created (lazily, on first use)
-  double model_load_ms = 0;    // total time spent creating them
+  int models_loaded = 0;     // runtimes created (lazily, on first use)
+  double model_load_ms = 0;  // total time spent creating them
   int64_t tile_switches = 0;
   int64_t frame_switches = 0;
-  size_t runtime_bytes = 0;    // arenas + packed weights of all loaded runtimes
+  size_t runtime_bytes = 0;  // arenas + packed weights of all loaded runtimes
 
   double fps() const { return wall_s > 0 ? frames / wall_s : 0; }
   double speed() const { return frame_rate.valid() ? fps() / frame_rate.to_double() : 0; }
@@ -155,19 +157,24 @@ struct DecodeStats {
 };
 
 struct DecodeOptions {
-  std::string output;        // file path or "-"; unused by md5/null
+  std::string output;  // file path or "-"; unused by md5/null
   Muxer muxer = Muxer::kAuto;
   bool compute_md5 = false;  // hash output frames whatever the sink (implied by kMd5)
-  int level = 0;             // fixed QoS level, used when `policy` is null
-  std::shared_ptr<LevelPolicy> policy;  // per-frame level; null = FixedLevelPolicy(level)
-  int threads = 0;           // SR runtime workers incl. the caller; 0 = all cores
-  int decode_threads = 1;    // libavcodec threads (1 keeps the cores for SR)
+  int level = 0;             // fixed QoS level, used when `policy` is null and !auto_level
+  std::shared_ptr<LevelPolicy> policy;  // per-frame level; null = auto_level or fixed `level`
+  // `--level auto` (policy null): a QosLevelPolicy (dydca/qos.h) for the
+  // file's model and routing, calibrated on this device at start (about two
+  // frames' SR per level), targeting the stream's frame rate. Single-model
+  // files only; plain and multi-model files run level 0 with a warning.
+  bool auto_level = false;
+  int threads = 0;                // SR runtime workers incl. the caller; 0 = all cores
+  int decode_threads = 1;         // libavcodec threads (1 keeps the cores for SR)
   std::optional<SimdLevel> simd;  // unset = best this CPU has
-  int plain_scale = 2;       // plain videos: bicubic factor (1..8)
-  int64_t max_frames = 0;    // 0 = all
-  int video_crf = 16;        // Muxer::kVideo: x264 CRF
+  int plain_scale = 2;            // plain videos: bicubic factor (1..8)
+  int64_t max_frames = 0;         // 0 = all
+  int video_crf = 16;             // Muxer::kVideo: x264 CRF
   std::string video_preset = "veryfast";
-  int queue_depth = 3;       // frames in flight between two stages (>= 1)
+  int queue_depth = 3;  // frames in flight between two stages (>= 1)
   // Called once when the input is open, before the first frame, with the
   // geometry fields of DecodeStats filled (sizes, scale, frame_rate, packets).
   std::function<void(const DecodeStats&)> on_start;

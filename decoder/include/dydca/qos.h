@@ -21,8 +21,8 @@
 //
 // Model. Every level l has an efficiency eff[l] (MACs/s on an idle device),
 // measured by calibration (or, without it, on the first frame that runs l).
-// The load is one number, the slowdown s = measured SR time / idle
-// prediction, an EWMA that rises fast (alpha_rise) and falls slowly
+// The load is one number, the slowdown s = (measured SR time + j) / (idle
+// prediction + j) with a jitter allowance j, an EWMA that rises fast (alpha_rise) and falls slowly
 // (alpha_fall). A level's predicted SR time for a frame is
 // s * macs[l] / eff[l]. The budget per frame is 1/target_fps minus the EWMA
 // of the measured non-SR time (decode + output) of the frame.
@@ -65,6 +65,10 @@ struct QosParams {
   double alpha_rise = 0.3;       // EWMA weight of a slowdown sample above the estimate
   double alpha_fall = 0.05;      // ... below the estimate
   double alpha_overhead = 0.1;   // EWMA weight of the non-SR time per frame
+  // Scheduling jitter allowance in the slowdown sample (sr + j) / (idle + j):
+  // a cheap level's time (a millisecond) says little about the load, and its
+  // jitter must not read as a 3x slowdown.
+  double jitter_s = 0.002;
   int pinned_level = -1;         // >= 0: always this level (the controller only records)
   int start_level = -1;          // >= 0: level before any measurement when not calibrated;
                                  // -1: the cheapest level

@@ -25,8 +25,12 @@ inline constexpr int kMaxChannels = 64;
 inline constexpr int kTailChannels = 16;
 // Input channel strides supported by the kernels: 1 (luma plane), 8, 16, .., 64.
 inline constexpr int kNumCs = 1 + kMaxChannels / kChannelAlign;
-inline int cs_index(int cs) { return cs == 1 ? 0 : cs / kChannelAlign; }  // 1,8,..,64 -> 0..8
-inline int round_up_channels(int c) { return (c + kChannelAlign - 1) / kChannelAlign * kChannelAlign; }
+// (constexpr: the ISA TUs only evaluate them at compile time, so no copy
+// compiled with -mavx512f can be emitted for the linker to share.)
+constexpr int cs_index(int cs) { return cs == 1 ? 0 : cs / kChannelAlign; }  // 1,8,..,64 -> 0..8
+constexpr int round_up_channels(int c) {
+  return (c + kChannelAlign - 1) / kChannelAlign * kChannelAlign;
+}
 
 // Largest number of pixels any kernel computes past the end of a row (its
 // blocks are masked, not shortened): buffers keep this much slack so those

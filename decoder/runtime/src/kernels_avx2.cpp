@@ -49,8 +49,9 @@ void tail(const TailArgs& a) {
 
 template <int CS, size_t... I>
 void fill_cs(KernelTable& t, std::index_sequence<I...>) {
-  ((t.conv3x3[cs_index(CS)][I] = conv<CS, 8 * int(I + 1)>()), ...);
-  t.tail[cs_index(CS)] = tail<CS>;
+  constexpr int row = cs_index(CS);
+  ((t.conv3x3[row][I] = conv<CS, 8 * int(I + 1)>()), ...);
+  t.tail[row] = tail<CS>;
 }
 
 template <size_t... C>

@@ -160,6 +160,9 @@ SimdLevel best_simd_level() {
 namespace rt {
 
 bool cpu_supports(SimdLevel level) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();  // needed if this runs before libgcc's constructor (static init)
+#endif
   switch (level) {
     case SimdLevel::kNone: return true;
 #if defined(__x86_64__) || defined(__i386__)

@@ -39,6 +39,8 @@ struct EncodeParams {
   int threads = 2;
   int64_t max_frames = 0;             // 0 = all
   uint64_t seed = 1;
+  bool bf16 = false;                  // bf16 autocast training (AMX)
+  bool channels_last = false;         // NHWC training
   bool refine = true;                 // re-pick each chunk's path from measured PSNR
   double refine_tolerance_db = 0.05;
   ModelArch arch;                     // scale is taken from `scale`; paths default below
@@ -53,6 +55,7 @@ struct LevelQuality {
   double psnr_yuv = 0;
   double ssim_y = 0;
   double macs_per_lr_pixel = 0;  // mean over tiles with this level's routing
+  int frames = 0;                // frames measured (level 0: all; others: an even sample)
 };
 
 struct EncodeReport {

@@ -36,10 +36,15 @@ struct TrainConfig {
   double distill_weight = 0.5;
   uint64_t seed = 1;
   int threads = 2;
+  bool bf16 = false;           // bf16 autocast (AMX on Sapphire Rapids) for forward/backward
+  bool channels_last = false;  // NHWC activations and weights in LibTorch
   double time_budget_s = 0;  // 0 = none; otherwise the cosine schedule follows time
   std::string checkpoint;    // file to resume from and save to ("" = none)
   int checkpoint_every = 200;
   const std::atomic<bool>* stop = nullptr;  // set to request a clean early stop
+  // Train on the tiles of this chunk only (-1 = all chunks, round robin): the
+  // multi-model baselines train one model per content chunk or per segment.
+  int only_chunk = -1;
 
   // fast / balanced / best: steps and time budget scaled with the clip length.
   static Expected<TrainConfig> preset(const std::string& name, const ModelArch& arch,
