@@ -40,6 +40,7 @@ Subcommand add_decode(CLI::App& app);
 #endif
 #ifdef DYDCA_HAVE_ENCODER
 Subcommand add_encode(CLI::App& app);
+Subcommand add_bench(CLI::App& app);
 #endif
 #ifdef DYDCA_HAVE_PLAY
 Subcommand add_play(CLI::App& app);

@@ -20,7 +20,7 @@ Subcommand add_encode(CLI::App& app) {
     EncodeParams p;
     std::string report;
     std::string paths;
-    int channels = 32, inner = 32, blocks = 4;
+    int channels = 16, inner = 16, blocks = 2;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("encode", "Encode a video: LR H.264 + one dynamic SR model (.mkv)");

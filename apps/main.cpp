@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
 #endif
 #ifdef DYDCA_HAVE_ENCODER
   subs.push_back(cli::add_encode(app));
+  subs.push_back(cli::add_bench(app));
 #endif
 #ifdef DYDCA_HAVE_PLAY
   subs.push_back(cli::add_play(app));
