@@ -268,7 +268,7 @@ Status write_rd_plots(const std::string& out_dir, const std::vector<RdResult>& r
     std::fprintf(g, "set title '%s x%d: PSNR-Y vs total kb/s (video+model+routing)'\n",
                  r.name.c_str(), r.scale);
     std::fprintf(g, "set xlabel 'total kb/s'\nset ylabel 'PSNR-Y (dB)'\nset logscale x 2\n");
-    std::fprintf(g, "set grid\nset key bottom right\n");
+    std::fprintf(g, "set grid\nset key outside right top\n");
     std::string cmd = "plot ";
     int idx = 0;
     for (const auto& c : r.curves) {

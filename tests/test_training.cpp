@@ -274,3 +274,56 @@ TEST_CASE("checkpoints resume to the same result") {
   std::remove(ck.c_str());
 }
 
+
+TEST_CASE("client runtime matches the LibTorch oracle on the same exported weights") {
+  for (int s : {2, 3, 4}) {
+    CAPTURE(s);
+    ModelArch a = small_arch(s);
+    auto init = init_model(a, 11);
+    REQUIRE(init);
+    // Random (not zero) tail and body so that every layer matters.
+    Supernet net(a);
+    REQUIRE(net->load_model(*init));
+    {
+      torch::NoGradGuard ng;
+      torch::manual_seed(5);
+      net->tail_w.uniform_(-0.2, 0.2);
+      for (auto& w : net->c2_w) w.uniform_(-0.1, 0.1);
+      net->head_b.uniform_(-0.1, 0.1);
+      // The untrained skip is the exact (dyadic) bicubic kernel, which puts many
+      // outputs exactly on .5 where a 1e-8 float difference flips the 8-bit
+      // rounding; trained weights are never that regular.
+      net->skip_w.add_(torch::rand_like(net->skip_w) * 2e-3 - 1e-3);
+    }
+    Model m = net->to_model();
+    auto lr = synthetic_clip(61, 37, 1, 2)[0];  // odd sizes, several tiles
+    RuntimeOptions ro;
+    ro.tile_size = 16;
+    ro.threads = 2;
+    auto rt = SrRuntime::create(m, ro);
+    REQUIRE(rt);
+    const int W = lr.width * s, H = lr.height * s;
+    for (int p = 0; p < int(a.paths.size()); ++p) {
+      CAPTURE(p);
+      auto ref = reference_upscale(m, p, lr.y.data(), lr.width, lr.height, 2);
+      REQUIRE(ref);
+      std::vector<float> ours(size_t(W) * H);
+      std::vector<uint8_t> paths(size_t(rt->tiles_x(lr.width) * rt->tiles_y(lr.height)), uint8_t(p));
+      REQUIRE(rt->upscale_luma_float(lr.y.data(), lr.width, lr.height, lr.width, ours.data(), W, paths));
+      auto ref8 = reference_upscale_u8(m, p, lr.y.data(), lr.width, lr.height, 2);
+      REQUIRE(ref8);
+      std::vector<uint8_t> ours8(size_t(W) * H);
+      REQUIRE(rt->upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, ours8.data(), W, p));
+      double max_err = 0;
+      size_t same = 0;
+      for (size_t i = 0; i < ours.size(); ++i) {
+        max_err = std::max(max_err, std::fabs(double(ours[i]) - (*ref)[i] / 255.0));
+        same += ours8[i] == (*ref8)[i];
+      }
+      MESSAGE("x" << s << " path " << p << ": max |runtime - LibTorch| = " << max_err
+                  << " (luma/255), identical 8-bit pixels " << 100.0 * same / ours8.size() << " %");
+      CHECK(max_err <= 1e-4);
+      CHECK(double(same) / ours8.size() >= 0.999);
+    }
+  }
+}
