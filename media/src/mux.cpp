@@ -268,6 +268,25 @@ Expected<DemuxedFile> demux_file(const std::string& path) {
     }
     av_packet_unref(pkt.get());
   }
+  // Matroska stores presentation times only: the demuxer leaves the decode
+  // times of reordered (B-frame) packets unset. Rebuild them so the stream can
+  // be muxed again: dts[i] = i-th smallest pts - D, with the smallest D >= 0
+  // that keeps every dts <= its pts (monotonic by construction).
+  auto& pk = v.packets;
+  bool missing = false;
+  for (const auto& p : pk) missing |= p.dts == AV_NOPTS_VALUE || p.pts == AV_NOPTS_VALUE;
+  if (missing) {
+    bool have_pts = true;
+    for (const auto& p : pk) have_pts &= p.pts != AV_NOPTS_VALUE;
+    if (have_pts && !pk.empty()) {
+      std::vector<int64_t> sorted;
+      for (const auto& p : pk) sorted.push_back(p.pts);
+      std::sort(sorted.begin(), sorted.end());
+      int64_t shift = 0;
+      for (size_t i = 0; i < pk.size(); ++i) shift = std::max(shift, sorted[i] - pk[i].pts);
+      for (size_t i = 0; i < pk.size(); ++i) pk[i].dts = sorted[i] - shift;
+    }
+  }
   return out;
 }
 
