@@ -90,6 +90,24 @@ Expected<std::vector<Model>> train_baseline_models(const std::vector<Frame>& hr,
   return models;
 }
 
+// The training preset for this clip with the user's overrides applied.
+Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& arch,
+                                        double duration_s) {
+  auto tc = TrainConfig::preset(p.quality, arch, duration_s);
+  if (!tc) return tc.status();
+  TrainConfig cfg = *tc;
+  cfg.seed = p.seed;
+  cfg.threads = p.threads;
+  cfg.stop = p.stop;
+  cfg.bf16 = p.bf16;
+  cfg.channels_last = p.channels_last;
+  if (p.train_steps > 0) {
+    cfg.steps = p.train_steps;
+    cfg.time_budget_s = 0;
+  }
+  return cfg;
+}
+
 void fill_bitrates(EncodeReport& r) {
   const double kb = 8.0 / 1000.0 / std::max(r.duration_s, 1e-9);
   r.video_kbps = r.video_bytes * kb;
@@ -135,18 +153,9 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
         std::fill_n(br.chunk_ids.begin() + ptrdiff_t(size_t(f) * tiles), tiles, uint8_t(si));
     }
   }
-  auto tc = TrainConfig::preset(p.quality, full, r.duration_s);
+  auto tc = make_train_config(p, full, r.duration_s);
   if (!tc) return tc.status();
   TrainConfig cfg = *tc;
-  cfg.seed = p.seed;
-  cfg.threads = p.threads;
-  cfg.stop = p.stop;
-  cfg.bf16 = p.bf16;
-  cfg.channels_last = p.channels_last;
-  if (p.train_steps > 0) {
-    cfg.steps = p.train_steps;
-    cfg.time_budget_s = 0;
-  }
   auto models = train_baseline_models(hr, lr, br, cfg, ids, prog);
   if (!models) return models.status();
   r.t_train = since(t);
@@ -339,18 +348,9 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
 
   // 4. Training.
   t = Clock::now();
-  auto tc = TrainConfig::preset(p.quality, arch, r.duration_s);
+  auto tc = make_train_config(p, arch, r.duration_s);
   if (!tc) return tc.status();
   TrainConfig cfg = *tc;
-  cfg.seed = p.seed;
-  cfg.threads = p.threads;
-  cfg.stop = p.stop;
-  cfg.bf16 = p.bf16;
-  cfg.channels_last = p.channels_last;
-  if (p.train_steps > 0) {
-    cfg.steps = p.train_steps;
-    cfg.time_budget_s = 0;
-  }
   TrainReport tr;
   auto model = train_dynamic(hr, *lr_dec, routing, cfg, &tr, prog);
   if (!model) return model.status();
