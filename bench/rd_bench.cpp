@@ -1,6 +1,7 @@
 // `dydca bench`: see rd_bench.h.
 #include "rd_bench.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -104,7 +105,18 @@ const RdCurve* find_curve(const RdResult& r, const std::string& m) {
 std::pair<double, double> bd(const RdCurve* anchor, const RdCurve& test) {
   if (!anchor || anchor->points.size() < 4 || test.points.size() < 4) return {NAN, NAN};
   auto a = rd_points(*anchor), t = rd_points(test);
-  auto r = bd_rate(a, t);
+  // BD-rate integrates over the common PSNR range: on (nearly) flat curves it
+  // is noise, so it is only given when the ranges overlap by >= kMinOverlapDb.
+  constexpr double kMinOverlapDb = 0.25;
+  auto range = [](const std::vector<RdPoint>& v) {
+    double lo = v[0].psnr, hi = v[0].psnr;
+    for (const auto& x : v) lo = std::min(lo, x.psnr), hi = std::max(hi, x.psnr);
+    return std::pair<double, double>{lo, hi};
+  };
+  const auto [alo, ahi] = range(a);
+  const auto [tlo, thi] = range(t);
+  const bool overlap = std::min(ahi, thi) - std::max(alo, tlo) >= kMinOverlapDb;
+  auto r = overlap ? bd_rate(a, t) : Expected<double>(Status::error("no overlap"));
   auto q = bd_psnr(a, t);
   return {r ? *r : NAN, q ? *q : NAN};
 }
@@ -214,7 +226,8 @@ std::string rd_report_md(const RdBenchParams& p, const std::vector<RdResult>& re
       o << "| " << c.method << " | " << na(r1, "%+.1f %%") << " | " << na(p1, "%+.2f dB") << " | "
         << na(r2, "%+.1f %%") << " | " << na(p2, "%+.2f dB") << " |\n";
     }
-    o << "\n";
+    o << "BD-rate is n/a where the two curves' PSNR ranges overlap by < 0.25 dB (it would "
+         "extrapolate); BD-PSNR integrates over the common rate range.\n\n";
     // Cost table: model bytes, MACs, encode time (mean over rates).
     o << "| method | model bytes (mean) | model+routing kb/s (mean) | MACs / LR pixel | encode s "
          "(mean) |\n|---|---|---|---|---|\n";
