@@ -11,7 +11,7 @@ packages=(
   ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libx264-dev
   libtorch-dev libopenblas0-pthread
   libopencv-dev doctest-dev libzstd-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
-  libsdl2-dev gnuplot-nox xvfb
+  libsdl2-dev gnuplot-nox xvfb python3
 )
 # npm fetches one sample clip; use the machine's own if it has one (a Node.js
 # install from elsewhere conflicts with Debian's npm package).
