@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "dydca/chunking.h"
@@ -116,6 +117,42 @@ void fill_bitrates(EncodeReport& r) {
   r.audio_kbps = r.audio_bytes * kb;
 }
 
+// The client runtime as the encoder uses it (sized for this clip's LR frames).
+RuntimeOptions runtime_options(const EncodeParams& p, const EncodeReport& r) {
+  RuntimeOptions o;
+  o.tile_size = p.tile_size;
+  o.threads = p.threads;
+  o.max_lr_width = r.lr_width;
+  o.max_lr_height = r.lr_height;
+  return o;
+}
+
+// Writes the .mkv (LR video + input audio + model and routing blobs,
+// atomically), reads it back as a client would, and fills the byte counts
+// and bitrates of the report.
+Status write_output(const EncodeParams& p, const EncodedVideo& video,
+                    const std::vector<std::vector<uint8_t>>& model_blobs,
+                    const RoutingMap& routing, const std::map<std::string, std::string>& tags,
+                    EncodeReport& r) {
+  auto routing_blob = serialize_routing(routing);
+  if (!routing_blob) return routing_blob.status();
+  DydcaWriteParams wp;
+  wp.hr_width = r.hr_width;
+  wp.hr_height = r.hr_height;
+  wp.copy_audio_from = p.input;
+  wp.extra_tags = tags;
+  DYDCA_TRY(write_dydca_file_blobs(p.output, video, model_blobs, &*routing_blob, wp));
+  auto check = read_dydca_file(p.output);
+  if (!check) return check.status().with_context("reading back " + p.output);
+  r.video_bytes = video.total_bytes();
+  r.model_bytes = 0;
+  for (const auto& b : model_blobs) r.model_bytes += int64_t(b.size());
+  r.routing_bytes = int64_t(routing_blob->size());
+  r.audio_bytes = check->audio_bytes;
+  fill_bitrates(r);
+  return Status::ok();
+}
+
 // The multi-model baselines, trained by the same code on the same LR video:
 //   static      one single-path model of the full path's size for every tile;
 //   per-chunk   one such model per content chunk (STDO style);
@@ -165,12 +202,7 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
   mbo.weights = *parse_precision(p.precision);
   std::vector<std::vector<uint8_t>> blobs;
   std::vector<SrRuntime> rts;
-  RuntimeOptions ropt;
-  ropt.tile_size = p.tile_size;
-  ropt.threads = p.threads;
-  ropt.max_lr_width = r.lr_width;
-  ropt.max_lr_height = r.lr_height;
-  r.model_bytes = 0;
+  const RuntimeOptions ropt = runtime_options(p, r);
   for (const Model& m : *models) {
     auto blob = serialize_model(m, mbo);
     if (!blob) return blob.status();
@@ -178,7 +210,6 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
     if (!shipped) return shipped.status();
     auto rt = SrRuntime::create(*shipped, ropt);
     if (!rt) return rt.status();
-    r.model_bytes += int64_t(blob->size());
     blobs.push_back(std::move(*blob));
     rts.push_back(std::move(*rt));
   }
@@ -232,21 +263,8 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
   r.t_eval = since(t);
 
   t = Clock::now();
-  auto routing_blob = serialize_routing(br);
-  if (!routing_blob) return routing_blob.status();
-  DydcaWriteParams wp;
-  wp.hr_width = r.hr_width;
-  wp.hr_height = r.hr_height;
-  wp.copy_audio_from = p.input;
-  wp.extra_tags["DYDCA_BASELINE"] = p.baseline;
-  DYDCA_TRY(write_dydca_file_blobs(p.output, video, blobs, &*routing_blob, wp));
-  auto check = read_dydca_file(p.output);
-  if (!check) return check.status().with_context("reading back " + p.output);
+  DYDCA_TRY(write_output(p, video, blobs, br, {{"DYDCA_BASELINE", p.baseline}}, r));
   r.t_write = since(t);
-  r.video_bytes = video.total_bytes();
-  r.routing_bytes = int64_t(routing_blob->size());
-  r.audio_bytes = check->audio_bytes;
-  fill_bitrates(r);
   r.t_total = since(t_start);
   return r;
 }
@@ -368,11 +386,7 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   if (!blob) return blob.status();
   auto shipped = parse_model(*blob);
   if (!shipped) return shipped.status();
-  RuntimeOptions ropt;
-  ropt.tile_size = p.tile_size;
-  ropt.threads = p.threads;
-  ropt.max_lr_width = r.lr_width;
-  ropt.max_lr_height = r.lr_height;
+  const RuntimeOptions ropt = runtime_options(p, r);
   auto rt = SrRuntime::create(*shipped, ropt);
   if (!rt) return rt.status();
   const int P = int(arch.paths.size()), K = routing.num_chunks;
@@ -465,22 +479,8 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
 
   // 7. The file: LR video + input audio + the two blobs, written atomically.
   t = Clock::now();
-  auto routing_blob = serialize_routing(routing);
-  if (!routing_blob) return routing_blob.status();
-  DydcaWriteParams wp;
-  wp.hr_width = r.hr_width;
-  wp.hr_height = r.hr_height;
-  wp.copy_audio_from = p.input;
-  DYDCA_TRY(write_dydca_file_blobs(p.output, *video, {*blob}, &*routing_blob, wp));
-  auto check = read_dydca_file(p.output);
-  if (!check) return check.status().with_context("reading back " + p.output);
+  DYDCA_TRY(write_output(p, *video, {*blob}, routing, {}, r));
   r.t_write = since(t);
-
-  r.video_bytes = video->total_bytes();
-  r.model_bytes = int64_t(blob->size());
-  r.routing_bytes = int64_t(routing_blob->size());
-  r.audio_bytes = check->audio_bytes;
-  fill_bitrates(r);
   r.t_total = since(t_start);
   return r;
 }
