@@ -113,6 +113,8 @@ std::vector<uint8_t> random_plane(int w, int h, uint32_t seed) {
 using Planes = std::vector<std::vector<double>>;  // [channel][y*w + x]
 
 // conv kxk "same" with zero padding, weight[:cout, :cin] of a full tensor.
+// (naive_network runs it on an edge-replicated canvas wide enough that the
+// zeros never reach the frame: model.h's clamped-input borders.)
 Planes conv_same(const Planes& in, const Tensor& wt, const Tensor& b, int cout, int w, int h) {
   const int cin = int(in.size()), in_full = wt.shape[1], k = wt.shape[2], r = k / 2;
   Planes out(size_t(cout), std::vector<double>(size_t(w) * h));
@@ -139,21 +141,26 @@ std::vector<double> naive_network(const Model& m, int path, const std::vector<ui
   const ModelArch& a = m.arch;
   const PathSpec ps = a.paths[size_t(path)];
   const int s = a.scale, s2 = s * s, wd = ps.width, e = a.inner_width(wd);
-  Planes x(1, std::vector<double>(size_t(w) * h));
-  for (size_t i = 0; i < lr.size(); ++i) x[0][i] = double(float(lr[i]) / 255.0f);
-  Planes out = conv_same(x, *m.find("skip.weight"), *m.find("skip.bias"), s2, w, h);
+  const int R = wd > 0 ? 2 + 2 * ps.depth : 2;  // receptive radius
+  const int W = w + 2 * R, H = h + 2 * R;      // the canvas
+  Planes x(1, std::vector<double>(size_t(W) * H));
+  for (int y = 0; y < H; ++y)
+    for (int xx = 0; xx < W; ++xx)
+      x[0][size_t(y) * W + xx] =
+          double(float(lr[size_t(std::clamp(y - R, 0, h - 1)) * w + std::clamp(xx - R, 0, w - 1)]) / 255.0f);
+  Planes out = conv_same(x, *m.find("skip.weight"), *m.find("skip.bias"), s2, W, H);
   if (wd > 0) {
-    Planes f = conv_same(x, *m.find("head.weight"), *m.find("head.bias"), wd, w, h);
+    Planes f = conv_same(x, *m.find("head.weight"), *m.find("head.bias"), wd, W, H);
     for (int i = 0; i < ps.depth; ++i) {
       const std::string p = "blocks." + std::to_string(i) + ".";
-      Planes t = conv_same(f, *m.find(p + "conv1.weight"), *m.find(p + "conv1.bias"), e, w, h);
+      Planes t = conv_same(f, *m.find(p + "conv1.weight"), *m.find(p + "conv1.bias"), e, W, H);
       for (auto& c : t)
         for (auto& v : c) v = std::max(v, 0.0);
-      Planes r = conv_same(t, *m.find(p + "conv2.weight"), *m.find(p + "conv2.bias"), wd, w, h);
+      Planes r = conv_same(t, *m.find(p + "conv2.weight"), *m.find(p + "conv2.bias"), wd, W, H);
       for (size_t c = 0; c < f.size(); ++c)
         for (size_t j = 0; j < f[c].size(); ++j) f[c][j] += r[c][j];
     }
-    Planes t = conv_same(f, *m.find("tail.weight"), *m.find("tail.bias"), s2, w, h);
+    Planes t = conv_same(f, *m.find("tail.weight"), *m.find("tail.bias"), s2, W, H);
     for (size_t c = 0; c < out.size(); ++c)
       for (size_t j = 0; j < out[c].size(); ++j) out[c][j] += t[c][j];
   }
@@ -161,7 +168,8 @@ std::vector<double> naive_network(const Model& m, int path, const std::vector<ui
   for (int c = 0; c < s2; ++c)
     for (int y = 0; y < h; ++y)
       for (int xx = 0; xx < w; ++xx)
-        hr[size_t(y * s + c / s) * (w * s) + xx * s + c % s] = out[size_t(c)][size_t(y) * w + xx];
+        hr[size_t(y * s + c / s) * (w * s) + xx * s + c % s] =
+            out[size_t(c)][size_t(y + R) * W + xx + R];
   return hr;
 }
 

@@ -98,6 +98,13 @@ torch::Tensor SupernetImpl::forward(const torch::Tensor& x, const PathSpec& path
   return torch::pixel_shuffle(out, s);
 }
 
+torch::Tensor SupernetImpl::forward_frame(const torch::Tensor& x, int p) {
+  const PathSpec& ps = arch.paths.at(size_t(p));
+  const int r = ps.width > 0 ? std::max(2, 2 + 2 * ps.depth) : 2, s = arch.scale;
+  auto padded = F::pad(x, F::PadFuncOptions({r, r, r, r}).mode(torch::kReplicate));
+  return forward(padded, ps).narrow(2, r * s, x.size(2) * s).narrow(3, r * s, x.size(3) * s);
+}
+
 Model SupernetImpl::to_model() const {
   Model m;
   m.arch = arch;

@@ -15,6 +15,10 @@ struct SupernetImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const PathSpec& path);
   // Path p of arch.paths.
   torch::Tensor forward(const torch::Tensor& x, int p) { return forward(x, arch.paths.at(p)); }
+  // Whole frames: x is edge-replicated by the receptive radius first, so
+  // that every layer sees the clamped-input border of model.h (training
+  // tiles get the same from the sampler's replicate halo).
+  torch::Tensor forward_frame(const torch::Tensor& x, int p);
 
   // Skip = bicubic interpolation kernel, tail = 0, body Kaiming-uniform.
   void reset(uint64_t seed);

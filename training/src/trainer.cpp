@@ -156,7 +156,7 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
   SamplerParams sp;
   sp.patch = cfg.patch;
   sp.halo = halo;
-  sp.border = BorderMode::kZero;  // what the zero-padded network sees at frame borders
+  sp.border = BorderMode::kReplicate;  // the clamped-input border of model.h
   sp.seed = cfg.seed;
   auto sampler = TrainingSampler::create(hr, lr, routing, sp);
   if (!sampler) return sampler.status();
@@ -297,7 +297,7 @@ Expected<std::vector<float>> reference_upscale(const Model& model, int path, con
   auto x = torch::from_blob(const_cast<uint8_t*>(lr), {1, 1, height, width}, torch::kUInt8)
                .to(torch::kFloat32)
                .div_(255.0);
-  auto y = (net->forward(x, path) * 255.0).contiguous();
+  auto y = (net->forward_frame(x, path) * 255.0).contiguous();
   return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
 }
 
@@ -335,7 +335,7 @@ Expected<std::vector<std::vector<double>>> measure_chunk_path_psnr(
                  .to(torch::kFloat32)
                  .div_(255.0);
     for (int p = 0; p < P; ++p) {
-      auto y = (net->forward(x, p) * 255.0).round().clamp(0, 255).contiguous();
+      auto y = (net->forward_frame(x, p) * 255.0).round().clamp(0, 255).contiguous();
       const float* out = y.data_ptr<float>();
       for (int ty = 0; ty < routing.tiles_y(); ++ty)
         for (int tx = 0; tx < routing.tiles_x(); ++tx) {

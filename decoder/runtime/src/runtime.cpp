@@ -6,12 +6,13 @@
 // run path p with L = 2 + 2*depth 3x3 convolutions):
 //   - every buffer covers R grown by the path's halo H = L (H = 2 for the
 //     global path: only the 5x5 skip), origin (x0 - H, y0 - H);
+//   - X (the input plane) is filled from the LR plane with coordinates
+//     clamped to the frame (edge replicate, as in model.h);
 //   - conv j (0 = head, 1..2d = blocks, L-1 = tail) writes R grown by
-//     L-1-j, clipped to the frame; it reads one pixel further;
-//   - every buffer position outside the frame is zero (zeroed per job where
-//     the halo crosses the frame border, never written by a layer), which is
-//     exactly the zero "same" padding each layer of a whole-frame run sees.
-// So a pixel's value is the same whatever rectangle it is computed in.
+//     L-1-j, inside the frame or not; it reads one pixel further.
+// A layer's value outside the frame is then exactly what a whole-frame run
+// over the edge-replicated input computes there (valid convolutions), so
+// a pixel's value is the same whatever rectangle it is computed in.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -420,26 +421,6 @@ void SrRuntime::Impl::build_jobs(int w, int h, const std::vector<uint8_t>& tile_
   });
 }
 
-namespace {
-
-// Zeroes the part of a (bw x bh) buffer, origin (bx0, by0) in frame
-// coordinates, that lies outside the w x h frame.
-void zero_outside(float* buf, int cs, int bx0, int by0, int bw, int bh, int w, int h) {
-  const ptrdiff_t row = ptrdiff_t(bw) * cs;
-  const int in_x0 = std::clamp(-bx0, 0, bw), in_x1 = std::clamp(w - bx0, 0, bw);
-  for (int y = 0; y < bh; ++y) {
-    float* r = buf + y * row;
-    const int fy = by0 + y;
-    if (fy < 0 || fy >= h || in_x0 >= in_x1) {
-      std::memset(r, 0, sizeof(float) * size_t(row));
-      continue;
-    }
-    if (in_x0 > 0) std::memset(r, 0, sizeof(float) * size_t(in_x0) * cs);
-    if (in_x1 < bw) std::memset(r + ptrdiff_t(in_x1) * cs, 0, sizeof(float) * size_t(bw - in_x1) * cs);
-  }
-}
-
-}  // namespace
 
 void SrRuntime::Impl::run_job(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w,
                               int h, ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride,
@@ -449,39 +430,29 @@ void SrRuntime::Impl::run_job(const rt::Job& job, rt::Arena& arena, const uint8_
   const int H = plan.halo;
   const int bx0 = job.x0 - H, by0 = job.y0 - H;
   const int bw = job.x1 - job.x0 + 2 * H, bh = job.y1 - job.y0 + 2 * H;
-  const bool crosses = bx0 < 0 || by0 < 0 || bx0 + bw > w || by0 + bh > h;
 
-  // Input plane x = Y / 255, zero outside the frame.
+  // Input plane x = Y / 255, coordinates clamped to the frame.
   float* X = arena.x.data();
-  const int in_x0 = std::max(0, -bx0), in_x1 = std::min(bw, w - bx0);
+  const int in_x0 = std::clamp(-bx0, 0, bw), in_x1 = std::clamp(w - bx0, 0, bw);
   for (int y = 0; y < bh; ++y) {
     float* r = X + ptrdiff_t(y) * bw;
-    const int fy = by0 + y;
-    if (fy < 0 || fy >= h) {
-      std::memset(r, 0, sizeof(float) * size_t(bw));
-      continue;
-    }
-    const uint8_t* src = lr + fy * lr_stride + bx0;
-    for (int x = 0; x < in_x0; ++x) r[x] = 0.f;
-    for (int x = in_x0; x < in_x1; ++x) r[x] = lut[src[x]];
-    for (int x = in_x1; x < bw; ++x) r[x] = 0.f;
+    const uint8_t* src = lr + std::clamp(by0 + y, 0, h - 1) * lr_stride;
+    const float left = lut[src[0]], right = lut[src[w - 1]];
+    for (int x = 0; x < in_x0; ++x) r[x] = left;
+    for (int x = in_x0; x < in_x1; ++x) r[x] = lut[src[bx0 + x]];
+    for (int x = in_x1; x < bw; ++x) r[x] = right;
   }
 
-  // Output rectangle of conv j: the job grown by convs-1-j, clipped to the frame.
+  // Output rectangle of conv j: the job grown by convs-1-j.
   struct Rect { int x0, y0, x1, y1; };
   auto out_rect = [&](int grow) {
-    return Rect{std::max(job.x0 - grow, 0), std::max(job.y0 - grow, 0),
-                std::min(job.x1 + grow, w), std::min(job.y1 + grow, h)};
+    return Rect{job.x0 - grow, job.y0 - grow, job.x1 + grow, job.y1 + grow};
   };
   float* Hb = arena.h.data();
   float* Tb = arena.t.data();
   const ptrdiff_t x_row = bw;
   const ptrdiff_t h_row = ptrdiff_t(bw) * plan.width_pad;
   const ptrdiff_t t_row = ptrdiff_t(bw) * plan.inner_pad;
-  if (plan.convs > 0 && crosses) {
-    zero_outside(Hb, plan.width_pad, bx0, by0, bw, bh, w, h);
-    if (plan.inner_pad) zero_outside(Tb, plan.inner_pad, bx0, by0, bw, bh, w, h);
-  }
 
   for (size_t j = 0; j < plan.layers.size(); ++j) {
     const ConvLayer& L = plan.layers[j];
