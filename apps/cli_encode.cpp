@@ -1,5 +1,6 @@
 // `dydca encode IN -o OUT.mkv`: the server pipeline (see dydca/encoder.h).
 #include <atomic>
+#include <cstdlib>
 #include <csignal>
 #include <fstream>
 #include <sstream>
@@ -15,12 +16,59 @@ extern "C" void on_sigint(int) {
 }
 }  // namespace
 
+// Flags win over the usual environment (WORLD_SIZE, RANK, MASTER_ADDR,
+// MASTER_PORT, GLOO_SOCKET_IFNAME); without either it is a one-process encode.
+Status resolve_dist(int world_size, int rank, const std::string& master, DistConfig& d) {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+  };
+  auto parse_int = [](const std::string& s, const char* what, int lo, int hi, int& out) {
+    try {
+      size_t used = 0;
+      long v = std::stol(s, &used);
+      if (used != s.size() || v < lo || v > hi) throw std::out_of_range(s);
+      out = int(v);
+      return Status::ok();
+    } catch (const std::exception&) {
+      return Status::error(std::string(what) + " '" + s + "' is not a number in " +
+                           std::to_string(lo) + ".." + std::to_string(hi));
+    }
+  };
+  d.world_size = 1;
+  if (world_size > 0) d.world_size = world_size;
+  else if (!env("WORLD_SIZE").empty()) DYDCA_TRY(parse_int(env("WORLD_SIZE"), "WORLD_SIZE", 1, 1024, d.world_size));
+  d.rank = 0;
+  if (rank >= 0) d.rank = rank;
+  else if (!env("RANK").empty()) DYDCA_TRY(parse_int(env("RANK"), "RANK", 0, 1023, d.rank));
+  if (d.world_size == 1 && d.rank == 0) return Status::ok();
+  if (d.rank >= d.world_size)
+    return Status::error("--rank " + std::to_string(d.rank) + " must be below --world-size " +
+                         std::to_string(d.world_size));
+  std::string addr = env("MASTER_ADDR"), port = env("MASTER_PORT");
+  if (!master.empty()) {
+    auto colon = master.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+      return Status::error("--master '" + master + "' is not ADDR:PORT");
+    addr = master.substr(0, colon);
+    port = master.substr(colon + 1);
+  }
+  if (addr.empty()) addr = "127.0.0.1";
+  if (port.empty()) port = "29500";
+  d.master_addr = addr;
+  DYDCA_TRY(parse_int(port, "master port", 1, 65535, d.master_port));
+  if (d.interface.empty()) d.interface = env("GLOO_SOCKET_IFNAME");
+  return Status::ok();
+}
+
 Subcommand add_encode(CLI::App& app) {
   struct Opts {
     EncodeParams p;
     std::string report;
     std::string paths;
     int channels = 16, inner = 16, blocks = 2;
+    int world_size = 0, rank = -1;
+    std::string master;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand("encode", "Encode a video: LR H.264 + one dynamic SR model (.mkv)");
@@ -61,6 +109,20 @@ Subcommand add_encode(CLI::App& app) {
   sub->add_flag("--bf16", o->p.bf16, "Train with bf16 autocast (AMX); slightly different weights");
   sub->add_flag("--channels-last", o->p.channels_last, "Train with NHWC tensors");
   sub->add_option("--report", o->report, "Also write the report as JSON to this file");
+  sub->add_option("--checkpoint", o->p.checkpoint,
+                  "Training checkpoint file: saved every 200 steps, resumed when it exists");
+  sub->add_option("--world-size", o->world_size,
+                  "Distributed training: number of ranks (or $WORLD_SIZE)")
+      ->check(CLI::Range(1, 1024));
+  sub->add_option("--rank", o->rank, "Distributed training: this process's rank (or $RANK)")
+      ->check(CLI::Range(0, 1023));
+  sub->add_option("--master", o->master,
+                  "Distributed training: rank 0's ADDR:PORT (or $MASTER_ADDR, $MASTER_PORT)");
+  sub->add_option("--dist-timeout", o->p.dist.timeout_s,
+                  "Distributed training: seconds to wait for a rank before failing")
+      ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
+  sub->add_option("--dist-interface", o->p.dist.interface,
+                  "Distributed training: network interface for Gloo (or $GLOO_SOCKET_IFNAME)");
   return {sub, [o]() -> int {
             EncodeParams p = o->p;
             p.threads = globals().threads;
@@ -86,11 +148,19 @@ Subcommand add_encode(CLI::App& app) {
               }
             }
             p.arch = a;
+            if (auto st = resolve_dist(o->world_size, o->rank, o->master, p.dist); !st.is_ok())
+              return fail(st);
             std::signal(SIGINT, on_sigint);
             std::signal(SIGTERM, on_sigint);
             p.stop = &g_stop;
             auto report = encode_video(p, make_progress());
             if (!report) return fail(report.status());
+            if (report->worker_only) {
+              if (!globals().quiet)
+                std::printf("rank %d of %d: %d training steps done in %.1f s; rank 0 writes the output\n",
+                            p.dist.rank, p.dist.world_size, report->train_steps, report->t_total);
+              return 0;
+            }
             if (!globals().quiet) std::printf("%s", report_text(*report).c_str());
             if (!o->report.empty()) {
               std::ofstream f(o->report);

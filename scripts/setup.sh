@@ -9,7 +9,7 @@ cd "$root"
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libx264-dev
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   libopencv-dev doctest-dev libzstd-dev zlib1g-dev libcli11-dev nlohmann-json3-dev
   libsdl2-dev gnuplot-nox xvfb python3
 )

@@ -1,6 +1,12 @@
 // Training (LibTorch): weight sharing, MACs, init, determinism, a short overfit
 // that beats bicubic, and the reference forward.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <thread>
 
 #include "dydca/chunking.h"
 #include "dydca/media.h"
@@ -257,7 +263,7 @@ TEST_CASE("checkpoints resume to the same result") {
   cfg.checkpoint_every = 4;
   TrainReport r1;
   auto part = train_dynamic(c.hr, c.lr, c.routing, cfg, &r1,
-                            [](const Progress& p) { return p.done < 8; });
+                            [](const Progress& p) { return p.done < 6; });
   REQUIRE(part);
   CHECK(r1.stopped_early);
   TrainReport r2;
@@ -274,6 +280,122 @@ TEST_CASE("checkpoints resume to the same result") {
   std::remove(ck.c_str());
 }
 
+
+namespace {
+
+// A TCP port that was free a moment ago on 127.0.0.1.
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+double max_weight_diff(const Model& a, const Model& b) {
+  double md = 0;
+  for (size_t i = 0; i < a.tensors.size(); ++i)
+    for (size_t k = 0; k < a.tensors[i].data.size(); ++k)
+      md = std::max(md, double(std::fabs(a.tensors[i].data[k] - b.tensors[i].data[k])));
+  return md;
+}
+
+// Ranks as threads of this process (each with its own store client and Gloo
+// group, exactly as separate processes would have).
+std::vector<Expected<Model>> train_ranks(const Clip& c, TrainConfig cfg, int world,
+                                         std::vector<ProgressFn> progress = {}) {
+  cfg.dist.world_size = world;
+  cfg.dist.master_addr = "127.0.0.1";
+  cfg.dist.master_port = free_port();
+  cfg.dist.timeout_s = 30;
+  progress.resize(size_t(world));
+  std::vector<Expected<Model>> out(size_t(world), Status::error("not run"));
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < world; ++r)
+    ranks.emplace_back([&, r] {
+      TrainConfig rc = cfg;
+      rc.dist.rank = r;
+      out[size_t(r)] = train_dynamic(c.hr, c.lr, c.routing, rc, nullptr, progress[size_t(r)]);
+    });
+  for (auto& t : ranks) t.join();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("data-parallel training: 2 ranks equal one process with the same global batch") {
+  Clip c = make_clip(2, 4);
+  TrainConfig cfg;
+  cfg.arch = small_arch(2);
+  cfg.steps = 24;
+  cfg.batch = 8;
+  cfg.patch = 16;
+  cfg.threads = 1;
+  auto one = train_dynamic(c.hr, c.lr, c.routing, cfg);
+  REQUIRE(one);
+  auto two = train_ranks(c, cfg, 2);
+  for (auto& m : two) REQUIRE_MESSAGE(m.has_value(), (m ? "" : m.error_message()));
+  CHECK(max_weight_diff(*two[0], *two[1]) == 0.0);  // the ranks hold one model
+  const double md = max_weight_diff(*one, *two[0]);
+  MESSAGE("max |w_1proc - w_2ranks| after 24 steps: " << md);
+  CHECK(md < 1e-4);
+  CHECK(std::fabs(routed_psnr(*one, c, 0) - routed_psnr(*two[0], c, 0)) < 0.01);
+}
+
+TEST_CASE("data-parallel training: a rank that never joins fails cleanly after the timeout") {
+  Clip c = make_clip(2, 2);
+  TrainConfig cfg;
+  cfg.arch = small_arch(2);
+  cfg.steps = 4;
+  cfg.batch = 4;
+  cfg.patch = 16;
+  cfg.dist.world_size = 2;
+  cfg.dist.rank = 0;
+  cfg.dist.master_port = free_port();
+  cfg.dist.timeout_s = 2;
+  auto m = train_dynamic(c.hr, c.lr, c.routing, cfg);
+  REQUIRE_FALSE(m.has_value());
+  MESSAGE(m.error_message());
+  CHECK(m.error_message().find("rank 0 of 2") != std::string::npos);
+  CHECK(m.error_message().find('\n') == std::string::npos);
+  cfg.dist.rank = 2;
+  auto bad = train_dynamic(c.hr, c.lr, c.routing, cfg);
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error_message().find("does not fit") != std::string::npos);
+}
+
+TEST_CASE("data-parallel training: a stop on one rank stops all, and the restart resumes") {
+  Clip c = make_clip(2, 4);
+  std::string ck = std::string(DYDCA_BINARY_DIR) + "/test-tmp-dist.ckpt";
+  std::remove(ck.c_str());
+  TrainConfig cfg;
+  cfg.arch = small_arch(2);
+  cfg.steps = 16;
+  cfg.batch = 4;
+  cfg.patch = 16;
+  cfg.threads = 1;
+  auto straight = train_ranks(c, cfg, 2);
+  REQUIRE(straight[0]);
+  cfg.checkpoint = ck;
+  cfg.checkpoint_every = 4;
+  // Rank 1 is told to stop after 6 steps (a Ctrl-C there): both ranks leave.
+  auto part = train_ranks(c, cfg, 2, {{}, [](const Progress& p) { return p.done < 6; }});
+  for (auto& m : part) {
+    REQUIRE_FALSE(m.has_value());
+    CHECK(m.error_message().find("interrupted") != std::string::npos);
+  }
+  auto resumed = train_ranks(c, cfg, 2);
+  for (auto& m : resumed) REQUIRE_MESSAGE(m.has_value(), (m ? "" : m.error_message()));
+  CHECK(max_weight_diff(*straight[0], *resumed[0]) < 1e-6);
+  CHECK(max_weight_diff(*resumed[0], *resumed[1]) == 0.0);
+  std::remove(ck.c_str());
+}
 
 TEST_CASE("client runtime matches the LibTorch oracle on the same exported weights") {
   for (int s : {2, 3, 4}) {

@@ -47,6 +47,12 @@ Expected<WeightFormat> parse_precision(const std::string& p) {
 Status check_params(const EncodeParams& p) {
   if (p.input.empty()) return Status::error("no input file");
   if (p.output.empty()) return Status::error("no output file (-o OUT.mkv)");
+  if (p.dist.world_size > 1 && p.baseline != "none")
+    return Status::error("--baseline trains several models; it cannot be distributed (--world-size 1)");
+  if (p.dist.world_size < 1 || p.dist.rank < 0 || p.dist.rank >= p.dist.world_size)
+    return Status::error("--rank " + std::to_string(p.dist.rank) + " does not fit --world-size " +
+                         std::to_string(p.dist.world_size));
+  if (p.dist.rank > 0) return Status::ok();  // workers write nothing; rank 0 checks the output
   auto ext = std::filesystem::path(p.output).extension().string();
   if (ext != ".mkv") return Status::error("the output must be a Matroska file ending in .mkv");
   std::error_code ec;
@@ -82,8 +88,10 @@ Expected<std::vector<Model>> train_baseline_models(const std::vector<Frame>& hr,
   cfg.time_budget_s /= n;
   if (cfg.steps > 0) cfg.steps = std::max(1, cfg.steps / n);
   std::vector<Model> models;
+  const std::string checkpoint = cfg.checkpoint;
   for (int id : ids) {
     cfg.only_chunk = id;
+    if (!checkpoint.empty()) cfg.checkpoint = checkpoint + "." + std::to_string(id + 1);
     auto m = train_dynamic(hr, lr, r, cfg, nullptr, prog);
     if (!m) return m.status();
     models.push_back(std::move(*m));
@@ -102,6 +110,8 @@ Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& 
   cfg.stop = p.stop;
   cfg.bf16 = p.bf16;
   cfg.channels_last = p.channels_last;
+  cfg.checkpoint = p.checkpoint;
+  cfg.dist = p.dist;
   if (p.train_steps > 0) {
     cfg.steps = p.train_steps;
     cfg.time_budget_s = 0;
@@ -376,6 +386,13 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   r.holdout_psnr_before = tr.holdout_psnr_before;
   r.holdout_psnr_after = tr.holdout_psnr_after;
   r.t_train = since(t);
+  r.dist_world_size = p.dist.world_size;
+  r.t_allreduce = tr.allreduce_seconds;
+  if (p.dist.rank > 0) {  // rank 0 refines, evaluates and writes
+    r.worker_only = true;
+    r.t_total = since(t_start);
+    return r;
+  }
 
   // 5. Quantize exactly as the file will carry it, then refine the routing
   // with the error the client's model really makes.
@@ -557,7 +574,7 @@ std::string report_json(const EncodeReport& r) {
                   {"frames_measured", l.frames}});
   j["levels"] = lv;
   j["seconds"] = {{"read", r.t_read}, {"x264", r.t_x264}, {"chunking", r.t_chunking},
-                  {"train", r.t_train}, {"refine", r.t_refine}, {"evaluate", r.t_eval},
+                  {"train", r.t_train}, {"allreduce", r.t_allreduce}, {"refine", r.t_refine}, {"evaluate", r.t_eval},
                   {"write", r.t_write}, {"total", r.t_total}};
   j["encode_time_ratio"] = r.t_total / std::max(r.duration_s, 1e-9);
   return j.dump(2);

@@ -1,5 +1,7 @@
 #include "supernet.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 
 namespace dydca {
@@ -55,11 +57,13 @@ SupernetImpl::SupernetImpl(const ModelArch& a) : arch(a) {
 
 void SupernetImpl::reset(uint64_t seed) {
   torch::NoGradGuard ng;
-  torch::manual_seed(seed);
-  auto kaiming = [](torch::Tensor& w, double gain) {
+  // A generator of our own: no global RNG state, so that models built at the
+  // same time on several threads (ranks in tests) are each deterministic.
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto kaiming = [&gen](torch::Tensor& w, double gain) {
     const int64_t fan_in = w.size(1) * w.size(2) * w.size(3);
     const double bound = gain * std::sqrt(3.0 / fan_in);
-    w.uniform_(-bound, bound);
+    w.uniform_(-bound, bound, gen);
   };
   kaiming(head_w, std::sqrt(2.0));
   head_b.zero_();

@@ -9,6 +9,7 @@
 #include "dydca/training.h"
 #include <ATen/autocast_mode.h>
 
+#include "dist.h"
 #include "supernet.h"
 
 namespace dydca {
@@ -95,15 +96,49 @@ double psnr_of(const torch::Tensor& out, const torch::Tensor& ref) {
   return psnr_from_mse(torch::mse_loss(a, b).item<double>());
 }
 
-void save_checkpoint(const std::string& path, Supernet& net, torch::optim::Adam& opt, int step) {
+// Training state (network + Adam + next step) as one archive: the checkpoint
+// file, and what rank 0 sends to the other ranks at the start.
+torch::serialize::OutputArchive state_archive(Supernet& net, torch::optim::Adam& opt, int step) {
   torch::serialize::OutputArchive ar, oa;
   net->save(ar);
   opt.save(oa);
   ar.write("optimizer", oa);
   ar.write("step", torch::tensor(int64_t(step)));
+  return ar;
+}
+
+int load_state(torch::serialize::InputArchive& ar, Supernet& net, torch::optim::Adam& opt) {
+  torch::serialize::InputArchive oa;
+  net->load(ar);
+  ar.read("optimizer", oa);
+  opt.load(oa);
+  torch::Tensor st;
+  ar.read("step", st);
+  return int(st.item<int64_t>());
+}
+
+void save_checkpoint(const std::string& path, Supernet& net, torch::optim::Adam& opt, int step) {
   std::string tmp = path + ".tmp";
-  ar.save_to(tmp);
+  state_archive(net, opt, step).save_to(tmp);
   std::filesystem::rename(tmp, path);
+}
+
+// Sums the gradients and `extra` over the ranks, in one message.
+Status all_reduce_grads(DistGroup& dist, Supernet& net, std::vector<double>& extra) {
+  std::vector<torch::Tensor> grads;
+  for (auto& p : net->parameters()) grads.push_back(p.grad());  // all defined (see above)
+  std::vector<torch::Tensor> flat;
+  for (auto& g : grads) flat.push_back(g.reshape(-1));
+  flat.push_back(torch::tensor(extra, torch::kFloat64).to(torch::kFloat32));
+  auto buf = torch::cat(flat);
+  DYDCA_TRY(dist.all_reduce(buf));
+  int64_t off = 0;
+  for (auto& g : grads) {
+    g.copy_(buf.narrow(0, off, g.numel()).view_as(g));
+    off += g.numel();
+  }
+  for (size_t i = 0; i < extra.size(); ++i) extra[i] = buf[off + int64_t(i)].item<double>();
+  return Status::ok();
 }
 
 }  // namespace
@@ -175,23 +210,56 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
   net->reset(cfg.seed);
   net->channels_last = cfg.channels_last;
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(cfg.lr));
+  // Every parameter has a gradient (zero when its path did not run) from the
+  // first step on, so Adam steps all of them every step: otherwise a block
+  // that a step does not use keeps its momentum only in a process that has
+  // used it before, and a resumed run diverges from a straight one.
+  for (auto& p : net->parameters()) p.mutable_grad() = torch::zeros_like(p);
   TrainReport rep;
   int start = 0;
-  if (!cfg.checkpoint.empty() && std::filesystem::exists(cfg.checkpoint)) {
+  std::unique_ptr<DistGroup> dist;
+  if (cfg.dist.world_size > 1) {
+    if (cfg.batch < cfg.dist.world_size)
+      return Status::error("train: the batch (" + std::to_string(cfg.batch) +
+                           ") must have at least one patch per rank");
+    auto g = DistGroup::connect(cfg.dist);
+    if (!g) return g.status();
+    dist = std::move(*g);
+  }
+  const bool root = !dist || dist->rank() == 0;
+  if (root && !cfg.checkpoint.empty() && std::filesystem::exists(cfg.checkpoint)) {
     try {
-      torch::serialize::InputArchive ar, oa;
+      torch::serialize::InputArchive ar;
       ar.load_from(cfg.checkpoint);
-      net->load(ar);
-      ar.read("optimizer", oa);
-      opt.load(oa);
-      torch::Tensor st;
-      ar.read("step", st);
-      start = int(st.item<int64_t>());
+      start = load_state(ar, net, opt);
       rep.resumed = true;
       log_info("training: resumed from " + cfg.checkpoint + " at step " + std::to_string(start));
     } catch (const std::exception& e) {
       return Status::error("cannot resume from " + cfg.checkpoint + " (" +
                            std::string(e.what()).substr(0, 200) + "); delete it to start over");
+    }
+  }
+  if (dist) {
+    // Every rank starts from rank 0's state (fresh or resumed): same weights,
+    // same Adam moments, same step.
+    std::string bytes;
+    if (root)
+      state_archive(net, opt, start).save_to([&](const void* d, size_t n) {
+        bytes.append(static_cast<const char*>(d), n);
+        return n;
+      });
+    auto shared = dist->share("initial-state", bytes);
+    if (!shared) return shared.status();
+    if (!root) {
+      try {
+        torch::serialize::InputArchive ar;
+        ar.load_from(shared->data(), shared->size());
+        start = load_state(ar, net, opt);
+        rep.resumed = start > 0;
+      } catch (const std::exception& e) {
+        return Status::error("distributed training: rank 0's state does not load (" +
+                             std::string(e.what()).substr(0, 200) + ")");
+      }
     }
   }
   {
@@ -215,15 +283,22 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
   const auto t0 = Clock::now();
   double loss_ema = 0;
   int step = start;
+  bool want_stop = false;  // Ctrl-C or the progress callback, agreed on by all ranks
   for (; step < total; ++step) {
-    if (cfg.stop && cfg.stop->load()) {
+    if (cfg.stop && cfg.stop->load()) want_stop = true;
+    if (want_stop && !dist) {
       rep.stopped_early = true;
       break;
     }
     // With a time budget, the step count is fixed after a short calibration
-    // so that the cosine schedule ends with the budget.
+    // so that the cosine schedule ends with the budget (the slowest rank's).
     if (cfg.time_budget_s > 0 && step == start + 8) {
       double per = std::chrono::duration<double>(Clock::now() - t0).count() / 8;
+      if (dist) {
+        auto t = torch::tensor({per}, torch::kFloat64);
+        DYDCA_TRY(dist->all_reduce(t, /*max=*/true));
+        per = t.item<double>();
+      }
       int fit = start + int(cfg.time_budget_s / std::max(per, 1e-6));
       total = std::max(step + 1, std::min(total, fit));
     }
@@ -234,10 +309,19 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
 
     // One content chunk per step, round robin (balanced), a full batch through
     // its path: full batches keep LibTorch on its fast convolution kernels.
+    // With several ranks, each takes its share of the batch's patches.
     const int chunk = present[size_t(step) % present.size()];
     DYDCA_TRY(sampler->next_batch_for_chunk(chunk, cfg.batch, tb));
     auto x = to_tensor(tb.lr, tb.count, tb.lr_side);
     auto y = to_tensor(tb.hr, tb.count, tb.hr_side);
+    double share = 1.0;
+    if (dist) {
+      const int64_t n = tb.count, w = dist->world_size(), r = dist->rank();
+      const int64_t lo = r * n / w, hi = (r + 1) * n / w;
+      x = x.narrow(0, lo, hi - lo);
+      y = y.narrow(0, lo, hi - lo);
+      share = double(hi - lo) / double(n);  // mean over the share x share = its part of the mean
+    }
     if (cfg.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
     const int p = routing.chunk_path[0][size_t(chunk)];
     AutocastScope autocast(cfg.bf16);
@@ -257,29 +341,46 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
       }
     }
     autocast.end();
+    if (dist) loss = loss * share;
     opt.zero_grad();
     loss.backward();
-    opt.step();
     double l = loss.item<double>();
+    if (dist) {
+      std::vector<double> extra{l, want_stop ? 1.0 : 0.0};
+      const auto ta = Clock::now();
+      DYDCA_TRY(all_reduce_grads(*dist, net, extra));
+      rep.allreduce_seconds += std::chrono::duration<double>(Clock::now() - ta).count();
+      l = extra[0];
+      if (extra[1] > 0) {  // some rank was asked to stop: all leave before this step
+        rep.stopped_early = true;
+        break;
+      }
+    }
+    opt.step();
     loss_ema = step == start ? l : 0.95 * loss_ema + 0.05 * l;
-    if (!cfg.checkpoint.empty() && cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0)
+    if (root && !cfg.checkpoint.empty() && cfg.checkpoint_every > 0 &&
+        (step + 1) % cfg.checkpoint_every == 0)
       save_checkpoint(cfg.checkpoint, net, opt, step + 1);
     if (progress && !progress({"train", step + 1 - start, total - start})) {
-      rep.stopped_early = true;
-      ++step;
-      break;
+      want_stop = true;
+      if (!dist) {
+        rep.stopped_early = true;
+        ++step;
+        break;
+      }
     }
   }
   rep.steps = step;
   rep.final_loss = loss_ema;
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (!cfg.checkpoint.empty()) save_checkpoint(cfg.checkpoint, net, opt, step);
+  if (root && !cfg.checkpoint.empty()) save_checkpoint(cfg.checkpoint, net, opt, step);
   {
     torch::NoGradGuard ng;
     rep.holdout_psnr_after = psnr_of(run_paths(net, hold_x, hold_path, crop, core), hold_y);
   }
   if (report) *report = rep;
   if (rep.stopped_early && cfg.stop && cfg.stop->load()) return Status::error("interrupted");
+  if (rep.stopped_early && dist) return Status::error("interrupted (a rank was stopped)");
   return net->to_model();
 }
 

@@ -19,6 +19,7 @@
 #include "dydca/log.h"
 #include "dydca/model.h"
 #include "dydca/status.h"
+#include "dydca/training.h"  // DistConfig
 
 namespace dydca {
 
@@ -45,6 +46,11 @@ struct EncodeParams {
   double refine_tolerance_db = 0.05;
   ModelArch arch;                     // scale is taken from `scale`; paths default below
   const std::atomic<bool>* stop = nullptr;
+  std::string checkpoint;             // training checkpoint: resumes if it exists ("" = none)
+  // Data-parallel training over several processes / machines (docs/distributed.md).
+  // Every rank runs the same command; rank 0 writes the output, the others
+  // return after training with worker_only set.
+  DistConfig dist;
 
   EncodeParams();
 };
@@ -77,6 +83,9 @@ struct EncodeReport {
   std::vector<int> chunk_path;  // level 0 after refinement
   double holdout_psnr_before = 0, holdout_psnr_after = 0;
   int train_steps = 0;
+  bool worker_only = false;  // a rank > 0 of a distributed encode: no output written
+  int dist_world_size = 1;
+  double t_allreduce = 0;    // part of t_train spent in the gradient all-reduce
   // Seconds per stage.
   double t_read = 0, t_x264 = 0, t_chunking = 0, t_train = 0, t_refine = 0, t_eval = 0,
          t_write = 0, t_total = 0;

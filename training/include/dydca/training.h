@@ -22,6 +22,22 @@
 
 namespace dydca {
 
+// Data-parallel training (c10d: TCPStore + ProcessGroupGloo). Every rank runs
+// train_dynamic on the same frames and routing with the same config; each
+// step, rank r computes the gradient of its share of the global batch
+// (patches [r*B/W, (r+1)*B/W)) and the gradients are summed over the ranks,
+// so the result equals a one-process run of the same global batch and seed
+// up to float rounding. Rank 0 hosts the store and owns the checkpoint; its
+// starting state (fresh or resumed) is sent to the others.
+struct DistConfig {
+  int world_size = 1;  // 1 = no distribution
+  int rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  double timeout_s = 120;  // joining, and each collective: then a clear error
+  std::string interface;   // network interface for Gloo ("" = the one reaching the master)
+};
+
 struct TrainConfig {
   ModelArch arch;
   int steps = 1000;       // upper bound; time_budget_s may stop earlier
@@ -45,6 +61,7 @@ struct TrainConfig {
   // Train on the tiles of this chunk only (-1 = all chunks, round robin): the
   // multi-model baselines train one model per content chunk or per segment.
   int only_chunk = -1;
+  DistConfig dist;
 
   // fast / balanced / best: steps and time budget scaled with the clip length.
   static Expected<TrainConfig> preset(const std::string& name, const ModelArch& arch,
@@ -60,6 +77,7 @@ struct TrainReport {
   // PSNR-Y (dB) on a held set of tiles of the assigned paths, before and after.
   double holdout_psnr_before = 0;
   double holdout_psnr_after = 0;
+  double allreduce_seconds = 0;  // distributed: time in the gradient all-reduce (incl. waiting)
 };
 
 // Trains the dynamic network. routing.chunk_path must be filled (level 0 is
@@ -75,8 +93,8 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
 // bicubic upscaling). Deterministic for a seed.
 Expected<Model> init_model(const ModelArch& arch, uint64_t seed = 1);
 
-// LibTorch reference forward of path `path` on a whole LR luma plane (zero
-// padding at the borders): HR luma in [0,255] as float, before rounding.
+// LibTorch reference forward of path `path` on a whole LR luma plane (edge-
+// replicated borders, model.h): HR luma in [0,255] as float, before rounding.
 Expected<std::vector<float>> reference_upscale(const Model& model, int path, const uint8_t* lr,
                                                int width, int height, int threads = 2);
 // The same, rounded and clamped to 8 bits.
