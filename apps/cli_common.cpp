@@ -39,9 +39,9 @@ ProgressFn make_progress() {
     double rate = secs > 0 ? p.done / secs : 0;
     if (p.total > 0) {
       double eta = rate > 0 ? (p.total - p.done) / rate : 0;
-      std::fprintf(stderr, "\r%-14s %6lld/%-6lld %5.1f%%  %7.1f/s  ETA %4.0fs   ",
+      std::fprintf(stderr, "\r%-14s %6lld/%-6lld %5.1f%%  %7.1f/s  ETA %4.0fs  %.*s   ",
                    st->stage.c_str(), (long long)p.done, (long long)p.total,
-                   100.0 * p.done / p.total, rate, eta);
+                   100.0 * p.done / p.total, rate, eta, int(p.detail.size()), p.detail.data());
     } else {
       std::fprintf(stderr, "\r%-14s %6lld  %7.1f/s   ", st->stage.c_str(), (long long)p.done, rate);
     }

@@ -109,6 +109,14 @@ Subcommand add_encode(CLI::App& app) {
   sub->add_flag("--bf16", o->p.bf16, "Train with bf16 autocast (AMX); slightly different weights");
   sub->add_flag("--channels-last", o->p.channels_last, "Train with NHWC tensors");
   sub->add_option("--report", o->report, "Also write the report as JSON to this file");
+  sub->add_flag("--train-all-levels", o->p.train_all_levels,
+               "Experimental (AdaSR): every cheaper QoS level's path each step");
+  sub->add_option("--train-progressive", o->p.train_progressive,
+                  "Experimental (AdaSR): fraction of steps that grow the path cheap -> rich")
+      ->check(CLI::Range(0.0, 0.9));
+  sub->add_option("--train-max-norm", o->p.train_max_norm,
+                  "Experimental (AdaSR): clip every conv filter's L2 norm to this (0 = off)")
+      ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--checkpoint", o->p.checkpoint,
                   "Training checkpoint file: saved every 200 steps, resumed when it exists");
   sub->add_option("--world-size", o->world_size,

@@ -10,112 +10,30 @@
 // time then measures the neighbours; FLOPs per CPU-second of our own threads
 // (CLOCK_PROCESS_CPUTIME_ID) measure how well the kernels use a core while
 // they have it, and the FMA peak is measured the same way.
+// The FMA peak and the clocks live in fma_peak.h (shared with
+// dydca_torch_runtime_bench).
 #include <sys/resource.h>
-#include <time.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "dydca/runtime.h"
+#include "fma_peak.h"
 #include "kernels.h"  // private kernel table, for the per-kernel numbers
 
 using namespace dydca;
-using Clock = std::chrono::steady_clock;
+using namespace dydca::bench;
 
 namespace {
 
 constexpr double kFactsPeakPerCore = 245.0;  // GFLOP/s, FACTS.md (Sapphire Rapids)
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double cpu_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-// Wall and process CPU seconds of a piece of work.
-struct Span {
-  Clock::time_point wall0 = Clock::now();
-  double cpu0 = cpu_now();
-  double wall() const { return seconds_since(wall0); }
-  double cpu() const { return cpu_now() - cpu0; }
-};
-
-// ---- machine peak ---------------------------------------------------------------
-
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) double fma_loop_512(long iters) {
-  __m512 a[16];
-  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ps(float(i) * 1e-3f);
-  const __m512 b = _mm512_set1_ps(0.9999f), c = _mm512_set1_ps(1e-5f);
-  for (long it = 0; it < iters; ++it)
-    for (int i = 0; i < 16; ++i) a[i] = _mm512_fmadd_ps(a[i], b, c);
-  float s = 0, t[16];
-  for (int i = 0; i < 16; ++i) {
-    _mm512_storeu_ps(t, a[i]);
-    s += t[0];
-  }
-  return s;
-}
-__attribute__((target("avx2,fma"))) double fma_loop_256(long iters) {
-  __m256 a[12];
-  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(float(i) * 1e-3f);
-  const __m256 b = _mm256_set1_ps(0.9999f), c = _mm256_set1_ps(1e-5f);
-  for (long it = 0; it < iters; ++it)
-    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], b, c);
-  float s = 0, t[8];
-  for (int i = 0; i < 12; ++i) {
-    _mm256_storeu_ps(t, a[i]);
-    s += t[0];
-  }
-  return s;
-}
-#endif
-
-struct Rate {
-  double wall = 0;  // GFLOP/s
-  double cpu = 0;   // GFLOP per CPU-second (per core while running)
-};
-
-// Independent FMAs on `threads` threads, best of 3.
-Rate measure_peak(SimdLevel level, int threads) {
-#if defined(__x86_64__)
-  if (level == SimdLevel::kNone || !simd_level_supported(level)) return {};
-  const long iters = 20'000'000;
-  const double flop_per_iter = level == SimdLevel::kAvx512 ? 16 * 16 * 2 : 12 * 8 * 2;
-  Rate best;
-  for (int rep = 0; rep < 3; ++rep) {
-    volatile double sink = 0;
-    Span span;
-    std::vector<std::thread> ts;
-    for (int i = 0; i < threads; ++i)
-      ts.emplace_back([&] {
-        sink = level == SimdLevel::kAvx512 ? fma_loop_512(iters) : fma_loop_256(iters);
-      });
-    for (auto& t : ts) t.join();
-    const double gflop = threads * iters * flop_per_iter / 1e9;
-    best.wall = std::max(best.wall, gflop / span.wall());
-    best.cpu = std::max(best.cpu, gflop / span.cpu());
-  }
-  return best;
-#else
-  return {};
-#endif
-}
 
 // ---- random models ------------------------------------------------------------------
 

@@ -19,53 +19,9 @@
 
 namespace fs = std::filesystem;
 using namespace dydca;
+using dydca::test::random_model;
 
 namespace {
-
-Tensor make_tensor(const std::string& name, std::vector<int> shape, std::mt19937& rng, float scale,
-                   float center = 0.f) {
-  Tensor t;
-  t.name = name;
-  t.shape = shape;
-  size_t n = 1;
-  for (int d : shape) n *= size_t(d);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  t.data.resize(n);
-  for (auto& v : t.data) v = u(rng);
-  if (center != 0.f && shape.size() == 4) {
-    const int k = shape[2];
-    for (size_t oi = 0; oi < n / size_t(k * k); ++oi) t.data[oi * k * k + (k * k) / 2] += center;
-  }
-  return t;
-}
-
-// Random weights, seeded, that keep the output mostly in range (skip near
-// identity, small residuals) so 8-bit comparisons mean something.
-Model random_model(int scale, int C, int E, int N, std::vector<PathSpec> paths, uint32_t seed) {
-  std::mt19937 rng(seed);
-  Model m;
-  m.arch.scale = scale;
-  m.arch.channels = C;
-  m.arch.inner = E;
-  m.arch.blocks = N;
-  m.arch.paths = std::move(paths);
-  const int s2 = scale * scale;
-  auto he = [](int fan_in) { return std::sqrt(3.0f / float(fan_in)); };
-  m.tensors.push_back(make_tensor("head.weight", {C, 1, 3, 3}, rng, he(9)));
-  m.tensors.push_back(make_tensor("head.bias", {C}, rng, 0.1f));
-  for (int i = 0; i < N; ++i) {
-    const std::string p = "blocks." + std::to_string(i) + ".";
-    m.tensors.push_back(make_tensor(p + "conv1.weight", {E, C, 3, 3}, rng, he(9 * C)));
-    m.tensors.push_back(make_tensor(p + "conv1.bias", {E}, rng, 0.1f));
-    m.tensors.push_back(make_tensor(p + "conv2.weight", {C, E, 3, 3}, rng, 0.3f * he(9 * E)));
-    m.tensors.push_back(make_tensor(p + "conv2.bias", {C}, rng, 0.05f));
-  }
-  m.tensors.push_back(make_tensor("tail.weight", {s2, C, 3, 3}, rng, 0.05f * he(9 * C)));
-  m.tensors.push_back(make_tensor("tail.bias", {s2}, rng, 0.01f));
-  m.tensors.push_back(make_tensor("skip.weight", {s2, 1, 5, 5}, rng, 0.02f, 0.9f));
-  m.tensors.push_back(make_tensor("skip.bias", {s2}, rng, 0.02f));
-  return m;
-}
 
 // HR 102x70 (not a multiple of 2*scale: the decoder must crop 104x72 back).
 constexpr int kHrW = 102, kHrH = 70, kScale = 2, kFrames = 10, kTile = 16;

@@ -17,8 +17,10 @@
 #include "dydca/runtime.h"
 #include "dydca/runtime_frame.h"
 #include "kernels.h"  // private kernel table (decoder/runtime/src)
+#include "test_util.h"
 
 using namespace dydca;
+using dydca::test::random_model;
 
 // Counts every operator new of the process, to check that upscaling does not
 // allocate once the runtime is planned. (GCC 12 cannot see that this new and
@@ -44,53 +46,7 @@ std::vector<SimdLevel> supported_levels() {
   return v;
 }
 
-// ---- random models ---------------------------------------------------------------
-
-Tensor make_tensor(const std::string& name, std::vector<int> shape, std::mt19937& rng, float scale,
-                   float center = 0.f) {
-  Tensor t;
-  t.name = name;
-  t.shape = shape;
-  size_t n = 1;
-  for (int d : shape) n *= size_t(d);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  t.data.resize(n);
-  for (auto& v : t.data) v = u(rng);
-  if (center != 0.f && shape.size() == 4) {  // add to the centre tap of every (o, i)
-    const int k = shape[2];
-    for (size_t oi = 0; oi < n / size_t(k * k); ++oi) t.data[oi * k * k + (k * k) / 2] += center;
-  }
-  return t;
-}
-
-// Weights that keep activations O(1) and the output mostly inside [0, 1], so
-// that 8-bit comparisons are meaningful: the skip is near identity, the
-// residual branches and the tail are small.
-Model random_model(int scale, int C, int E, int N, std::vector<PathSpec> paths, uint32_t seed) {
-  std::mt19937 rng(seed);
-  Model m;
-  m.arch.scale = scale;
-  m.arch.channels = C;
-  m.arch.inner = E;
-  m.arch.blocks = N;
-  m.arch.paths = std::move(paths);
-  const int s2 = scale * scale;
-  auto he = [](int fan_in) { return std::sqrt(3.0f / float(fan_in)); };
-  m.tensors.push_back(make_tensor("head.weight", {C, 1, 3, 3}, rng, he(9)));
-  m.tensors.push_back(make_tensor("head.bias", {C}, rng, 0.1f));
-  for (int i = 0; i < N; ++i) {
-    const std::string p = "blocks." + std::to_string(i) + ".";
-    m.tensors.push_back(make_tensor(p + "conv1.weight", {E, C, 3, 3}, rng, he(9 * C)));
-    m.tensors.push_back(make_tensor(p + "conv1.bias", {E}, rng, 0.1f));
-    m.tensors.push_back(make_tensor(p + "conv2.weight", {C, E, 3, 3}, rng, 0.3f * he(9 * E)));
-    m.tensors.push_back(make_tensor(p + "conv2.bias", {C}, rng, 0.05f));
-  }
-  m.tensors.push_back(make_tensor("tail.weight", {s2, C, 3, 3}, rng, 0.05f * he(9 * C)));
-  m.tensors.push_back(make_tensor("tail.bias", {s2}, rng, 0.01f));
-  m.tensors.push_back(make_tensor("skip.weight", {s2, 1, 5, 5}, rng, 0.02f, 0.9f));
-  m.tensors.push_back(make_tensor("skip.bias", {s2}, rng, 0.02f));
-  return m;
-}
+// ---- random models: test::random_model (test_util.h) ----------------------------
 
 std::vector<PathSpec> default_paths() { return {{0, 0}, {1, 16}, {2, 24}, {4, 32}}; }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "dydca/media.h"
+#include "dydca/model.h"
 
 namespace dydca::test {
 
@@ -17,5 +18,10 @@ std::string sample(const std::string& name);
 int run(const std::string& cmd, std::string* out = nullptr);
 // Writes frames to a y4m file (for feeding ffmpeg in cross-checks).
 void write_y4m(const std::string& path, const std::vector<Frame>& frames, Rational fps = {25, 1});
+
+// A seeded random model (tensors named as in model.h) whose activations stay
+// O(1) and whose output stays mostly inside [0, 1], so that 8-bit comparisons
+// mean something: the skip is near identity, residual branches and tail small.
+Model random_model(int scale, int C, int E, int N, std::vector<PathSpec> paths, uint32_t seed);
 
 }  // namespace dydca::test

@@ -2,8 +2,10 @@
 // post-training refinement with measured PSNR.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "dydca/chunking.h"
+#include "dydca/metrics.h"
 
 namespace dydca {
 namespace {
@@ -104,6 +106,49 @@ double mean_macs_per_lr_pixel(const std::vector<uint8_t>& chunk_path,
     tiles += double(chunk_tiles[c]);
   }
   return tiles > 0 ? macs / tiles : 0;
+}
+
+ChunkPathError::ChunkPathError(const RoutingMap& routing, int scale, int num_paths)
+    : routing_(routing),
+      scale_(scale),
+      sse_(size_t(routing.num_chunks), std::vector<double>(size_t(num_paths), 0.0)),
+      count_(size_t(routing.num_chunks), std::vector<double>(size_t(num_paths), 0.0)) {}
+
+template <typename T>
+void ChunkPathError::add_impl(int frame, int path, const Frame& hr, const T* out) {
+  const int ts = routing_.tile_size * scale_;
+  for (int ty = 0; ty < routing_.tiles_y(); ++ty)
+    for (int tx = 0; tx < routing_.tiles_x(); ++tx) {
+      const int c = routing_.chunk(frame, tx, ty);
+      const int x0 = tx * ts, y0 = ty * ts;
+      const int x1 = std::min(hr.width, x0 + ts), y1 = std::min(hr.height, y0 + ts);
+      double e = 0;
+      for (int y = y0; y < y1; ++y)
+        for (int x = x0; x < x1; ++x) {
+          const size_t i = size_t(y) * size_t(hr.width) + size_t(x);
+          double v = double(out[i]);
+          if constexpr (!std::is_same_v<T, uint8_t>) v = std::clamp(std::nearbyint(v), 0.0, 255.0);
+          const double d = v - double(hr.y[i]);
+          e += d * d;
+        }
+      sse_[size_t(c)][size_t(path)] += e;
+      count_[size_t(c)][size_t(path)] += double(std::max(0, x1 - x0)) * std::max(0, y1 - y0);
+    }
+}
+
+void ChunkPathError::add(int frame, int path, const Frame& hr, const uint8_t* out) {
+  add_impl(frame, path, hr, out);
+}
+void ChunkPathError::add(int frame, int path, const Frame& hr, const float* out) {
+  add_impl(frame, path, hr, out);
+}
+
+std::vector<std::vector<double>> ChunkPathError::psnr() const {
+  std::vector<std::vector<double>> p(sse_.size());
+  for (size_t c = 0; c < sse_.size(); ++c)
+    for (size_t k = 0; k < sse_[c].size(); ++k)
+      p[c].push_back(count_[c][k] > 0 ? psnr_from_mse(sse_[c][k] / count_[c][k]) : std::nan(""));
+  return p;
 }
 
 }  // namespace dydca

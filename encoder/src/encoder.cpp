@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "dydca/chunking.h"
@@ -112,6 +113,9 @@ Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& 
   cfg.channels_last = p.channels_last;
   cfg.checkpoint = p.checkpoint;
   cfg.dist = p.dist;
+  cfg.all_levels = p.train_all_levels;
+  cfg.progressive = p.train_progressive;
+  cfg.max_norm = p.train_max_norm;
   if (p.train_steps > 0) {
     cfg.steps = p.train_steps;
     cfg.time_budget_s = 0;
@@ -385,6 +389,7 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   r.train_steps = tr.steps;
   r.holdout_psnr_before = tr.holdout_psnr_before;
   r.holdout_psnr_after = tr.holdout_psnr_after;
+  r.holdout_history = tr.holdout_history;
   r.t_train = since(t);
   r.dist_world_size = p.dist.world_size;
   r.t_allreduce = tr.allreduce_seconds;
@@ -406,43 +411,24 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   const RuntimeOptions ropt = runtime_options(p, r);
   auto rt = SrRuntime::create(*shipped, ropt);
   if (!rt) return rt.status();
-  const int P = int(arch.paths.size()), K = routing.num_chunks;
+  const int P = int(arch.paths.size());
   if (p.refine) {
     // Per chunk and path: squared error over the chunk's tiles, on up to 16
     // evenly spread frames.
-    std::vector<std::vector<double>> sse(size_t(K), std::vector<double>(size_t(P), 0));
-    std::vector<double> count(size_t(K), 0);
+    ChunkPathError err(routing, s, P);
     std::vector<uint8_t> out(size_t(r.lr_width) * s * r.lr_height * s);
     const int n_eval = std::min<int>(16, r.frames);
-    const int T = p.tile_size;
     for (int i = 0; i < n_eval; ++i) {
       int f = int((int64_t(i) * r.frames) / n_eval);
       const Frame& L = (*lr_dec)[size_t(f)];
       const Frame& H = hr[size_t(f)];
       for (int path = 0; path < P; ++path) {
         DYDCA_TRY(rt->upscale_luma(L.y.data(), L.width, L.height, L.width, out.data(), H.width, path));
-        for (int ty = 0; ty < routing.tiles_y(); ++ty)
-          for (int tx = 0; tx < routing.tiles_x(); ++tx) {
-            int c = routing.chunk(f, tx, ty);
-            int x0 = tx * T * s, y0 = ty * T * s;
-            int x1 = std::min(H.width, x0 + T * s), y1 = std::min(H.height, y0 + T * s);
-            double e = 0;
-            for (int yy = y0; yy < y1; ++yy)
-              for (int xx = x0; xx < x1; ++xx) {
-                int d = int(out[size_t(yy) * H.width + xx]) - int(H.y[size_t(yy) * H.width + xx]);
-                e += d * d;
-              }
-            sse[size_t(c)][size_t(path)] += e;
-            if (path == 0) count[size_t(c)] += double(x1 - x0) * (y1 - y0);
-          }
+        err.add(f, path, H, out.data());
       }
       if (!prog({"refine", i + 1, n_eval})) return Status::error("interrupted");
     }
-    std::vector<std::vector<double>> psnr(size_t(K), std::vector<double>(size_t(P), std::nan("")));
-    for (int c = 0; c < K; ++c)
-      if (count[size_t(c)] > 0)
-        for (int path = 0; path < P; ++path)
-          psnr[size_t(c)][size_t(path)] = psnr_from_mse(sse[size_t(c)][size_t(path)] / count[size_t(c)]);
+    const auto psnr = err.psnr();
     auto level0 = refine_paths(psnr, arch, p.refine_tolerance_db);
     if (!level0) return level0.status();
     auto tables = qos_level_tables(*level0, arch);
@@ -458,6 +444,15 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   {
     QualityAccumulator bic;
     std::vector<QualityAccumulator> lev(size_t(routing.levels()));
+    // The quantization's cost: level 0 of the fp32 weights vs the shipped
+    // ones, on the sampled frames.
+    QualityAccumulator q_fp32, q_shipped;
+    std::optional<SrRuntime> rt32;
+    if (p.precision != "fp32") {
+      auto made = SrRuntime::create(*model, ropt);
+      if (!made) return made.status();
+      rt32.emplace(std::move(*made));
+    }
     for (int f = 0; f < r.frames; ++f) {
       const Frame& L = (*lr_dec)[size_t(f)];
       const Frame& H = hr[size_t(f)];
@@ -473,8 +468,18 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
         DYDCA_TRY(rt->upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(), up->width,
                                    routing, f, l));
         DYDCA_TRY(lev[size_t(l)].add(ref, crop(*up, r.hr_width, r.hr_height)));
+        if (l == 0 && rt32 && f % stride == 0) {
+          DYDCA_TRY(q_shipped.add(ref, crop(*up, r.hr_width, r.hr_height)));
+          DYDCA_TRY(rt32->upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(),
+                                       up->width, routing, f, 0));
+          DYDCA_TRY(q_fp32.add(ref, crop(*up, r.hr_width, r.hr_height)));
+        }
       }
       if (!prog({"evaluate", f + 1, r.frames})) return Status::error("interrupted");
+    }
+    if (rt32) {
+      r.quant_fp32_psnr_y = q_fp32.result().psnr_y;
+      r.quant_shipped_psnr_y = q_shipped.result().psnr_y;
     }
     ClipQuality b = bic.result();
     r.bicubic_psnr_y = b.psnr_y;
@@ -532,7 +537,12 @@ std::string report_text(const EncodeReport& r) {
   for (const auto& l : r.levels)
     add("    dydca level %-2d                         %6.2f  %8.2f  %.4f   %10.0f%s\n", l.level,
         l.psnr_y, l.psnr_yuv, l.ssim_y, l.macs_per_lr_pixel,
-        l.frames < r.frames ? "  (sampled frames)" : "");
+ l.frames < r.frames ? "  (sampled frames)" : "");
+  if (r.quant_fp32_psnr_y > 0)
+    add("  weights  level 0 PSNR-Y fp32 %.3f -> %s %.3f dB (%+.3f dB, sampled frames)\n",
+        r.quant_fp32_psnr_y, r.precision.c_str(), r.quant_shipped_psnr_y,
+        r.quant_shipped_psnr_y - r.quant_fp32_psnr_y);
+  add("  training held-out tiles %.2f -> %.2f dB\n", r.holdout_psnr_before, r.holdout_psnr_after);
   add("  time     read %.1f, x264 %.1f, chunking %.1f, training %.1f, refine %.1f, evaluate %.1f, "
       "write %.1f = %.1f s (%.1fx the clip)\n",
       r.t_read, r.t_x264, r.t_chunking, r.t_train, r.t_refine, r.t_eval, r.t_write, r.t_total,
@@ -558,7 +568,13 @@ std::string report_json(const EncodeReport& r) {
   j["model"] = {{"channels", r.arch.channels}, {"inner", r.arch.inner}, {"blocks", r.arch.blocks},
                 {"paths", paths}, {"precision", r.precision}, {"train_steps", r.train_steps},
                 {"holdout_psnr_before", r.holdout_psnr_before},
-                {"holdout_psnr_after", r.holdout_psnr_after}};
+                {"holdout_psnr_after", r.holdout_psnr_after},
+                {"holdout_history", r.holdout_history}};
+  if (r.quant_fp32_psnr_y > 0)
+    j["quantization"] = {{"level0_psnr_y_fp32", r.quant_fp32_psnr_y},
+                         {"level0_psnr_y_shipped", r.quant_shipped_psnr_y},
+                         {"delta_db", r.quant_shipped_psnr_y - r.quant_fp32_psnr_y},
+                         {"frames", "sampled (those of the cheaper levels)"}};
   j["bitrate_kbps"] = {{"video", r.video_kbps}, {"model", r.model_kbps},
                        {"routing", r.routing_kbps}, {"audio", r.audio_kbps},
                        {"total_without_audio", r.video_kbps + r.model_kbps + r.routing_kbps}};

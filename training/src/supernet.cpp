@@ -109,6 +109,13 @@ torch::Tensor SupernetImpl::forward_frame(const torch::Tensor& x, int p) {
   return forward(padded, ps).narrow(2, r * s, x.size(2) * s).narrow(3, r * s, x.size(3) * s);
 }
 
+std::vector<torch::Tensor*> SupernetImpl::conv_weights() {
+  std::vector<torch::Tensor*> w{&head_w, &tail_w};
+  for (auto& t : c1_w) w.push_back(&t);
+  for (auto& t : c2_w) w.push_back(&t);
+  return w;
+}
+
 Model SupernetImpl::to_model() const {
   Model m;
   m.arch = arch;

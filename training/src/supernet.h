@@ -23,6 +23,9 @@ struct SupernetImpl : torch::nn::Module {
   // Skip = bicubic interpolation kernel, tail = 0, body Kaiming-uniform.
   void reset(uint64_t seed);
 
+  // head, blocks' conv1/conv2 and tail weights (not the skip).
+  std::vector<torch::Tensor*> conv_weights();
+
   Model to_model() const;
   Status load_model(const Model& m);
 

@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -283,6 +285,7 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
   const auto t0 = Clock::now();
   double loss_ema = 0;
   int step = start;
+  double last_holdout = rep.holdout_psnr_before;
   bool want_stop = false;  // Ctrl-C or the progress callback, agreed on by all ranks
   for (; step < total; ++step) {
     if (cfg.stop && cfg.stop->load()) want_stop = true;
@@ -323,21 +326,39 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
       share = double(hi - lo) / double(n);  // mean over the share x share = its part of the mean
     }
     if (cfg.channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    const int p = routing.chunk_path[0][size_t(chunk)];
+    // Progressive growth (AdaSR): early steps cap the path index, the cap
+    // rising from the cheapest body path to the richest.
+    const int P = int(arch.paths.size());
+    int cap = P - 1;
+    if (cfg.progressive > 0 && frac < cfg.progressive && P > 2)
+      cap = std::clamp(1 + int(frac / cfg.progressive * (P - 1)), 1, P - 1);
+    const int p = std::min<int>(routing.chunk_path[0][size_t(chunk)], cap);
     AutocastScope autocast(cfg.bf16);
     auto out = net->forward(x, p).narrow(2, crop, core).narrow(3, crop, core).to(torch::kFloat32);
     auto loss = torch::l1_loss(out, y);
     if (levels > 1 && (cfg.qos_weight > 0 || cfg.distill_weight > 0)) {
-      // Sandwich: the same patches through the path of a random cheaper level,
-      // trained on the target and distilled from the assigned path.
-      level_rng.seed(cfg.seed * 1000003ull + uint64_t(step));
-      const int l = 1 + int(level_rng() % uint64_t(levels - 1));
-      const int q = routing.chunk_path[size_t(l)][size_t(chunk)];
-      if (q != p) {
+      // Sandwich: the same patches through the path of a random cheaper level
+      // (or of every cheaper level, averaged), trained on the target and
+      // distilled from the assigned path.
+      std::vector<int> cheaper;
+      if (cfg.all_levels) {
+        for (int l = 1; l < levels; ++l) {
+          const int q = std::min<int>(routing.chunk_path[size_t(l)][size_t(chunk)], cap);
+          if (q != p && std::find(cheaper.begin(), cheaper.end(), q) == cheaper.end())
+            cheaper.push_back(q);
+        }
+      } else {
+        level_rng.seed(cfg.seed * 1000003ull + uint64_t(step));
+        const int l = 1 + int(level_rng() % uint64_t(levels - 1));
+        const int q = std::min<int>(routing.chunk_path[size_t(l)][size_t(chunk)], cap);
+        if (q != p) cheaper.push_back(q);
+      }
+      for (int q : cheaper) {
         auto out_c =
             net->forward(x, q).narrow(2, crop, core).narrow(3, crop, core).to(torch::kFloat32);
-        loss = loss + cfg.qos_weight * torch::l1_loss(out_c, y) +
-               cfg.distill_weight * torch::l1_loss(out_c, out.detach());
+        loss = loss + (cfg.qos_weight * torch::l1_loss(out_c, y) +
+                       cfg.distill_weight * torch::l1_loss(out_c, out.detach())) /
+                          double(cheaper.size());
       }
     }
     autocast.end();
@@ -357,11 +378,24 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
       }
     }
     opt.step();
+    if (cfg.max_norm > 0) {  // AdaSR max-norm: bound every filter where slices meet
+      torch::NoGradGuard ng;
+      for (auto* w : net->conv_weights()) w->renorm_(2, 0, cfg.max_norm);
+    }
     loss_ema = step == start ? l : 0.95 * loss_ema + 0.05 * l;
     if (root && !cfg.checkpoint.empty() && cfg.checkpoint_every > 0 &&
         (step + 1) % cfg.checkpoint_every == 0)
       save_checkpoint(cfg.checkpoint, net, opt, step + 1);
-    if (progress && !progress({"train", step + 1 - start, total - start})) {
+    // Held-out PSNR now and then (a forward pass of the fixed held-out tiles).
+    const int every = std::max(25, (total - start) / 20);
+    if ((step + 1 - start) % every == 0 || step + 1 == total) {
+      torch::NoGradGuard ng;
+      last_holdout = psnr_of(run_paths(net, hold_x, hold_path, crop, core), hold_y);
+      rep.holdout_history.emplace_back(step + 1, last_holdout);
+    }
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "loss %.5f  held-out %.2f dB", loss_ema, last_holdout);
+    if (progress && !progress({"train", step + 1 - start, total - start, detail})) {
       want_stop = true;
       if (!dist) {
         rep.stopped_early = true;
@@ -417,14 +451,12 @@ Expected<std::vector<std::vector<double>>> measure_chunk_path_psnr(
     const Model& model, const std::vector<Frame>& hr, const std::vector<Frame>& lr,
     const RoutingMap& routing, const std::vector<int>& frames, int threads) {
   DYDCA_TRY(check_model_arch(model.arch));
-  const int P = int(model.arch.paths.size()), K = routing.num_chunks, s = model.arch.scale;
-  std::vector<std::vector<double>> sse(size_t(K), std::vector<double>(size_t(P), 0.0));
-  std::vector<double> count(size_t(K), 0.0);
+  const int P = int(model.arch.paths.size()), s = model.arch.scale;
   at::set_num_threads(std::max(1, threads));
   torch::NoGradGuard ng;
   Supernet net(model.arch);
   DYDCA_TRY(net->load_model(model));
-  const int T = routing.tile_size;
+  ChunkPathError err(routing, s, P);
   for (int f : frames) {
     if (f < 0 || f >= int(lr.size()) || f >= routing.frames) return Status::error("bad frame index");
     const Frame& L = lr[size_t(f)];
@@ -436,29 +468,11 @@ Expected<std::vector<std::vector<double>>> measure_chunk_path_psnr(
                  .to(torch::kFloat32)
                  .div_(255.0);
     for (int p = 0; p < P; ++p) {
-      auto y = (net->forward_frame(x, p) * 255.0).round().clamp(0, 255).contiguous();
-      const float* out = y.data_ptr<float>();
-      for (int ty = 0; ty < routing.tiles_y(); ++ty)
-        for (int tx = 0; tx < routing.tiles_x(); ++tx) {
-          int c = routing.chunk(f, tx, ty);
-          int x0 = tx * T * s, y0 = ty * T * s;
-          int x1 = std::min(H.width, x0 + T * s), y1 = std::min(H.height, y0 + T * s);
-          double e = 0;
-          for (int yy = y0; yy < y1; ++yy)
-            for (int xx = x0; xx < x1; ++xx) {
-              double d = out[size_t(yy) * H.width + xx] - H.y[size_t(yy) * H.width + xx];
-              e += d * d;
-            }
-          sse[size_t(c)][size_t(p)] += e;
-          if (p == 0) count[size_t(c)] += double(x1 - x0) * (y1 - y0);
-        }
+      auto y = (net->forward_frame(x, p) * 255.0).contiguous();
+      err.add(f, p, H, y.data_ptr<float>());
     }
   }
-  std::vector<std::vector<double>> psnr(size_t(K), std::vector<double>(size_t(P), std::nan("")));
-  for (int c = 0; c < K; ++c)
-    if (count[size_t(c)] > 0)
-      for (int p = 0; p < P; ++p) psnr[size_t(c)][size_t(p)] = psnr_from_mse(sse[size_t(c)][size_t(p)] / count[size_t(c)]);
-  return psnr;
+  return err.psnr();
 }
 
 }  // namespace dydca

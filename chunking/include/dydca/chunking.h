@@ -228,6 +228,27 @@ Expected<std::vector<std::vector<uint8_t>>> qos_level_tables(const std::vector<u
 Expected<std::vector<uint8_t>> refine_paths(const std::vector<std::vector<double>>& psnr_db,
                                             const ModelArch& arch, double tolerance_db = 0.1);
 
+// The measurement behind refine_paths: squared error of every (chunk, path)
+// over the chunk's tiles. Feed it each path's HR output of some frames (the
+// encoder through the client runtime, tests through LibTorch), then read
+// psnr()[c][p] (NaN where a chunk had no pixels).
+class ChunkPathError {
+ public:
+  ChunkPathError(const RoutingMap& routing, int scale, int num_paths);
+  // `out`: the HR luma of `frame` through `path`, laid out as hr.y (width x
+  // height, stride = width); float values are rounded and clamped to 8 bits.
+  void add(int frame, int path, const Frame& hr, const uint8_t* out);
+  void add(int frame, int path, const Frame& hr, const float* out);
+  std::vector<std::vector<double>> psnr() const;
+
+ private:
+  template <typename T>
+  void add_impl(int frame, int path, const Frame& hr, const T* out);
+  const RoutingMap& routing_;
+  int scale_;
+  std::vector<std::vector<double>> sse_, count_;  // [chunk][path]
+};
+
 // Fills routing.chunk_path with assign_paths + qos_level_tables.
 Status fill_path_tables(RoutingMap& routing, const ModelArch& arch, int levels = 0);
 

@@ -42,6 +42,10 @@ struct EncodeParams {
   uint64_t seed = 1;
   bool bf16 = false;                  // bf16 autocast training (AMX)
   bool channels_last = false;         // NHWC training
+  // AdaSR stabilisers (TrainConfig::all_levels / progressive / max_norm).
+  bool train_all_levels = false;
+  double train_progressive = 0;
+  double train_max_norm = 0;
   bool refine = true;                 // re-pick each chunk's path from measured PSNR
   double refine_tolerance_db = 0.05;
   ModelArch arch;                     // scale is taken from `scale`; paths default below
@@ -82,6 +86,10 @@ struct EncodeReport {
   std::vector<int64_t> chunk_tiles;
   std::vector<int> chunk_path;  // level 0 after refinement
   double holdout_psnr_before = 0, holdout_psnr_after = 0;
+  std::vector<std::pair<int, double>> holdout_history;  // (training step, held-out PSNR-Y)
+  // Level-0 PSNR-Y on the sampled frames with the fp32 weights and with the
+  // shipped (fp16/int8) ones; 0 when the file carries fp32.
+  double quant_fp32_psnr_y = 0, quant_shipped_psnr_y = 0;
   int train_steps = 0;
   bool worker_only = false;  // a rank > 0 of a distributed encode: no output written
   int dist_world_size = 1;

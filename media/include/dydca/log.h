@@ -32,9 +32,13 @@ void install_ffmpeg_log_bridge();
 // Progress of a long job: done units out of total (total may be 0 when
 // unknown), with a short stage name. Returning false asks the job to stop.
 struct Progress {
+  Progress() = default;
+  Progress(std::string_view stage_, int64_t done_, int64_t total_, std::string_view detail_ = {})
+      : stage(stage_), done(done_), total(total_), detail(detail_) {}
   std::string_view stage;
   int64_t done = 0;
   int64_t total = 0;
+  std::string_view detail;  // optional short status, e.g. "loss 0.012, held-out 31.2 dB"
 };
 using ProgressFn = std::function<bool(const Progress&)>;
 

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dydca/log.h"
@@ -50,6 +51,10 @@ struct TrainConfig {
   // it from the assigned path's output (detached) with distill_weight.
   double qos_weight = 0.5;
   double distill_weight = 0.5;
+  // AdaSR's stabilisers, off by default (measured in training/README.md):
+  bool all_levels = false;  // every cheaper level's path each step, not one random one
+  double progressive = 0;   // first fraction of the steps grows the allowed path cheap -> rich
+  double max_norm = 0;      // > 0: L2 norm of every conv filter clipped to this after each step
   uint64_t seed = 1;
   int threads = 2;
   bool bf16 = false;           // bf16 autocast (AMX on Sapphire Rapids) for forward/backward
@@ -77,7 +82,9 @@ struct TrainReport {
   // PSNR-Y (dB) on a held set of tiles of the assigned paths, before and after.
   double holdout_psnr_before = 0;
   double holdout_psnr_after = 0;
-  double allreduce_seconds = 0;  // distributed: time in the gradient all-reduce (incl. waiting)
+  double allreduce_seconds = 0;
+  // Held-out PSNR-Y during training: (step, dB), every ~5 % of the steps.
+  std::vector<std::pair<int, double>> holdout_history;  // distributed: time in the gradient all-reduce (incl. waiting)
 };
 
 // Trains the dynamic network. routing.chunk_path must be filled (level 0 is
