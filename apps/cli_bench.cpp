@@ -1,12 +1,17 @@
 // `dydca bench CLIP...`: rate-distortion comparison of dydca against x264 at
 // HR, LR x264 + bicubic and the model baselines (see bench/rd_bench.h).
+#include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 
 #include "cli_common.h"
 #include "rd_bench.h"
+#ifdef DYDCA_HAVE_DECODER
+#include "dydca/decoder.h"
+#endif
 
 namespace dydca::cli {
 namespace {
@@ -31,6 +36,45 @@ bool parse_int_list(const std::string& s, std::vector<int>* out) {
   }
   return !out->empty();
 }
+
+// The child side of the bench's decoder measurement (hidden `--decode-probe`):
+// decodes FILE `runs` times into a null sink and prints one JSON line. Runs in
+// a fresh process (exec'd by the bench), so VmHWM is this decoder's peak.
+int run_decode_probe(const std::string& file, int level, int plain_scale, int runs, int threads,
+                     int decode_threads) {
+#ifdef DYDCA_HAVE_DECODER
+  bench::DecodeProbeResult r;
+  r.rss_idle_kb = bench::proc_status_kb("VmRSS");
+  bench::reset_peak_rss();  // drop the start-up transient from VmHWM
+  DecodeOptions opt;
+  opt.muxer = Muxer::kNull;
+  opt.threads = threads;
+  opt.decode_threads = decode_threads;
+  opt.level = level;
+  opt.plain_scale = plain_scale;
+  for (int i = 0; i < runs; ++i) {
+    auto st = decode_file(file, opt);
+    if (!st) return fail(st.status().with_context("decode probe"));
+    if (r.best_wall_s == 0 || st->wall_s < r.best_wall_s) {
+      r.best_wall_s = st->wall_s;
+      r.setup_s = st->setup_s;
+    }
+    r.frames = st->frames;
+    r.runtime_bytes = int64_t(st->runtime_bytes);
+    r.models = st->models;
+    r.models_loaded = st->models_loaded;
+    r.model_load_ms = st->model_load_ms;  // every run creates its runtimes afresh
+    r.tile_switches = st->tile_switches;
+    r.frame_switches = st->frame_switches;
+  }
+  r.rss_peak_kb = bench::proc_status_kb("VmHWM");
+  std::printf("%s\n", bench::decode_probe_json(r).c_str());
+  return 0;
+#else
+  (void)file, (void)level, (void)plain_scale, (void)runs, (void)threads, (void)decode_threads;
+  return fail(Status::error("this dydca has no decoder"));
+#endif
+}
 }  // namespace
 
 Subcommand add_bench(CLI::App& app) {
@@ -39,6 +83,8 @@ Subcommand add_bench(CLI::App& app) {
     std::string scales = "2,4", rates = "100,200,400,800";
     bool quick = false;
     bool no_multi = false;
+    std::string probe_file, replot;
+    int probe_level = 0, probe_scale = 2, probe_runs = 2, probe_decode_threads = 1;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
@@ -50,18 +96,48 @@ Subcommand add_bench(CLI::App& app) {
   sub->add_option("--preset", o->p.preset, "x264 preset (all methods)")->capture_default_str();
   sub->add_option("--out", o->p.out_dir, "Output directory")->capture_default_str();
   sub->add_option("--quality", o->p.quality, "Training preset")
-      ->check(CLI::IsMember({"fast", "balanced", "best"}))->capture_default_str();
+      ->check(CLI::IsMember({"fast", "balanced", "best"}))
+      ->capture_default_str();
   sub->add_option("--max-frames", o->p.max_frames, "Only the first N frames (0 = all)")
       ->capture_default_str();
   sub->add_option("--steps", o->p.steps, "Training steps (overrides the preset)")
       ->check(CLI::Range(1, 10000000));
   sub->add_flag("--no-multi-model", o->no_multi, "Skip the per-chunk and per-segment baselines");
+  sub->add_option("--ref-rate", o->p.ref_rate,
+                  "Rate whose files are decoded (fps, RSS) and make the MACs and bytes charts "
+                  "(0 = middle of --rates)")
+      ->capture_default_str();
+  sub->add_option("--decode-runs", o->p.decode_runs, "Decode fps = best of N runs (0 = no decode)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  sub->add_option("--replot", o->replot,
+                  "Only rewrite DIR/report.md and the plots from DIR/report.json of a run");
+  // Internal: the child process of the decoder measurement (see rd_bench.h).
+  sub->add_option("--decode-probe", o->probe_file)->group("");
+  sub->add_option("--probe-level", o->probe_level)->group("");
+  sub->add_option("--probe-scale", o->probe_scale)->group("");
+  sub->add_option("--probe-runs", o->probe_runs)->group("");
+  sub->add_option("--probe-decode-threads", o->probe_decode_threads)->group("");
   sub->add_flag("--quick", o->quick,
                 "CI run: a tiny generated clip, 2 rates, x2, 20 steps, static baseline only");
   return {sub, [o]() -> int {
+            if (!o->probe_file.empty())
+              return run_decode_probe(o->probe_file, o->probe_level, o->probe_scale,
+                                      std::max(1, o->probe_runs), globals().threads,
+                                      std::max(1, o->probe_decode_threads));
+            if (!o->replot.empty()) {
+              if (auto s = bench::replot_rd_report(o->replot); !s) return fail(s);
+              return 0;
+            }
             bench::RdBenchParams p = o->p;
             p.threads = globals().threads;
             p.quiet = globals().quiet;
+#ifdef DYDCA_HAVE_DECODER
+            if (p.decode_runs > 0) {
+              std::error_code ec;
+              p.probe_exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+            }
+#endif
             if (o->no_multi) p.multi_model = false;
             if (!parse_int_list(o->scales, &p.scales))
               return fail(Status::error("--scales: '" + o->scales + "' is not a list of integers"));
@@ -69,6 +145,9 @@ Subcommand add_bench(CLI::App& app) {
               if (s < 2 || s > 4) return fail(Status::error("--scales: each must be 2, 3 or 4"));
             if (!parse_int_list(o->rates, &p.rates))
               return fail(Status::error("--rates: '" + o->rates + "' is not a list of kb/s"));
+            if (p.ref_rate > 0 &&
+                std::find(p.rates.begin(), p.rates.end(), p.ref_rate) == p.rates.end() && !o->quick)
+              return fail(Status::error("--ref-rate: must be one of --rates"));
             if (o->quick) {
               std::error_code ec;
               std::filesystem::create_directories(p.out_dir, ec);
@@ -77,10 +156,12 @@ Subcommand add_bench(CLI::App& app) {
               p.clips = {clip};
               p.scales = {2};
               p.rates = {60, 150};
+              p.ref_rate = 150;
               if (p.steps <= 0) p.steps = 20;
               p.multi_model = false;
             }
-            if (p.clips.empty()) return fail(Status::error("bench: give at least one clip or --quick"));
+            if (p.clips.empty())
+              return fail(Status::error("bench: give at least one clip or --quick"));
             std::signal(SIGINT, on_bench_sigint);
             std::signal(SIGTERM, on_bench_sigint);
             p.stop = &g_bench_stop;

@@ -109,6 +109,8 @@ Subcommand add_encode(CLI::App& app) {
   sub->add_flag("--bf16", o->p.bf16, "Train with bf16 autocast (AMX); slightly different weights");
   sub->add_flag("--channels-last", o->p.channels_last, "Train with NHWC tensors");
   sub->add_option("--report", o->report, "Also write the report as JSON to this file");
+  sub->add_flag("--train-skip", o->p.train_skip,
+               "Also train the global 5x5 path (default: it stays bicubic, the fallback path)");
   sub->add_flag("--train-all-levels", o->p.train_all_levels,
                "Experimental (AdaSR): every cheaper QoS level's path each step");
   sub->add_option("--train-progressive", o->p.train_progressive,

@@ -236,7 +236,9 @@ TEST_CASE("a short overfit beats bicubic and is deterministic") {
     MESSAGE("dynamic: bicubic " << bic << " dB, refined level 0 " << l0 << " dB, last level "
                                 << last << " dB, holdout " << rep.holdout_psnr_before << " -> "
                                 << rep.holdout_psnr_after << " dB in " << rep.seconds << " s");
-    CHECK(l0 > bic + 0.2);
+    // +0.40 dB with a trained skip; with the skip frozen to bicubic (the
+    // default since stop 12) the synthetic noise clip gains less at 300 steps.
+    CHECK(l0 > bic + 0.1);
     CHECK(l0 >= last - 1e-9);
     CHECK(rep.holdout_psnr_after > rep.holdout_psnr_before + 0.2);
     // Same seed, same threads: bit-identical weights.

@@ -1,5 +1,6 @@
 #include "dydca/encoder.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -82,7 +83,7 @@ Expected<std::vector<Model>> train_baseline_models(const std::vector<Frame>& hr,
                                                    const std::vector<Frame>& lr,
                                                    const RoutingMap& routing, TrainConfig cfg,
                                                    const std::vector<int>& ids,
-                                                   const ProgressFn& prog) {
+                                                   const ProgressFn& prog, int* total_steps) {
   RoutingMap r = routing;  // every chunk on the model's only path
   r.chunk_path.assign(1, std::vector<uint8_t>(size_t(r.num_chunks), 0));
   const int n = int(ids.size());
@@ -93,8 +94,10 @@ Expected<std::vector<Model>> train_baseline_models(const std::vector<Frame>& hr,
   for (int id : ids) {
     cfg.only_chunk = id;
     if (!checkpoint.empty()) cfg.checkpoint = checkpoint + "." + std::to_string(id + 1);
-    auto m = train_dynamic(hr, lr, r, cfg, nullptr, prog);
+    TrainReport tr;
+    auto m = train_dynamic(hr, lr, r, cfg, &tr, prog);
     if (!m) return m.status();
+    *total_steps += tr.steps;
     models.push_back(std::move(*m));
   }
   return models;
@@ -114,6 +117,7 @@ Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& 
   cfg.checkpoint = p.checkpoint;
   cfg.dist = p.dist;
   cfg.all_levels = p.train_all_levels;
+  cfg.train_skip = p.train_skip;
   cfg.progressive = p.train_progressive;
   cfg.max_norm = p.train_max_norm;
   if (p.train_steps > 0) {
@@ -207,7 +211,7 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
   auto tc = make_train_config(p, full, r.duration_s);
   if (!tc) return tc.status();
   TrainConfig cfg = *tc;
-  auto models = train_baseline_models(hr, lr, br, cfg, ids, prog);
+  auto models = train_baseline_models(hr, lr, br, cfg, ids, prog, &r.train_steps);
   if (!models) return models.status();
   r.t_train = since(t);
 
@@ -518,7 +522,8 @@ std::string report_text(const EncodeReport& r) {
   add("  %d frames, %.3f fps, %.2f s; HR %dx%d, LR %dx%d (x%d)\n", r.frames, r.fps, r.duration_s,
       r.hr_width, r.hr_height, r.lr_width, r.lr_height, r.scale);
   if (r.baseline != "none")
-    add("  BASELINE %s: %zu single-path models (one per routing id)\n", r.baseline.c_str(),
+    add("  BASELINE %s: %d single-path model(s), %zu routing ids\n", r.baseline.c_str(),
+        r.chunk_path.empty() ? 0 : *std::max_element(r.chunk_path.begin(), r.chunk_path.end()) + 1,
         r.chunk_path.size());
   add("  model C%d E%d N%d, %zu paths, %s weights, %d training steps\n", r.arch.channels,
       r.arch.inner, r.arch.blocks, r.arch.paths.size(), r.precision.c_str(), r.train_steps);

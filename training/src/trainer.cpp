@@ -172,9 +172,28 @@ Expected<Model> init_model(const ModelArch& arch, uint64_t seed) {
   return net->to_model();
 }
 
+namespace {
+Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                                   const RoutingMap& routing, const TrainConfig& cfg,
+                                   TrainReport* report, const ProgressFn& progress);
+}  // namespace
+
+// LibTorch reports errors by exception: one line of it, never an abort.
 Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Frame>& lr,
                               const RoutingMap& routing, const TrainConfig& cfg,
                               TrainReport* report, const ProgressFn& progress) {
+  try {
+    return train_dynamic_impl(hr, lr, routing, cfg, report, progress);
+  } catch (const std::exception& e) {
+    std::string m = e.what();
+    return Status::error("training failed in LibTorch: " + m.substr(0, std::min<size_t>(m.find('\n'), 300)));
+  }
+}
+
+namespace {
+Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                                   const RoutingMap& routing, const TrainConfig& cfg,
+                                   TrainReport* report, const ProgressFn& progress) {
   const ModelArch& arch = cfg.arch;
   DYDCA_TRY(check_model_arch(arch));
   if (cfg.batch < 1 || cfg.batch > 1024 || cfg.patch < 4 || cfg.patch > 512 || cfg.steps < 0)
@@ -217,6 +236,10 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
   // that a step does not use keeps its momentum only in a process that has
   // used it before, and a resumed run diverges from a straight one.
   for (auto& p : net->parameters()) p.mutable_grad() = torch::zeros_like(p);
+  if (!cfg.train_skip) {  // a zero gradient forever: Adam leaves the bicubic skip as it is
+    net->skip_w.set_requires_grad(false);
+    net->skip_b.set_requires_grad(false);
+  }
   TrainReport rep;
   int start = 0;
   std::unique_ptr<DistGroup> dist;
@@ -293,17 +316,18 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
       rep.stopped_early = true;
       break;
     }
-    // With a time budget, the step count is fixed after a short calibration
+    // With a time budget, the step count is set after a short calibration and
+    // re-set every 50 steps from the measured pace (the machine's load changes),
     // so that the cosine schedule ends with the budget (the slowest rank's).
-    if (cfg.time_budget_s > 0 && step == start + 8) {
-      double per = std::chrono::duration<double>(Clock::now() - t0).count() / 8;
+    if (cfg.time_budget_s > 0 && step >= start + 8 && (step - start) % 50 == 8) {
+      double per = std::chrono::duration<double>(Clock::now() - t0).count() / (step - start);
       if (dist) {
         auto t = torch::tensor({per}, torch::kFloat64);
         DYDCA_TRY(dist->all_reduce(t, /*max=*/true));
         per = t.item<double>();
       }
       int fit = start + int(cfg.time_budget_s / std::max(per, 1e-6));
-      total = std::max(step + 1, std::min(total, fit));
+      total = std::max(step + 1, std::min(cfg.steps, fit));
     }
     double frac = total > 0 ? double(step) / total : 1.0;
     double lr_now = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + std::cos(M_PI * frac));
@@ -364,7 +388,8 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
     autocast.end();
     if (dist) loss = loss * share;
     opt.zero_grad();
-    loss.backward();
+    // A chunk on the global path with the skip frozen has nothing to train.
+    if (loss.requires_grad()) loss.backward();
     double l = loss.item<double>();
     if (dist) {
       std::vector<double> extra{l, want_stop ? 1.0 : 0.0};
@@ -417,6 +442,7 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
   if (rep.stopped_early && dist) return Status::error("interrupted (a rank was stopped)");
   return net->to_model();
 }
+}  // namespace
 
 // ---- the LibTorch reference forward ---------------------------------------------
 

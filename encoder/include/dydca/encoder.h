@@ -44,6 +44,7 @@ struct EncodeParams {
   bool channels_last = false;         // NHWC training
   // AdaSR stabilisers (TrainConfig::all_levels / progressive / max_norm).
   bool train_all_levels = false;
+  bool train_skip = false;  // TrainConfig::train_skip
   double train_progressive = 0;
   double train_max_norm = 0;
   bool refine = true;                 // re-pick each chunk's path from measured PSNR

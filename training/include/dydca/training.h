@@ -51,6 +51,9 @@ struct TrainConfig {
   // it from the assigned path's output (detached) with distill_weight.
   double qos_weight = 0.5;
   double distill_weight = 0.5;
+  // Train the 5x5 global path (skip) too. Off: it stays the exact bicubic
+  // kernel, so path 0 is bicubic and the routing can always fall back to it.
+  bool train_skip = false;
   // AdaSR's stabilisers, off by default (measured in training/README.md):
   bool all_levels = false;  // every cheaper level's path each step, not one random one
   double progressive = 0;   // first fraction of the steps grows the allowed path cheap -> rich
