@@ -59,6 +59,7 @@
 #include <thread>
 #include <vector>
 
+#include "dydca/encoder.h"  // default_arch: the model dydca encode ships
 #include "dydca/media.h"
 #include "dydca/runtime.h"
 #include "dydca/synthetic.h"
@@ -86,20 +87,9 @@ bool parse_case(const std::string& s, Case* c) {
          c->scale <= 4 && c->w > 0 && c->h > 0 && c->w <= 4096 && c->h <= 4096;
 }
 
-// encoder/src/encoder.cpp default_arch() (not linked here: the encoder is
-// another LibTorch-heavy target).
-ModelArch bench_arch(int scale) {
-  ModelArch a;
-  a.scale = scale;
-  a.channels = 16;
-  a.inner = 16;
-  a.blocks = 2;
-  a.paths = {{0, 0}, {1, 8}, {2, 16}};
-  return a;
-}
 
 Model bench_model(int scale) {
-  const ModelArch arch = bench_arch(scale);
+  const ModelArch arch = default_arch(scale);
   auto init = init_model(arch, 1);
   if (!init) throw std::runtime_error(init.error_message());
   Supernet net(arch);
@@ -587,7 +577,7 @@ int main(int argc, char** argv) {
     std::vector<RssRow> rss_rows;
     if (!no_rss) {
       for (const Case& c : cases) {
-        const ModelArch arch = bench_arch(c.scale);
+        const ModelArch arch = default_arch(c.scale);
         for (int p = 0; p < int(arch.paths.size()); ++p) {
           RssRow row{c.name(),
                      "(" + std::to_string(arch.paths[size_t(p)].depth) + "," +
