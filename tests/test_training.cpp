@@ -32,6 +32,24 @@ ModelArch small_arch(int scale = 2) {
   return a;
 }
 
+// The small network trained for `steps` steps of `batch` 16x16 patches.
+TrainConfig small_config(int steps, int batch) {
+  TrainConfig cfg;
+  cfg.arch = small_arch(2);
+  cfg.steps = steps;
+  cfg.batch = batch;
+  cfg.patch = 16;
+  return cfg;
+}
+
+double max_weight_diff(const Model& a, const Model& b) {
+  double md = 0;
+  for (size_t i = 0; i < a.tensors.size(); ++i)
+    for (size_t k = 0; k < a.tensors[i].data.size(); ++k)
+      md = std::max(md, double(std::fabs(a.tensors[i].data[k] - b.tensors[i].data[k])));
+  return md;
+}
+
 struct Clip {
   std::vector<Frame> hr, lr;
   RoutingMap routing;
@@ -192,15 +210,10 @@ TEST_CASE("a short overfit beats bicubic and is deterministic") {
   Clip c = make_clip(2, 6);
   const double bic = bicubic_psnr(c);
   SUBCASE("static single-path model") {
-    ModelArch a = small_arch(2);
-    a.paths = {{2, 16}};
     RoutingMap r = c.routing;
     r.chunk_path.assign(1, std::vector<uint8_t>(size_t(r.num_chunks), 0));
-    TrainConfig cfg;
-    cfg.arch = a;
-    cfg.steps = 300;
-    cfg.batch = 16;
-    cfg.patch = 16;
+    TrainConfig cfg = small_config(300, 16);
+    cfg.arch.paths = {{2, 16}};
     TrainReport rep;
     auto m = train_dynamic(c.hr, c.lr, r, cfg, &rep);
     REQUIRE(m);
@@ -212,11 +225,7 @@ TEST_CASE("a short overfit beats bicubic and is deterministic") {
     CHECK(rep.holdout_psnr_after > rep.holdout_psnr_before + 0.5);
   }
   SUBCASE("dynamic model, routing refined by measured PSNR as the encoder does") {
-    TrainConfig cfg;
-    cfg.arch = small_arch(2);
-    cfg.steps = 300;
-    cfg.batch = 16;
-    cfg.patch = 16;
+    TrainConfig cfg = small_config(300, 16);
     cfg.seed = 7;
     TrainReport rep;
     auto m = train_dynamic(c.hr, c.lr, c.routing, cfg, &rep);
@@ -253,11 +262,7 @@ TEST_CASE("checkpoints resume to the same result") {
   Clip c = make_clip(2, 4);
   std::string ck = std::string(DYDCA_BINARY_DIR) + "/test-tmp-train.ckpt";
   std::remove(ck.c_str());
-  TrainConfig cfg;
-  cfg.arch = small_arch(2);
-  cfg.steps = 20;
-  cfg.batch = 4;
-  cfg.patch = 16;
+  TrainConfig cfg = small_config(20, 4);
   auto straight = train_dynamic(c.hr, c.lr, c.routing, cfg);
   REQUIRE(straight);
   // Stop after 8 steps through the progress callback, then resume.
@@ -272,13 +277,7 @@ TEST_CASE("checkpoints resume to the same result") {
   auto resumed = train_dynamic(c.hr, c.lr, c.routing, cfg, &r2);
   REQUIRE(resumed);
   CHECK(r2.resumed);
-  for (size_t i = 0; i < straight->tensors.size(); ++i) {
-    const auto& a = straight->tensors[i].data;
-    const auto& b = resumed->tensors[i].data;
-    double md = 0;
-    for (size_t k = 0; k < a.size(); ++k) md = std::max(md, double(std::fabs(a[k] - b[k])));
-    CHECK(md < 1e-5);
-  }
+  CHECK(max_weight_diff(*straight, *resumed) < 1e-5);
   std::remove(ck.c_str());
 }
 
@@ -298,14 +297,6 @@ int free_port() {
   REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
   close(fd);
   return ntohs(a.sin_port);
-}
-
-double max_weight_diff(const Model& a, const Model& b) {
-  double md = 0;
-  for (size_t i = 0; i < a.tensors.size(); ++i)
-    for (size_t k = 0; k < a.tensors[i].data.size(); ++k)
-      md = std::max(md, double(std::fabs(a.tensors[i].data[k] - b.tensors[i].data[k])));
-  return md;
 }
 
 // Ranks as threads of this process (each with its own store client and Gloo
@@ -333,11 +324,7 @@ std::vector<Expected<Model>> train_ranks(const Clip& c, TrainConfig cfg, int wor
 
 TEST_CASE("data-parallel training: 2 ranks equal one process with the same global batch") {
   Clip c = make_clip(2, 4);
-  TrainConfig cfg;
-  cfg.arch = small_arch(2);
-  cfg.steps = 24;
-  cfg.batch = 8;
-  cfg.patch = 16;
+  TrainConfig cfg = small_config(24, 8);
   cfg.threads = 1;
   auto one = train_dynamic(c.hr, c.lr, c.routing, cfg);
   REQUIRE(one);
@@ -352,11 +339,7 @@ TEST_CASE("data-parallel training: 2 ranks equal one process with the same globa
 
 TEST_CASE("data-parallel training: a rank that never joins fails cleanly after the timeout") {
   Clip c = make_clip(2, 2);
-  TrainConfig cfg;
-  cfg.arch = small_arch(2);
-  cfg.steps = 4;
-  cfg.batch = 4;
-  cfg.patch = 16;
+  TrainConfig cfg = small_config(4, 4);
   cfg.dist.world_size = 2;
   cfg.dist.rank = 0;
   cfg.dist.master_port = free_port();
@@ -376,11 +359,7 @@ TEST_CASE("data-parallel training: a stop on one rank stops all, and the restart
   Clip c = make_clip(2, 4);
   std::string ck = std::string(DYDCA_BINARY_DIR) + "/test-tmp-dist.ckpt";
   std::remove(ck.c_str());
-  TrainConfig cfg;
-  cfg.arch = small_arch(2);
-  cfg.steps = 16;
-  cfg.batch = 4;
-  cfg.patch = 16;
+  TrainConfig cfg = small_config(16, 4);
   cfg.threads = 1;
   auto straight = train_ranks(c, cfg, 2);
   REQUIRE(straight[0]);
