@@ -1,0 +1,2 @@
+// test_decoder_stream: see the TEST_CASEs below.
+#include <doctest/doctest.h>
