@@ -9,9 +9,8 @@
 
 namespace dydca::blob {
 
-namespace {
-uint32_t crc32_of(const uint8_t* data, size_t size) {
-  uLong crc = crc32(0L, Z_NULL, 0);
+uint32_t crc32_update(uint32_t crc_in, const uint8_t* data, size_t size) {
+  uLong crc = crc_in;
   // zlib takes uInt lengths; feed in pieces so sizes above 4 GiB stay correct.
   while (size > 0) {
     uInt n = size > (1u << 30) ? (1u << 30) : uInt(size);
@@ -21,6 +20,9 @@ uint32_t crc32_of(const uint8_t* data, size_t size) {
   }
   return uint32_t(crc);
 }
+
+namespace {
+uint32_t crc32_of(const uint8_t* data, size_t size) { return crc32_update(0, data, size); }
 }  // namespace
 
 Expected<std::vector<uint8_t>> seal_envelope(const EnvelopeKind& kind,

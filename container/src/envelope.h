@@ -1,4 +1,4 @@
-// The envelope shared by both dydca blobs: magic, format version, sizes, a
+// The envelope shared by every dydca blob (model, update, routing, segments): magic, format version, sizes, a
 // zstd-compressed payload and a CRC32 over everything before it. Opening an
 // envelope checks (in this order) magic, version, flags, sizes against caps,
 // the CRC, then decompresses into a buffer of the announced (capped) size.
@@ -21,6 +21,9 @@ struct EnvelopeKind {
   uint16_t version;      // the version this code writes and the newest it reads
   uint32_t max_payload;  // cap on the decompressed payload
 };
+
+// CRC-32 (zlib / ISO-HDLC), continued from `crc` (0 to start).
+uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t size);
 
 Expected<std::vector<uint8_t>> seal_envelope(const EnvelopeKind& kind,
                                              const std::vector<uint8_t>& payload, int zstd_level);

@@ -8,6 +8,7 @@
 #include "dydca/container.h"
 #include "envelope.h"
 #include "half.h"
+#include "model_internal.h"
 
 namespace dydca {
 
@@ -15,8 +16,10 @@ namespace {
 
 constexpr blob::EnvelopeKind kModelEnvelope{"DYDCAMDL", "model blob", kModelBlobVersion,
                                             kMaxModelPayloadBytes};
-constexpr int kMaxRank = 4;
-constexpr int kMaxNameBytes = 255;
+using blob::kMaxNameBytes;
+using blob::kMaxRank;
+using blob::shape_string;
+using blob::valid_name_char;
 
 struct ExpectedTensor {
   std::string name;
@@ -39,14 +42,6 @@ std::vector<ExpectedTensor> required_tensors(const ModelArch& a) {
   t.push_back({"skip.bias", {s2}});
   return t;
 }
-
-std::string shape_string(const std::vector<int>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-bool valid_name_char(char c) { return c > 0x20 && c < 0x7f; }
 
 Status validate_arch(const ModelArch& a) {
   if (a.scale < 2 || a.scale > 4)

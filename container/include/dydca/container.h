@@ -41,6 +41,9 @@ namespace dydca {
 // ---- limits (hard caps checked by the parsers and the writers) -------------
 inline constexpr uint16_t kModelBlobVersion = 1;    // written, and the newest read
 inline constexpr uint16_t kRoutingBlobVersion = 1;  // written, and the newest read
+inline constexpr uint16_t kModelDeltaVersion = 1;   // model update blob (DYDCADLT)
+inline constexpr uint16_t kSegmentsBlobVersion = 1; // segment table blob (DYDCASEG)
+inline constexpr int kDydcaFormatVersion = 2;       // .mkv layout: written, and the newest read
 inline constexpr int kMaxChannels = 256;            // C
 inline constexpr int kMaxInner = 1024;              // E
 inline constexpr int kMaxBlocks = 64;               // N
@@ -55,10 +58,16 @@ inline constexpr int kMaxRoutingFrames = 1 << 22;
 inline constexpr int64_t kMaxRoutingTiles = int64_t{1} << 26;   // frames * tiles per frame
 inline constexpr uint32_t kMaxRoutingPayloadBytes = 64u << 20;  // decompressed
 inline constexpr int kMaxModelsPerFile = 64;
+inline constexpr int kMaxSegments = 1 << 16;
+inline constexpr int kMaxSegmentFrames = kMaxRoutingFrames;      // frames of one segment
+inline constexpr int64_t kMaxFileFrames = int64_t{1} << 30;      // frames of a whole file
+inline constexpr uint32_t kMaxSegmentsPayloadBytes = 64u << 20;  // decompressed (= attachment cap)
 
 inline constexpr const char* kModelMimetype = "application/x-dydca-model";
 inline constexpr const char* kRoutingMimetype = "application/x-dydca-routing";
 inline constexpr const char* kRoutingFilename = "routing.dydca";
+inline constexpr const char* kSegmentsMimetype = "application/x-dydca-segments";
+inline constexpr const char* kSegmentsFilename = "segments.dydca";
 // "model.dydca" for index 0, "model<i>.dydca" after it.
 std::string model_attachment_name(int index);
 
@@ -100,6 +109,43 @@ inline Expected<Model> parse_model(const std::vector<uint8_t>& blob,
   return parse_model(blob.data(), blob.size(), info);
 }
 
+// ---- model update blob ("delta", DYDCADLT) -----------------------------------
+
+struct ModelDeltaOptions {
+  int zstd_level = 19;
+};
+
+// An update of `reference` towards `target` (same architecture, same tensor
+// names and shapes). Every tensor of rank >= 2 is stored as an int8 difference
+// quantized per output channel (dim 0): d = target - reference (fp32),
+// scale_o = max|d_o| / 127 (fp32), q = round_half_even(d / scale_o) in
+// [-127, 127]; rank-1 tensors (biases) as fp32 absolute values. Tensors whose
+// quantized difference is all zero (biases: bit-identical) are omitted. The
+// blob names the reference by a CRC32 fingerprint of its architecture and
+// tensors, so an update applied to any other model is refused.
+// Deterministic: the same inputs give the same bytes.
+Expected<std::vector<uint8_t>> serialize_model_delta(const Model& reference, const Model& target,
+                                                     const ModelDeltaOptions& options = {});
+// reference + update = the model the client runs. Per weight
+//   w' = float(double(w) + double(q) * double(scale_o))
+// The product is exact in binary64 (8-bit q times a 24-bit significand), so a
+// fused multiply-add gives the same bits as separate operations: the encoder
+// (which evaluates exactly this) and every client compute identical fp32
+// weights. |target - w'| <= scale_o / 2 plus fp32 rounding. Tensors keep the
+// reference's order. Validation is as strict as parse_model: envelope, CRC,
+// fingerprint, every name present in the reference with the same shape, in
+// the reference's order, no duplicates, finite values, caps; the result is
+// validated as a model. `info->weights` is kInt8.
+Expected<Model> apply_model_delta(const Model& reference, const uint8_t* data, size_t size,
+                                  ModelBlobInfo* info = nullptr);
+inline Expected<Model> apply_model_delta(const Model& reference, const std::vector<uint8_t>& blob,
+                                         ModelBlobInfo* info = nullptr) {
+  return apply_model_delta(reference, blob.data(), blob.size(), info);
+}
+// The fingerprint an update carries (CRC32 over the architecture and every
+// tensor's name, shape and fp32 bits, in order; docs/formats.md §5).
+uint32_t model_fingerprint(const Model& model);
+
 // ---- routing blob ----------------------------------------------------------
 
 // Sizes, caps, chunk ids < K, path ids < kMaxPaths, one table of K entries
@@ -111,6 +157,37 @@ Expected<std::vector<uint8_t>> serialize_routing(const RoutingMap& routing, int 
 Expected<RoutingMap> parse_routing(const uint8_t* data, size_t size);
 inline Expected<RoutingMap> parse_routing(const std::vector<uint8_t>& blob) {
   return parse_routing(blob.data(), blob.size());
+}
+
+// ---- segment table blob (DYDCASEG) ---------------------------------------------
+
+// One temporal segment of a format-2 file: a run of frames starting on an IDR
+// frame, with its own model (full or an update of the previous segment's) and
+// its own routing. The architecture is the same for the whole file.
+struct SegmentRecord {
+  int first_frame = 0;  // segments are contiguous from frame 0, in order
+  int frames = 0;       // >= 1
+  // model: a DYDCADLT update of the previous segment's model (never for
+  // segment 0) or a full DYDCAMDL blob.
+  bool model_is_delta = false;
+  std::vector<uint8_t> model;    // the blob bytes as stored
+  std::vector<uint8_t> routing;  // a DYDCARTG blob for this segment's frames only (its
+                                 // frames == this->frames); empty = no routing (static model)
+};
+
+// Checks the table's structure: 1..kMaxSegments segments, contiguous from
+// frame 0, frames 1..kMaxSegmentFrames each, total <= kMaxFileFrames, a model
+// blob in every segment, no update in segment 0. The blobs themselves are not
+// parsed here (the file reader and writer do that).
+Status validate_segment_table(const std::vector<SegmentRecord>& segments);
+// The blobs are stored as given (already compressed), so the outer zstd level
+// matters little; 3 keeps writing a large table fast.
+Expected<std::vector<uint8_t>> serialize_segments(const std::vector<SegmentRecord>& segments,
+                                                  int zstd_level = 3);
+// Structure only (validate_segment_table); nested blobs are checked by the reader.
+Expected<std::vector<SegmentRecord>> parse_segments(const uint8_t* data, size_t size);
+inline Expected<std::vector<SegmentRecord>> parse_segments(const std::vector<uint8_t>& blob) {
+  return parse_segments(blob.data(), blob.size());
 }
 
 // ---- Matroska file -----------------------------------------------------------
@@ -138,6 +215,8 @@ inline constexpr const char* kTagHrHeight = "DYDCA_HR_HEIGHT";
 inline constexpr const char* kTagScale = "DYDCA_SCALE";
 inline constexpr const char* kTagBlobs = "DYDCA_BLOBS";    // comma-separated attachment names
 inline constexpr const char* kTagFrames = "DYDCA_FRAMES";  // video frame count (truncation check)
+// "2" in format-2 files; absent means 1. A reader refuses versions it does not know.
+inline constexpr const char* kTagFormat = "DYDCA_FORMAT";
 
 // Serializes the blobs, checks that video, models and routing agree (scale,
 // LR size, paths), and writes an .mkv atomically (temp file + rename).
@@ -149,6 +228,24 @@ Status write_dydca_file_blobs(const std::string& path, const EncodedVideo& lr_vi
                               const std::vector<std::vector<uint8_t>>& model_blobs,
                               const std::vector<uint8_t>* routing_blob,
                               const DydcaWriteParams& params);
+
+// Format 2: the LR video, one `segments.dydca` attachment (the segment table,
+// with every segment's model and routing blobs), tags as format 1 plus
+// DYDCA_FORMAT=2. Written by DydcaFileWriter (streaming) or
+// write_dydca_file_v2 (a whole EncodedVideo in memory).
+struct DydcaV2WriteParams {
+  int hr_width = 0;  // the size the client reconstructs (LR * scale minus padding)
+  int hr_height = 0;
+  std::string copy_audio_from;  // input whose first audio stream is copied; "" = none
+  std::map<std::string, std::string> extra_tags;
+};
+
+// Checks the segments against the video (see DydcaFileWriter::open) and
+// writes the file atomically. The video's packets are the LR stream, every
+// segment starting on a keyframe.
+Status write_dydca_file_v2(const std::string& path, const EncodedVideo& lr_video,
+                           const std::vector<SegmentRecord>& segments,
+                           const DydcaV2WriteParams& params);
 
 struct DydcaFile {
   std::string format;  // demuxer name ("matroska,webm" for dydca files)
@@ -171,14 +268,27 @@ struct DydcaFile {
   std::optional<RoutingMap> routing;
   std::vector<uint8_t> routing_blob;  // as stored; empty without routing
 
+  // 0 for a plain video, 1 or 2 (DYDCA_FORMAT).
+  int format_version = 0;
+  // Format 2 (empty in format 1). models / model_info / model_blobs above
+  // then hold segment 0's model only (the file's architecture), and routing is
+  // empty: per-segment data is here.
+  std::vector<SegmentRecord> segments;                // as stored
+  std::vector<Model> segment_models;                  // updates applied in order
+  std::vector<ModelBlobInfo> segment_model_info;
+  std::vector<std::optional<RoutingMap>> segment_routing;
+
+  // Totals as stored (every segment's blobs in format 2).
   int64_t model_bytes() const;
-  int64_t routing_bytes() const { return int64_t(routing_blob.size()); }
+  int64_t routing_bytes() const;
 };
 
-// Demuxes the file, finds the dydca attachments by mimetype, parses and
+// Demuxes the whole file into memory (tests and tools; clients use
+// DydcaReader), finds the dydca attachments by mimetype, parses and
 // cross-checks them (tags, scale, LR size, routing vs model paths, frame
-// count vs DYDCA_FRAMES and the routing). Any damage, truncation included, is
-// an error; a file without dydca blobs or tags is a plain video
+// count vs DYDCA_FRAMES and the routing; format 2: the segment table, every
+// segment's model and routing). Any damage, truncation included, is an
+// error; a file without dydca blobs or tags is a plain video
 // (has_dydca == false).
 Expected<DydcaFile> read_dydca_file(const std::string& path);
 

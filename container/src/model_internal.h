@@ -1,0 +1,49 @@
+// Helpers shared by the model blob and the model update (delta) parsers.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dydca/model.h"
+
+namespace dydca::blob {
+
+inline constexpr int kMaxRank = 4;
+inline constexpr int kMaxNameBytes = 255;
+
+// "[32,1,3,3]" for messages.
+inline std::string shape_string(const std::vector<int>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(shape[i]);
+  }
+  s += ']';
+  return s;
+}
+
+// Tensor names are printable ASCII without spaces.
+inline bool valid_name_char(char c) { return c > 0x20 && c < 0x7f; }
+
+inline bool same_arch(const ModelArch& a, const ModelArch& b) {
+  return a.scale == b.scale && a.channels == b.channels && a.inner == b.inner &&
+         a.blocks == b.blocks && a.paths == b.paths;
+}
+
+// "x2 C32 E32 N4, 4 paths" for messages.
+inline std::string arch_string(const ModelArch& a) {
+  std::string s = "x";
+  s += std::to_string(a.scale);
+  s += " C";
+  s += std::to_string(a.channels);
+  s += " E";
+  s += std::to_string(a.inner);
+  s += " N";
+  s += std::to_string(a.blocks);
+  s += ", ";
+  s += std::to_string(a.paths.size());
+  s += " paths";
+  return s;
+}
+
+}  // namespace dydca::blob
