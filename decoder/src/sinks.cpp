@@ -116,8 +116,10 @@ class Y4mSink final : public FrameSink {
   std::optional<Y4mWriter> writer_;
 };
 
-// x264 into memory, muxed (with the input's audio) at finish; the file appears
-// only then (write_video_file renames a temporary file).
+// x264 straight into an .mp4/.mkv, packet by packet as the encoder hands them
+// out (with the input's audio interleaved); nothing grows with the video's
+// length. The file appears only at finish (VideoFileWriter renames a
+// temporary file; abort or destruction removes it).
 class VideoFileSink final : public FrameSink {
  public:
   VideoFileSink(std::string path, int crf, std::string preset)
@@ -137,13 +139,22 @@ class VideoFileSink final : public FrameSink {
     }
     auto e = VideoEncoder::open(w, h, f.frame_rate, cfg);
     if (!e) return e.status().with_context("x264 for " + path_);
+    // The avcC extradata exists from open(), so the file's header can be
+    // written before the first packet.
+    MuxOptions mux;
+    mux.copy_audio_from = f.audio_from;
+    auto wr = VideoFileWriter::open(path_, e->output(), mux);
+    if (!wr) return wr.status();
     encoder_.emplace(std::move(*e));
-    input_ = f.audio_from;
+    writer_.emplace(std::move(*wr));
     return Status::ok();
   }
   Status write(const Frame& frame) override {
-    if (!encoder_) return Status::error("x264: not open");
-    if (padded_.empty()) return encoder_->encode(frame);
+    if (!encoder_ || !writer_) return Status::error("x264: not open");
+    if (padded_.empty()) {
+      DYDCA_TRY(encoder_->encode(frame));
+      return write_packets();
+    }
     for (int p = 0; p < 3; ++p) {  // copy, replicating the last row and column
       const int iw = frame.plane_width(p), ih = frame.plane_height(p);
       const int ow = padded_.plane_width(p), oh = padded_.plane_height(p);
@@ -154,24 +165,36 @@ class VideoFileSink final : public FrameSink {
       }
     }
     padded_.pts = frame.pts;
-    return encoder_->encode(padded_);
+    DYDCA_TRY(encoder_->encode(padded_));
+    return write_packets();
   }
   Status finish() override {
-    if (!encoder_) return Status::error("x264: not open");
-    DYDCA_TRY(encoder_->finish());
-    MuxOptions mux;
-    mux.copy_audio_from = input_;
-    Status s = write_video_file(path_, encoder_->output(), mux);
+    if (!encoder_ || !writer_) return Status::error("x264: not open");
+    Status s = encoder_->finish();
+    if (s) s = write_packets();
+    if (s) s = writer_->finish();  // on failure it removes its temporary file
+    if (!s) writer_->abort();
+    writer_.reset();
     encoder_.reset();
     return s;
   }
-  void abort() override { encoder_.reset(); }
+  void abort() override {
+    if (writer_) writer_->abort();
+    writer_.reset();
+    encoder_.reset();
+  }
 
  private:
+  Status write_packets() {
+    for (const EncodedPacket& p : encoder_->take_packets()) DYDCA_TRY(writer_->write(p));
+    return Status::ok();
+  }
+
   std::string path_;
   int crf_;
-  std::string preset_, input_;
+  std::string preset_;
   std::optional<VideoEncoder> encoder_;
+  std::optional<VideoFileWriter> writer_;
   Frame padded_;  // even-sized copy of odd frames, allocated once
 };
 

@@ -64,6 +64,11 @@ VideoEncoder::VideoEncoder(VideoEncoder&&) noexcept = default;
 VideoEncoder& VideoEncoder::operator=(VideoEncoder&&) noexcept = default;
 VideoEncoder::~VideoEncoder() = default;
 EncodedVideo& VideoEncoder::output() { return impl_->out; }
+std::vector<EncodedPacket> VideoEncoder::take_packets() {
+  std::vector<EncodedPacket> taken;
+  taken.swap(impl_->out.packets);
+  return taken;
+}
 
 Expected<VideoEncoder> VideoEncoder::open(int width, int height, Rational frame_rate,
                                           const X264Config& config, int pass,

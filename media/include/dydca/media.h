@@ -170,6 +170,10 @@ class VideoEncoder {
   Status finish();
   // The stream so far (extradata is valid right after open()).
   EncodedVideo& output();
+  // Moves the finished packets out of output() (decode order), leaving it
+  // empty: a streaming caller takes them after every encode() and finish()
+  // so that the encoder holds no more than x264's own lookahead.
+  std::vector<EncodedPacket> take_packets();
 
  private:
   struct Impl;
@@ -252,8 +256,48 @@ struct MuxOptions {
   std::string copy_audio_from;              // input file whose first audio stream is copied
 };
 
+// Writes MP4 or MKV (by extension) packet by packet. The file appears at `path`
+// only when finish() succeeds (it is written under a temporary name beside it,
+// "<path>.part<pid>-<n>", and renamed); abort() or the destructor without
+// finish() removes the temporary file. Tags and attachments are written at
+// open() (Matroska writes its Attachments element in the header, and no stream
+// can be added once the header is out). Audio from options.copy_audio_from is
+// read packet by packet and interleaved as the video advances; what is left of
+// it after the last video packet is written by finish(). Memory is bounded by
+// FFmpeg's interleaving queue, never by the video's length.
+//
+//   auto w = VideoFileWriter::open("out.mkv", encoder.output());
+//   for (...) { DYDCA_TRY(encoder.encode(f)); for (auto& p : encoder.take_packets()) DYDCA_TRY(w->write(p)); }
+//   DYDCA_TRY(w->finish());
+class VideoFileWriter {
+ public:
+  // params: codec, width, height, frame_rate, time_base, extradata (its packets
+  // are ignored). Fails on an unknown extension, attachments outside .mkv, an
+  // unreadable audio source or an unwritable folder (nothing is left behind).
+  static Expected<VideoFileWriter> open(const std::string& path, const EncodedVideo& params,
+                                        const MuxOptions& options = {});
+  VideoFileWriter(VideoFileWriter&&) noexcept;
+  VideoFileWriter& operator=(VideoFileWriter&&) noexcept;
+  ~VideoFileWriter();  // removes the temporary file unless finish() succeeded
+
+  // One packet, in decode order, timestamps in params.time_base.
+  Status write(const EncodedPacket& packet);
+  // Writes the remaining audio and the trailer, then renames the file into
+  // place. Fails (and removes the temporary file) when no packet was written.
+  Status finish();
+  // Drops everything written so far; no file is left. Safe to call twice.
+  void abort();
+  int64_t packets_written() const;
+
+ private:
+  struct Impl;
+  explicit VideoFileWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 // Writes MP4 or MKV (chosen by the extension). The file appears only when it is
 // complete: it is written to a temporary name beside it and renamed at the end.
+// (A VideoFileWriter fed with every packet of `video`.)
 Status write_video_file(const std::string& path, const EncodedVideo& video,
                         const MuxOptions& options = {});
 
@@ -267,7 +311,55 @@ struct DemuxedFile {
   double duration_s = 0;
 };
 inline constexpr int64_t kMaxAttachmentBytes = int64_t{64} << 20;
-// Reads all packets of the first video stream plus attachments and tags.
+
+// Streaming demuxer: header (tags, attachments, stream parameters) at open,
+// then the first video stream's packets one at a time, as they are needed.
+struct DemuxHeader {
+  std::string format;                       // demuxer name
+  EncodedVideo video;                       // parameters only (codec, size, rates, time_base, extradata); packets empty
+  std::map<std::string, std::string> tags;  // global metadata
+  std::vector<Attachment> attachments;      // each <= kMaxAttachmentBytes
+  bool has_audio = false;
+  double duration_s = 0;
+};
+
+// Reads the first video stream (attached pictures excepted) packet by packet.
+// Holds at most kPacketLookahead packets: Matroska stores presentation times
+// only, so the decode times of reordered packets are rebuilt from the smallest
+// presentation times still to come, which needs a look ahead as deep as the
+// stream's reordering (H.264 allows at most 16 frames).
+class PacketReader {
+ public:
+  static constexpr int kPacketLookahead = 32;
+
+  // Fails on an unreadable file, a file without video or an oversized attachment.
+  static Expected<PacketReader> open(const std::string& path);
+  PacketReader(PacketReader&&) noexcept;
+  PacketReader& operator=(PacketReader&&) noexcept;
+  ~PacketReader();
+
+  const DemuxHeader& header() const;
+  // Next packet of the video stream (true) or end of file (false). Timestamps
+  // in header().video.time_base, with the same timestamp fix-ups demux_file
+  // does (missing dts of reordered Matroska packets rebuilt: dts[i] = i-th
+  // smallest pts - D. When the file fits in the look-ahead window, D >= 0 is
+  // the smallest shift keeping every dts <= pts; otherwise D is the larger of
+  // that over the window and the stream's declared reorder depth times the
+  // nominal frame duration. A stream reordering deeper than it declares gets
+  // clamped dts and a logged warning.)
+  // A damaged spot ends the stream early with a logged warning, as in
+  // demux_file; a truncated file therefore gives fewer packets, not an error.
+  Expected<bool> read(EncodedPacket& out);
+  int64_t audio_bytes_read() const;  // audio payload bytes skipped so far
+
+ private:
+  struct Impl;
+  explicit PacketReader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads all packets of the first video stream plus attachments and tags
+// (a PacketReader read to the end; refuses more than 4 GiB of video).
 Expected<DemuxedFile> demux_file(const std::string& path);
 
 }  // namespace dydca
