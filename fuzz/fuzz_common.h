@@ -6,8 +6,11 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <random>
+#include <string>
 #include <vector>
 
+#include "dydca/container.h"
 #include "envelope.h"
 
 namespace dydca::fuzz {
@@ -19,6 +22,48 @@ inline std::vector<uint8_t> blob_from_input(const blob::EnvelopeKind& kind, cons
   std::vector<uint8_t> payload(data + 1, data + size);
   auto sealed = blob::seal_envelope(kind, payload, 1);
   return sealed ? std::move(*sealed) : std::vector<uint8_t>{};
+}
+
+// A small deterministic model: the seeds' models and the reference the
+// model-update fuzzer applies its inputs to (so seeded updates carry the
+// right fingerprint and reach the tensor parser).
+inline Model small_model(int scale, int channels, int inner, int blocks, uint32_t seed = 1) {
+  Model m;
+  m.arch.scale = scale;
+  m.arch.channels = channels;
+  m.arch.inner = inner;
+  m.arch.blocks = blocks;
+  m.arch.paths = {{0, 0}, {blocks, channels}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0, 0.1f);
+  auto add = [&](std::string name, std::vector<int> shape) {
+    Tensor t{std::move(name), shape, {}};
+    size_t count = 1;
+    for (int d : shape) count *= size_t(d);
+    for (size_t i = 0; i < count; ++i) t.data.push_back(n(rng));
+    m.tensors.push_back(std::move(t));
+  };
+  const int s2 = scale * scale;
+  add("head.weight", {channels, 1, 3, 3});
+  add("head.bias", {channels});
+  for (int i = 0; i < blocks; ++i) {
+    const std::string b = "blocks." + std::to_string(i);
+    add(b + ".conv1.weight", {inner, channels, 3, 3});
+    add(b + ".conv1.bias", {inner});
+    add(b + ".conv2.weight", {channels, inner, 3, 3});
+    add(b + ".conv2.bias", {channels});
+  }
+  add("tail.weight", {s2, channels, 3, 3});
+  add("tail.bias", {s2});
+  add("skip.weight", {s2, 1, 5, 5});
+  add("skip.bias", {s2});
+  return m;
+}
+
+// The reference of the model-update fuzzer.
+inline const Model& delta_reference() {
+  static const Model m = small_model(2, 4, 4, 1);
+  return m;
 }
 
 [[noreturn]] inline void invariant_failed(const char* what) {

@@ -1,5 +1,7 @@
-// libFuzzer target: the client's open path, read_dydca_file (libavformat's
-// Matroska demuxer + our attachment/tag validation + both blob parsers).
+// libFuzzer target: the client's open paths, read_dydca_file and the
+// streaming DydcaReader (libavformat's Matroska demuxer + our attachment/tag
+// validation + every blob parser, format 1 and 2). Both must agree on whether
+// a file is valid.
 // demux_file takes a path, so each input is written to a per-process file in
 // /dev/shm (tmpfs) first.
 #include <unistd.h>
@@ -35,5 +37,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto file = dydca::read_dydca_file(scratch_path());
   if (file && file->has_dydca && file->models.empty())
     std::abort();  // a dydca file always has a model after validation
+  auto reader = dydca::DydcaReader::open(scratch_path());
+  if (!reader) return 0;
+  for (int k = 0; k < int(reader->segments().size()); ++k)
+    if (!reader->segment_model(k) || !reader->segment_routing(k))
+      std::abort();  // every blob was checked at open
+  dydca::EncodedPacket p;
+  bool ok = true;
+  while (true) {
+    auto got = reader->read_packet(p);
+    if (!got) ok = false;
+    if (!got || !*got) break;
+  }
+  if (file && !ok) std::abort();  // the batch reader accepted what the stream refuses
   return 0;
 }

@@ -1,6 +1,7 @@
-// Writes seed corpora for the fuzzers into DIR/{model,routing,demux}: small
-// valid blobs (as stored, first byte 0) and their payloads (first byte 1), a
-// small dydca .mkv and a plain one.
+// Writes seed corpora for the fuzzers into
+// DIR/{model,model_delta,routing,segments,demux}: small valid blobs (as
+// stored, first byte 0) and their payloads (first byte 1), small dydca .mkv
+// files (format 1 and 2) and a plain one.
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -8,43 +9,12 @@
 #include "dydca/container.h"
 #include "dydca/synthetic.h"
 #include "envelope.h"
+#include "fuzz_common.h"
 
 using namespace dydca;
+using fuzz::small_model;
 
 namespace {
-
-Model small_model(int scale, int channels, int inner, int blocks) {
-  Model m;
-  m.arch.scale = scale;
-  m.arch.channels = channels;
-  m.arch.inner = inner;
-  m.arch.blocks = blocks;
-  m.arch.paths = {{0, 0}, {blocks, channels}};
-  std::mt19937 rng(1);
-  std::normal_distribution<float> n(0, 0.1f);
-  auto add = [&](std::string name, std::vector<int> shape) {
-    Tensor t{std::move(name), shape, {}};
-    size_t count = 1;
-    for (int d : shape) count *= size_t(d);
-    for (size_t i = 0; i < count; ++i) t.data.push_back(n(rng));
-    m.tensors.push_back(std::move(t));
-  };
-  const int s2 = scale * scale;
-  add("head.weight", {channels, 1, 3, 3});
-  add("head.bias", {channels});
-  for (int i = 0; i < blocks; ++i) {
-    const std::string b = "blocks." + std::to_string(i);
-    add(b + ".conv1.weight", {inner, channels, 3, 3});
-    add(b + ".conv1.bias", {inner});
-    add(b + ".conv2.weight", {channels, inner, 3, 3});
-    add(b + ".conv2.bias", {channels});
-  }
-  add("tail.weight", {s2, channels, 3, 3});
-  add("tail.bias", {s2});
-  add("skip.weight", {s2, 1, 5, 5});
-  add("skip.bias", {s2});
-  return m;
-}
 
 RoutingMap small_routing(int w, int h, int frames, int chunks) {
   RoutingMap r;
@@ -86,7 +56,7 @@ int main(int argc, char** argv) {
   }
   namespace fs = std::filesystem;
   const fs::path dir = argv[1];
-  for (const char* sub : {"model", "routing", "demux"}) fs::create_directories(dir / sub);
+  for (const char* sub : {"model", "model_delta", "routing", "segments", "demux"}) fs::create_directories(dir / sub);
   const blob::EnvelopeKind model_kind{"DYDCAMDL", "model blob", kModelBlobVersion,
                                       kMaxModelPayloadBytes};
   const blob::EnvelopeKind routing_kind{"DYDCARTG", "routing blob", kRoutingBlobVersion,
@@ -96,24 +66,55 @@ int main(int argc, char** argv) {
     write_both(dir / "model", std::string("m_") + weight_format_name(f), model_kind,
                *serialize_model(model, {f, 3}));
   write_both(dir / "model", "m_x3", model_kind, *serialize_model(small_model(3, 2, 4, 2), {}));
+  const blob::EnvelopeKind delta_kind{"DYDCADLT", "model update", kModelDeltaVersion,
+                                      kMaxModelPayloadBytes};
+  const Model& ref = fuzz::delta_reference();
+  const Model moved = small_model(2, 4, 4, 1, 7);  // every tensor changes
+  Model one = ref;                                  // one weight and one bias change
+  one.tensors[0].data[1] += 0.25f;
+  one.tensors[1].data[0] = -1.0f;
+  write_both(dir / "model_delta", "d_all", delta_kind, *serialize_model_delta(ref, moved, {3}));
+  write_both(dir / "model_delta", "d_one", delta_kind, *serialize_model_delta(ref, one, {3}));
+  write_both(dir / "model_delta", "d_none", delta_kind, *serialize_model_delta(ref, ref, {3}));
   write_both(dir / "routing", "r_small", routing_kind,
              *serialize_routing(small_routing(64, 48, 6, 3)));
   write_both(dir / "routing", "r_wide", routing_kind,
              *serialize_routing(small_routing(200, 40, 3, 9)));
 
+  const blob::EnvelopeKind segments_kind{"DYDCASEG", "segment table", kSegmentsBlobVersion,
+                                         kMaxSegmentsPayloadBytes};
+  // Segment table: a full model with routing, an update without, a full model.
+  std::vector<SegmentRecord> segs(3);
+  segs[0] = {0, 2, false, *serialize_model(ref, {WeightFormat::kInt8, 3}),
+             *serialize_routing(small_routing(32, 32, 2, 2))};
+  segs[1] = {2, 2, true, *serialize_model_delta(*parse_model(segs[0].model), moved, {3}), {}};
+  segs[2] = {4, 1, false, *serialize_model(moved, {WeightFormat::kFp16, 3}), {}};
+  write_both(dir / "segments", "s_three", segments_kind, *serialize_segments(segs));
+  write_both(dir / "segments", "s_one", segments_kind,
+             *serialize_segments({{0, 1, false, {1, 2, 3}, {}}}));
+
   X264Config cfg;
   cfg.preset = "ultrafast";
   cfg.crf = 40;
-  auto video = encode_h264(synthetic_clip(32, 32, 3), {25, 1}, cfg);
+  cfg.gop = 2;  // keyframes at 0, 2, 4: the format-2 seed's segment starts
+  auto video = encode_h264(synthetic_clip(32, 32, 5), {25, 1}, cfg);
   if (!video) return 1;
   DydcaPayload payload;
   payload.models.push_back(small_model(2, 4, 4, 1));
-  payload.routing = small_routing(32, 32, 3, 2);
+  payload.routing = small_routing(32, 32, 5, 2);
   DydcaWriteParams params;
   params.hr_width = 64;
   params.hr_height = 62;
   params.model_blob.weights = WeightFormat::kInt8;
   Status s = write_dydca_file((dir / "demux" / "dydca.mkv").string(), *video, payload, params);
+  if (!s) {
+    std::fprintf(stderr, "%s\n", s.message().c_str());
+    return 1;
+  }
+  DydcaV2WriteParams v2;
+  v2.hr_width = 64;
+  v2.hr_height = 62;
+  s = write_dydca_file_v2((dir / "demux" / "dydca_v2.mkv").string(), *video, segs, v2);
   if (!s) {
     std::fprintf(stderr, "%s\n", s.message().c_str());
     return 1;

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "../container/src/byte_io.h"  // white-box: craft updates and tables with bad fields
 #include "../container/src/envelope.h"
@@ -631,4 +632,265 @@ TEST_CASE("format 2 .mkv: the writer refuses inconsistent segments; damaged file
   CHECK(contains(mux_with({{kTagFrames, "13"}}, {seg_att}), "12 of 13 frames"));
   CHECK(contains(mux_with({{kTagScale, "3"}}, {seg_att}), "scale"));
   CHECK(contains(mux_with({}, {{kSegmentsFilename, kSegmentsMimetype, {1, 2, 3}}}), "bad magic"));
+}
+
+// ---- streaming reader and writer ----------------------------------------------------------
+
+namespace {
+
+// Reads every packet; returns them, or the error at the end.
+Expected<std::vector<EncodedPacket>> read_all_packets(DydcaReader& r) {
+  std::vector<EncodedPacket> out;
+  while (true) {
+    EncodedPacket p;
+    auto got = r.read_packet(p);
+    if (!got) return got.status();
+    if (!*got) return out;
+    out.push_back(std::move(p));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("format 2 .mkv (streaming): DydcaFileWriter -> DydcaReader, any segment order") {
+  const std::string dir = test::temp_dir("container_v2_stream");
+  const EncodedVideo enc = small_video(64, 48, 18, 4);
+  std::vector<Model> models;
+  std::vector<std::optional<RoutingMap>> routings;
+  const std::vector<SegmentRecord> segs = make_segments(enc, &models, &routings);
+  REQUIRE(segs.size() >= 4);
+  DydcaV2WriteParams params;
+  params.hr_width = 128;
+  params.hr_height = 96;
+  params.extra_tags["DYDCA_TEST_NOTE"] = "streamed";
+  const std::string path = dir + "/stream.mkv";
+  {
+    EncodedVideo video_params = enc;
+    video_params.packets.clear();
+    auto w = DydcaFileWriter::open(path, video_params, segs, params);
+    REQUIRE(w);
+    for (const EncodedPacket& p : enc.packets) REQUIRE(w->write_packet(p));
+    CHECK_FALSE(fs::exists(path));  // appears only when finished
+    CHECK(w->packets_written() == int64_t(enc.packets.size()));
+    REQUIRE(w->finish());
+  }
+  REQUIRE(fs::exists(path));
+
+  auto r = DydcaReader::open(path);
+  REQUIRE(r);
+  CHECK(r->format_version() == 2);
+  CHECK(r->has_dydca());
+  CHECK(r->video().packets.empty());
+  CHECK(r->video().width == 64);
+  CHECK(r->hr_width() == 128);
+  CHECK(r->scale() == 2);
+  CHECK(r->frames() == int64_t(enc.packets.size()));
+  CHECK(r->tags().count("DYDCA_TEST_NOTE") == 1);
+  CHECK_FALSE(r->writer_version().empty());
+  CHECK(r->arch().paths == models[0].arch.paths);
+  REQUIRE(r->segments().size() == segs.size());
+  int64_t model_bytes = 0;
+  for (size_t k = 0; k < segs.size(); ++k) {
+    const DydcaSegment& s = r->segments()[k];
+    CHECK(s.first_frame == segs[k].first_frame);
+    CHECK(s.frames == segs[k].frames);
+    CHECK(s.model_is_delta == segs[k].model_is_delta);
+    CHECK(s.model_bytes == int64_t(segs[k].model.size()));
+    CHECK(s.routing_bytes == int64_t(segs[k].routing.size()));
+    model_bytes += s.model_bytes;
+    for (int f = s.first_frame; f < s.first_frame + s.frames; ++f)
+      CHECK(r->segment_of_frame(f) == int(k));
+  }
+  CHECK(r->segment_of_frame(-1) == -1);
+  CHECK(r->segment_of_frame(r->frames()) == -1);
+  CHECK(r->model_bytes() == model_bytes);
+  CHECK(r->model_count() == 1);
+
+  // Models: in order, backwards, and jumping; always the encoder's bits.
+  std::vector<int> order;
+  for (int k = 0; k < int(segs.size()); ++k) order.push_back(k);
+  for (int k = int(segs.size()) - 1; k >= 0; --k) order.push_back(k);
+  order.insert(order.end(), {2, 0, 3, 3, 1});
+  for (int k : order) {
+    auto m = r->segment_model(k);
+    REQUIRE(m);
+    check_bit_identical(*m, models[size_t(k)]);
+    auto rt = r->segment_routing(k);
+    REQUIRE(rt);
+    CHECK(rt->has_value() == routings[size_t(k)].has_value());
+    if (*rt) CHECK((*rt)->chunk_ids == routings[size_t(k)]->chunk_ids);
+  }
+  CHECK_FALSE(r->segment_model(int(segs.size())));
+  CHECK_FALSE(r->segment_routing(-1));
+
+  // Packets as the batch reader sees them; models prepared on another thread
+  // meanwhile (the decoder's pattern).
+  auto batch = read_dydca_file(path);
+  REQUIRE(batch);
+  bool models_ok = true;
+  std::thread prepare([&] {
+    for (int k = 0; k < int(segs.size()); ++k) {
+      auto m = r->segment_model(k);
+      models_ok = models_ok && m && m->tensors[0].data == models[size_t(k)].tensors[0].data;
+    }
+  });
+  auto packets = read_all_packets(*r);
+  prepare.join();
+  CHECK(models_ok);
+  REQUIRE(packets);
+  REQUIRE(packets->size() == batch->video.packets.size());
+  for (size_t i = 0; i < packets->size(); ++i) {
+    CHECK((*packets)[i].data == batch->video.packets[i].data);
+    CHECK((*packets)[i].pts == batch->video.packets[i].pts);
+    CHECK((*packets)[i].keyframe == batch->video.packets[i].keyframe);
+  }
+  CHECK(r->packets_read() == int64_t(enc.packets.size()));
+  EncodedPacket p;
+  auto again = r->read_packet(p);
+  REQUIRE(again);
+  CHECK_FALSE(*again);  // the end stays the end
+
+  std::string out, err;
+  CHECK(test::run("ffprobe -v error -show_streams '" + path + "' 2>&1 >/dev/null", &err) == 0);
+  CHECK_MESSAGE(err.empty(), err);
+  std::string nframes;
+  CHECK(test::run("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+                  "stream=nb_read_frames -of csv=p=0 '" + path + "'",
+                  &nframes) == 0);
+  CHECK(std::atoi(nframes.c_str()) == int(enc.packets.size()));
+}
+
+TEST_CASE("DydcaFileWriter refuses wrong packet streams and leaves no file") {
+  const std::string dir = test::temp_dir("container_v2_writer");
+  const EncodedVideo enc = small_video(64, 48, 12, 4);
+  const std::vector<SegmentRecord> segs = make_segments(enc, nullptr, nullptr);
+  DydcaV2WriteParams params;
+  params.hr_width = 128;
+  params.hr_height = 96;
+  const std::string path = dir + "/w.mkv";
+  EncodedVideo video_params = enc;
+  video_params.packets.clear();
+
+  {  // too few packets
+    auto w = DydcaFileWriter::open(path, video_params, segs, params);
+    REQUIRE(w);
+    for (size_t i = 0; i + 1 < enc.packets.size(); ++i) REQUIRE(w->write_packet(enc.packets[i]));
+    Status s = w->finish();
+    CHECK(contains(s.message(), "11 packets for segments of 12 frames"));
+    CHECK_FALSE(fs::exists(path));
+  }
+  {  // too many
+    auto w = DydcaFileWriter::open(path, video_params, segs, params);
+    REQUIRE(w);
+    for (const EncodedPacket& p : enc.packets) REQUIRE(w->write_packet(p));
+    CHECK(contains(w->write_packet(enc.packets[0]).message(), "more packets"));
+    w->abort();
+    w->abort();
+    CHECK_FALSE(fs::exists(path));
+  }
+  {  // a segment that does not start on a keyframe
+    auto w = DydcaFileWriter::open(path, video_params, segs, params);
+    REQUIRE(w);
+    REQUIRE(w->write_packet(enc.packets[0]));
+    for (size_t i = 2; i < 6; ++i) {
+      Status s = w->write_packet(enc.packets[i]);
+      if (!s) {
+        CHECK(contains(s.message(), "segment 1 (frame 4) does not start on a keyframe"));
+        break;
+      }
+    }
+  }
+  CHECK_FALSE(fs::exists(path));
+  {  // destroyed without finish
+    auto w = DydcaFileWriter::open(path, video_params, segs, params);
+    REQUIRE(w);
+    REQUIRE(w->write_packet(enc.packets[0]));
+  }
+  CHECK_FALSE(fs::exists(path));
+  CHECK(contains(DydcaFileWriter::open(dir + "/w.mp4", video_params, segs, params)
+                     .error_message(),
+                 "w.mp4"));
+  CHECK_FALSE(DydcaFileWriter::open(path, video_params, {}, params));
+}
+
+TEST_CASE("DydcaReader: format-1 files are one segment; plain videos; truncated files") {
+  const std::string dir = test::temp_dir("container_v2_reader");
+  const EncodedVideo enc = small_video(64, 48, 12, 4);
+
+  // Format 1, one dynamic model with routing.
+  DydcaPayload payload;
+  payload.models.push_back(base_model(5));
+  payload.routing = routing_for(64, 48, 12, 3, 1);
+  DydcaWriteParams params;
+  params.hr_width = 128;
+  params.hr_height = 96;
+  REQUIRE(write_dydca_file(dir + "/v1.mkv", enc, payload, params));
+  auto r = DydcaReader::open(dir + "/v1.mkv");
+  REQUIRE(r);
+  CHECK(r->format_version() == 1);
+  REQUIRE(r->segments().size() == 1);
+  CHECK(r->segments()[0].first_frame == 0);
+  CHECK(r->segments()[0].frames == 12);
+  CHECK(r->segment_of_frame(11) == 0);
+  auto m = r->segment_model(0);
+  REQUIRE(m);
+  auto expected = parse_model(*serialize_model(payload.models[0], params.model_blob));
+  check_bit_identical(*m, *expected);
+  auto rt = r->segment_routing(0);
+  REQUIRE(rt);
+  REQUIRE(*rt);
+  CHECK((*rt)->chunk_ids == payload.routing->chunk_ids);
+  REQUIRE(r->v1_routing());
+  CHECK(r->model_count() == 1);
+  CHECK(r->routing_bytes() == int64_t(serialize_routing(*payload.routing)->size()));
+  auto packets = read_all_packets(*r);
+  REQUIRE(packets);
+  CHECK(packets->size() == 12);
+
+  // Format 1, several models (baselines), no routing.
+  payload.models.push_back(base_model(6));
+  payload.routing.reset();
+  REQUIRE(write_dydca_file(dir + "/multi.mkv", enc, payload, params));
+  r = DydcaReader::open(dir + "/multi.mkv");
+  REQUIRE(r);
+  CHECK(r->model_count() == 2);
+  REQUIRE(r->model(1));
+  CHECK(r->model(1)->tensors[0].data != r->model(0)->tensors[0].data);
+  CHECK_FALSE(r->model(2));
+  CHECK_FALSE(r->v1_routing());
+
+  // Plain video.
+  REQUIRE(write_video_file(dir + "/plain.mkv", enc));
+  r = DydcaReader::open(dir + "/plain.mkv");
+  REQUIRE(r);
+  CHECK(r->format_version() == 0);
+  CHECK_FALSE(r->has_dydca());
+  CHECK(r->segments().empty());
+  CHECK(r->model_count() == 0);
+  packets = read_all_packets(*r);
+  REQUIRE(packets);
+  CHECK(packets->size() == 12);
+
+  // A truncated format-2 file: the header is intact, the end of the packets
+  // says what happened.
+  const std::vector<SegmentRecord> segs = make_segments(enc, nullptr, nullptr);
+  DydcaV2WriteParams p2;
+  p2.hr_width = 128;
+  p2.hr_height = 96;
+  REQUIRE(write_dydca_file_v2(dir + "/v2.mkv", enc, segs, p2));
+  const std::vector<uint8_t> bytes = read_bytes(dir + "/v2.mkv");
+  const uint8_t cluster[4] = {0x1f, 0x43, 0xb6, 0x75};
+  const auto first_cluster = std::search(bytes.begin(), bytes.end(), cluster, cluster + 4);
+  REQUIRE(first_cluster != bytes.end());
+  write_bytes(dir + "/cut.mkv", {bytes.begin(), first_cluster + (bytes.end() - first_cluster) / 2});
+  r = DydcaReader::open(dir + "/cut.mkv");
+  REQUIRE(r);
+  packets = read_all_packets(*r);
+  REQUIRE_FALSE(packets);
+  CHECK(contains(packets.error_message(), "of 12 frames (truncated or damaged file)"));
+  CHECK(contains(packets.error_message(), "cut.mkv"));
+  // Cut inside the header: an error at open.
+  write_bytes(dir + "/head.mkv", {bytes.begin(), bytes.begin() + 200});
+  CHECK_FALSE(DydcaReader::open(dir + "/head.mkv"));
+  CHECK_FALSE(DydcaReader::open(dir + "/missing.mkv"));
 }

@@ -102,24 +102,17 @@ Status write_dydca_file(const std::string& path, const EncodedVideo& lr_video,
 Status write_dydca_file_v2(const std::string& path, const EncodedVideo& lr_video,
                            const std::vector<SegmentRecord>& segments,
                            const DydcaV2WriteParams& params) {
-  auto fail = [&](const Status& s) { return s.with_context("cannot write " + path); };
-  if (segments.empty()) return fail(Status::error("no segment"));
-  auto first = parse_model(segments[0].model);
-  if (!first) return fail(first.status().with_context(detail::segment_name(segments, 0)));
-  const int scale = first->arch.scale;
-  const int64_t frames = int64_t(lr_video.packets.size());
-  DYDCA_TRY(fail(detail::check_segments(segments, lr_video, params.hr_width, params.hr_height,
-                                        scale, frames)
-                     .status()));
-  for (size_t k = 0; k < segments.size(); ++k)
-    if (!lr_video.packets[size_t(segments[k].first_frame)].keyframe)
-      return fail(Status::error(detail::segment_name(segments, k) +
-                                " does not start on a keyframe"));
-  auto table = serialize_segments(segments);
-  if (!table) return fail(table.status());
-  return write_video_file(path, lr_video,
-                          detail::v2_mux_options(*table, params.hr_width, params.hr_height, scale,
-                                                 frames, params));
+  if (!segments.empty()) {
+    const int64_t covered = int64_t(segments.back().first_frame) + segments.back().frames;
+    if (covered != int64_t(lr_video.packets.size()))
+      return Status::error("cannot write " + path + ": the segments cover " +
+                           std::to_string(covered) + " frames but the video has " +
+                           std::to_string(lr_video.packets.size()));
+  }
+  auto writer = DydcaFileWriter::open(path, lr_video, segments, params);
+  if (!writer) return writer.status();
+  for (const EncodedPacket& p : lr_video.packets) DYDCA_TRY(writer->write_packet(p));
+  return writer->finish();
 }
 
 Expected<DydcaFile> read_dydca_file(const std::string& path) {

@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -291,5 +292,135 @@ struct DydcaFile {
 // error; a file without dydca blobs or tags is a plain video
 // (has_dydca == false).
 Expected<DydcaFile> read_dydca_file(const std::string& path);
+
+// ---- streaming client reader and format-2 writer --------------------------------------
+
+// A segment as the reader lists it (the blobs stay inside the reader).
+struct DydcaSegment {
+  int first_frame = 0;
+  int frames = 0;
+  bool model_is_delta = false;
+  int64_t model_bytes = 0;
+  int64_t routing_bytes = 0;
+};
+
+// Reads a dydca file (format 1 or 2) or a plain video as a stream: open()
+// reads the header (tags, attachments: libavformat reads Matroska
+// attachments before the first cluster), parses and checks every blob, and
+// keeps the segment table (the blobs as stored) - never the video, which
+// read_packet() hands out one packet at a time. Every cap, CRC and one-line
+// error of read_dydca_file holds; a file with fewer packets than
+// DYDCA_FRAMES fails at the end of read_packet.
+//
+//   auto r = dydca::DydcaReader::open("in.mkv");
+//   if (!r) return fail(r.status());
+//   auto model = r->segment_model(0);          // plan once: r->arch()
+//   dydca::EncodedPacket p;
+//   while (true) {
+//     auto got = r->read_packet(p);
+//     if (!got) return fail(got.status());      // damaged or truncated
+//     if (!*got) break;                         // end, every frame there
+//     ... r->segment_of_frame(n++) says which model and routing apply
+//   }
+//
+// Threads: segment_model(), segment_routing() and model() may run on one
+// thread (e.g. the decoder preparing the next segment) while read_packet()
+// runs on another: they touch disjoint state (the model cache has its own
+// lock, so these three are also safe against each other). read_packet()
+// itself is for one thread at a time. Moving the reader is not concurrent
+// with anything.
+class DydcaReader {
+ public:
+  static Expected<DydcaReader> open(const std::string& path);
+  DydcaReader(DydcaReader&&) noexcept;
+  DydcaReader& operator=(DydcaReader&&) noexcept;
+  ~DydcaReader();
+
+  int format_version() const;  // 0 = plain video (no dydca data), 1, 2
+  bool has_dydca() const;
+  const std::string& format() const;  // demuxer name
+  const EncodedVideo& video() const;  // parameters, no packets
+  const std::map<std::string, std::string>& tags() const;
+  bool has_audio() const;
+  double duration_s() const;
+  std::string writer_version() const;
+  // Zero for a plain video.
+  int hr_width() const;
+  int hr_height() const;
+  int scale() const;
+  int64_t frames() const;  // DYDCA_FRAMES; 0 for a plain video
+
+  // The file's architecture (segment 0's model; format-1 multi-model files:
+  // model 0's). Only with has_dydca().
+  const ModelArch& arch() const;
+  // Format 1: one segment covering every frame. Empty for a plain video.
+  const std::vector<DydcaSegment>& segments() const;
+  // The segment holding `frame` (0 <= frame < frames()), -1 outside.
+  int segment_of_frame(int64_t frame) const;
+  int64_t model_bytes() const;  // totals as stored
+  int64_t routing_bytes() const;
+
+  // Segment k's model. Format 2 applies the updates in order from the last
+  // full model; the reader keeps the last reconstructed model, so asking in
+  // increasing k costs one update each (any k works, a step back replays
+  // from the nearest full model). Bit-identical to what the encoder
+  // evaluated (apply_model_delta).
+  Expected<Model> segment_model(int k);
+  // Segment k's routing (its frames only), or none for a static model.
+  // Format 1: the whole file's routing.
+  Expected<std::optional<RoutingMap>> segment_routing(int k);
+
+  // Format-1 multi-model baseline files (model.dydca, model1.dydca, ...):
+  // every model, and the whole routing. Format 2: one model (segment 0's)
+  // and no routing.
+  int model_count() const;
+  Expected<Model> model(int i) const;
+  const std::optional<RoutingMap>& v1_routing() const;
+
+  // Next LR packet in decode order (true), or the end (false). At the end,
+  // fewer packets than DYDCA_FRAMES is an error ("the video has 7 of 10
+  // frames (truncated or damaged file)"), as are more.
+  Expected<bool> read_packet(EncodedPacket& out);
+  int64_t packets_read() const;
+  int64_t audio_bytes_read() const;
+
+ private:
+  struct Impl;
+  explicit DydcaReader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Writes a format-2 file as packets come: the segment table (small: a few kB
+// per segment) is known at open, because Matroska's attachments precede the
+// clusters; the LR packets then stream through to the file. The file appears
+// at `path` only when finish() succeeds (temporary file + rename).
+class DydcaFileWriter {
+ public:
+  // Checks everything before writing: segments contiguous, every model and
+  // routing parses, updates apply in order, one architecture, its scale fits
+  // the LR and HR sizes, routing frames == segment frames, path ids fit the
+  // model. `video_params`: codec, size, rates, time_base, extradata (its
+  // packets are ignored).
+  static Expected<DydcaFileWriter> open(const std::string& path, const EncodedVideo& video_params,
+                                        const std::vector<SegmentRecord>& segments,
+                                        const DydcaV2WriteParams& params);
+  DydcaFileWriter(DydcaFileWriter&&) noexcept;
+  DydcaFileWriter& operator=(DydcaFileWriter&&) noexcept;
+  ~DydcaFileWriter();  // abort() unless finish() succeeded
+
+  // One LR packet in decode order; the first packet of every segment must be
+  // a keyframe, and no more packets than the segments' frames.
+  Status write_packet(const EncodedPacket& packet);
+  // The packet count must equal the segments' total frames; then the file is
+  // renamed into place.
+  Status finish();
+  void abort();  // no file is left; safe to call twice
+  int64_t packets_written() const;
+
+ private:
+  struct Impl;
+  explicit DydcaFileWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace dydca
