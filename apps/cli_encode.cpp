@@ -120,7 +120,25 @@ Subcommand add_encode(CLI::App& app) {
                   "Experimental (AdaSR): clip every conv filter's L2 norm to this (0 = off)")
       ->check(CLI::Range(0.0, 100.0));
   sub->add_option("--checkpoint", o->p.checkpoint,
-                  "Training checkpoint file: saved every 200 steps, resumed when it exists");
+                  "Work folder of finished segments (default OUTPUT.parts); removed when the "
+                  "output is complete");
+  sub->add_flag("--resume", o->p.resume,
+                "Continue an interrupted encode from its work folder (same input and flags)");
+  sub->add_option("--segment-seconds", o->p.segment_seconds,
+                  "Longest segment; each segment starts on an IDR and carries a model update")
+      ->capture_default_str();
+  sub->add_option("--segment-memory", o->p.segment_memory_mb,
+                  "Frame memory of one segment, MB (bounds the encoder's memory)")
+      ->capture_default_str();
+  sub->add_option("--dist-mode", o->p.dist_mode,
+                  "With several ranks: data-parallel training of every segment, or segments "
+                  "spread over the ranks (shared work folder)")
+      ->check(CLI::IsMember({"data", "segments"}))
+      ->capture_default_str();
+  sub->add_option("--warm-start", o->p.warm_start,
+                  "A segment's network starts from the previous segment's weights, or fresh")
+      ->check(CLI::IsMember({"previous", "none"}))
+      ->capture_default_str();
   sub->add_option("--world-size", o->world_size,
                   "Distributed training: number of ranks (or $WORLD_SIZE)")
       ->check(CLI::Range(1, 1024));

@@ -246,6 +246,39 @@ TEST_CASE("model update: within scale/2 of the target, bit-identical when applie
   }
 }
 
+TEST_CASE("model update at the model's step: a full int8 model's precision, small codes") {
+  // updated() moves every weight by 5 % of its layer's spread: the codes at
+  // the target's int8 step are small integers, far cheaper than a dense
+  // update, and the error stays within half the target's int8 step.
+  const Model ref = test::random_model(2, 16, 16, 2, {{0, 0}, {2, 16}}, 5);
+  const Model target = updated(ref, 6);
+  ModelDeltaOptions coarse;
+  coarse.model_step = true;
+  auto d = serialize_model_delta(ref, target, coarse);
+  REQUIRE(d);
+  auto got = apply_model_delta(ref, *d);
+  REQUIRE(got);
+  const size_t full8 = serialize_model(target, {WeightFormat::kInt8, 19})->size();
+  const size_t dense = serialize_model_delta(ref, target)->size();
+  MESSAGE("C16 N2: full int8 " << full8 << " B, dense update " << dense << " B, update at the "
+          "model's step " << d->size() << " B");
+  CHECK(d->size() < full8 * 3 / 4);
+  for (size_t ti = 0; ti < target.tensors.size(); ++ti) {
+    const Tensor& t = target.tensors[ti];
+    if (t.shape.size() == 1) continue;
+    const size_t outs = size_t(t.shape[0]), per = t.data.size() / outs;
+    for (size_t o = 0; o < outs; ++o) {
+      float max_abs = 0;
+      for (size_t i = o * per; i < (o + 1) * per; ++i)
+        max_abs = std::max({max_abs, std::fabs(t.data[i]),
+                            std::fabs(t.data[i] - ref.tensors[ti].data[i])});
+      const float step = max_abs / 127.0f;
+      for (size_t i = o * per; i < (o + 1) * per; ++i)
+        CHECK(std::fabs(got->tensors[ti].data[i] - t.data[i]) <= step / 2 * 1.0001f + 1e-6f);
+    }
+  }
+}
+
 TEST_CASE("model update: unchanged tensors are omitted; an empty update is the reference") {
   const Model ref = base_model(1);
   Model target = ref;

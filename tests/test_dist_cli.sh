@@ -55,14 +55,15 @@ grep -q "not every rank joined" "$tmp/alone.err" && ok || { bad "lone rank messa
 ls "$tmp" | grep -q "^alone\.mkv" && bad "output left by the lone rank" || ok
 
 # 4. A rank dies mid-training: rank 0 fails with no output; a restart of both
-#    ranks resumes from rank 0's checkpoint and finishes.
+#    ranks resumes from rank 0's training checkpoint in the work folder.
 p=$(port)
 long=(--threads 1 encode "$tmp/clip.mkv" --scale 2 --steps 300 --preset ultrafast --chunks 2
       --checkpoint "$tmp/ck.pt" --dist-timeout 10 --master 127.0.0.1:$p --world-size 2)
 "$dydca" "${long[@]}" -o "$tmp/dead.mkv" --rank 0 2>"$tmp/d0.err" & r0=$!
 "$dydca" "${long[@]}" -o "$tmp/dead.mkv" --rank 1 >/dev/null 2>"$tmp/d1.err" & r1=$!
-for _ in $(seq 1 120); do [[ -f "$tmp/ck.pt" ]] && break; sleep 0.5; done  # a checkpoint exists
-[[ -f "$tmp/ck.pt" ]] && ok || bad "no checkpoint after 60 s"
+ck="$tmp/ck.pt/seg-00000.train"
+for _ in $(seq 1 120); do [[ -f "$ck" ]] && break; sleep 0.5; done  # a checkpoint exists
+[[ -f "$ck" ]] && ok || bad "no checkpoint after 60 s"
 kill -9 $r1; wait $r1 2>/dev/null
 wait $r0; rc=$?
 [[ $rc != 0 && $rc -lt 128 ]] && ok || bad "rank 0 must fail when rank 1 dies (exit $rc)"
@@ -76,7 +77,23 @@ wait $r0; rc0=$?
 [[ $rc0 == 0 && $rc1 == 0 && -f "$tmp/dead.mkv" ]] && ok || { bad "restart ($rc0, $rc1)"; tail -3 "$tmp/s0.err"; }
 grep -q "resumed from" "$tmp/s0.err" && ok || { bad "the restart did not resume"; tail -3 "$tmp/s0.err"; }
 
-# 5. Bad flags.
+# 5. Segments spread over the ranks (--dist-mode segments): rank r encodes
+#    segments r, r+2, ... into the shared work folder, rank 0 muxes; a lone
+#    rank 0 fails when rank 1 never beats.
+seg=(--threads 1 -q encode "$tmp/clip.mkv" --scale 2 --steps 30 --preset ultrafast --chunks 2
+     --segment-seconds 0.25 --dist-mode segments --world-size 2 --dist-timeout 20)
+"$dydca" "${seg[@]}" -o "$tmp/segs.mkv" --rank 0 --report "$tmp/segs.json" 2>"$tmp/g0.err" & r0=$!
+"$dydca" "${seg[@]}" -o "$tmp/segs.mkv" --rank 1 >/dev/null 2>"$tmp/g1.err"; rc1=$?
+wait $r0; rc0=$?
+[[ $rc0 == 0 && $rc1 == 0 && -f "$tmp/segs.mkv" ]] && ok || { bad "segment-parallel encode ($rc0, $rc1)"; tail -3 "$tmp/g0.err" "$tmp/g1.err"; }
+[[ $(jget "$tmp/segs.json" "['segments'].__len__()") == 2 ]] && ok || bad "2 segments"
+"$dydca" -q decode "$tmp/segs.mkv" --muxer md5 >/dev/null && ok || bad "decode the segment-parallel output"
+"$dydca" "${seg[@]}" -o "$tmp/lone.mkv" --rank 0 --dist-timeout 3 2>"$tmp/lone.err"; rc=$?
+[[ $rc != 0 && $rc -lt 128 ]] && ok || bad "a lone segment-parallel rank 0 must fail (exit $rc)"
+grep -q "rank 1 never started" "$tmp/lone.err" && ok || { bad "lone segment rank message"; tail -2 "$tmp/lone.err"; }
+[[ ! -e "$tmp/lone.mkv" ]] && ok || bad "output left by the lone segment rank"
+
+# 6. Bad flags.
 "$dydca" "${common[@]}" -o "$tmp/x.mkv" --world-size 2 --rank 2 2>/dev/null && bad "rank >= world size accepted" || ok
 "$dydca" "${common[@]}" -o "$tmp/x.mkv" --world-size 2 --rank 0 --master nowhere 2>/dev/null && bad "bad --master accepted" || ok
 "$dydca" "${common[@]}" -o "$tmp/x.mkv" --world-size 2 --rank 0 --baseline static 2>/dev/null && bad "distributed baseline accepted" || ok

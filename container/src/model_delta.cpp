@@ -103,6 +103,7 @@ Expected<std::vector<uint8_t>> serialize_model_delta(const Model& reference, con
           return Status::error(what + ": tensor " + r.name +
                                " changes by more than fp32 can hold");
         max_abs = std::max(max_abs, std::fabs(diff[i]));
+        if (options.model_step) max_abs = std::max(max_abs, std::fabs(t->data[i]));
       }
       scales[o] = max_abs / 127.0f;
       for (size_t i = o * per_out; i < (o + 1) * per_out; ++i) {

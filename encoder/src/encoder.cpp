@@ -1,22 +1,31 @@
+// The segmented encoder: the input goes through the stages one segment at a
+// time (stages.h), each finished segment lands in the work folder
+// (work_dir.h), and the output is muxed from there at the end.
 #include "dydca/encoder.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <map>
+#include <new>
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "baseline.h"
 #include "dydca/chunking.h"
 #include "dydca/container.h"
 #include "dydca/media.h"
 #include "dydca/metrics.h"
 #include "dydca/runtime.h"
 #include "dydca/training.h"
+#include "segment_source.h"
+#include "stages.h"
+#include "work_dir.h"
 
 namespace dydca {
+
+using namespace detail;
+using json = nlohmann::json;
 
 ModelArch default_arch(int scale) {
   ModelArch a;
@@ -36,16 +45,6 @@ EncodeParams::EncodeParams() : arch(default_arch(2)) {}
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-Expected<WeightFormat> parse_precision(const std::string& p) {
-  if (p == "fp32") return WeightFormat::kFp32;
-  if (p == "fp16") return WeightFormat::kFp16;
-  if (p == "int8") return WeightFormat::kInt8;
-  return Status::error("unknown model precision '" + p + "' (fp32, fp16, int8)");
-}
-
 Status check_params(const EncodeParams& p) {
   if (p.input.empty()) return Status::error("no input file");
   if (p.output.empty()) return Status::error("no output file (-o OUT.mkv)");
@@ -54,6 +53,21 @@ Status check_params(const EncodeParams& p) {
   if (p.dist.world_size < 1 || p.dist.rank < 0 || p.dist.rank >= p.dist.world_size)
     return Status::error("--rank " + std::to_string(p.dist.rank) + " does not fit --world-size " +
                          std::to_string(p.dist.world_size));
+  if (p.scale < 2 || p.scale > 4) return Status::error("--scale must be 2, 3 or 4");
+  if (p.bitrate_kbps < 0 || p.crf < 0 || p.crf > 51) return Status::error("bad --crf or --bitrate");
+  if (p.chunks < 1 || p.chunks > 16) return Status::error("--chunks must be 1..16");
+  if (p.tile_size < 8 || p.tile_size > 256) return Status::error("--tile must be 8..256");
+  if (!(p.segment_seconds > 0) || p.segment_seconds > 3600)
+    return Status::error("--segment-seconds must be in (0, 3600]");
+  if (p.segment_memory_mb < 64) return Status::error("--segment-memory must be at least 64 MB");
+  if (p.dist_mode != "data" && p.dist_mode != "segments")
+    return Status::error("--dist-mode must be data or segments");
+  if (p.warm_start != "previous" && p.warm_start != "none")
+    return Status::error("--warm-start must be previous or none");
+  if (p.baseline != "none" && p.baseline != "static" && p.baseline != "per-chunk" &&
+      p.baseline != "per-segment")
+    return Status::error("unknown --baseline " + p.baseline);
+  DYDCA_TRY(parse_precision(p.precision).status());
   if (p.dist.rank > 0) return Status::ok();  // workers write nothing; rank 0 checks the output
   auto ext = std::filesystem::path(p.output).extension().string();
   if (ext != ".mkv") return Status::error("the output must be a Matroska file ending in .mkv");
@@ -64,227 +78,614 @@ Status check_params(const EncodeParams& p) {
   auto dir = std::filesystem::absolute(p.output, ec).parent_path();
   if (!std::filesystem::is_directory(dir, ec))
     return Status::error("cannot write " + p.output + ": folder " + dir.string() + " does not exist");
-  if (p.scale < 2 || p.scale > 4) return Status::error("--scale must be 2, 3 or 4");
-  if (p.bitrate_kbps < 0 || p.crf < 0 || p.crf > 51) return Status::error("bad --crf or --bitrate");
-  if (p.chunks < 1 || p.chunks > 16) return Status::error("--chunks must be 1..16");
-  if (p.tile_size < 8 || p.tile_size > 256) return Status::error("--tile must be 8..256");
-  if (p.baseline != "none" && p.baseline != "static" && p.baseline != "per-chunk" &&
-      p.baseline != "per-segment")
-    return Status::error("unknown --baseline " + p.baseline);
-  DYDCA_TRY(parse_precision(p.precision).status());
   return Status::ok();
 }
 
 constexpr int kLevelEvalFrames = 48;
 
-// Trains one single-path model per routing "chunk" id listed in `ids` (all
-// chunks when ids is {-1}), each on its own tiles, sharing the time budget.
-Expected<std::vector<Model>> train_baseline_models(const std::vector<Frame>& hr,
-                                                   const std::vector<Frame>& lr,
-                                                   const RoutingMap& routing, TrainConfig cfg,
-                                                   const std::vector<int>& ids,
-                                                   const ProgressFn& prog, int* total_steps) {
-  RoutingMap r = routing;  // every chunk on the model's only path
-  r.chunk_path.assign(1, std::vector<uint8_t>(size_t(r.num_chunks), 0));
-  const int n = int(ids.size());
-  cfg.time_budget_s /= n;
-  if (cfg.steps > 0) cfg.steps = std::max(1, cfg.steps / n);
-  std::vector<Model> models;
-  const std::string checkpoint = cfg.checkpoint;
-  for (int id : ids) {
-    cfg.only_chunk = id;
-    if (!checkpoint.empty()) cfg.checkpoint = checkpoint + "." + std::to_string(id + 1);
-    TrainReport tr;
-    auto m = train_dynamic(hr, lr, r, cfg, &tr, prog);
-    if (!m) return m.status();
-    *total_steps += tr.steps;
-    models.push_back(std::move(*m));
+std::string work_dir_path(const EncodeParams& p) {
+  return p.checkpoint.empty() ? p.output + ".parts" : p.checkpoint;
+}
+
+// Everything that changes the output: a resume must see the same.
+std::string manifest_of(const EncodeParams& p, const VideoInfo& info, const ModelArch& arch) {
+  std::error_code ec;
+  json j;
+  j["dydca_work"] = 1;
+  j["input"] = std::filesystem::absolute(p.input, ec).string();
+  j["input_bytes"] = int64_t(std::filesystem::file_size(p.input, ec));
+  j["input_size"] = {info.width, info.height};
+  j["scale"] = p.scale;
+  j["crf"] = p.crf;
+  j["bitrate_kbps"] = p.bitrate_kbps;
+  j["preset"] = p.preset;
+  j["gop"] = p.gop;
+  j["chunks"] = p.chunks;
+  j["tile"] = p.tile_size;
+  j["quality"] = p.quality;
+  j["steps"] = p.train_steps;
+  j["precision"] = p.precision;
+  j["threads"] = p.threads;
+  j["max_frames"] = p.max_frames;
+  j["seed"] = p.seed;
+  j["segment_seconds"] = p.segment_seconds;
+  j["segment_memory_mb"] = p.segment_memory_mb;
+  j["warm_start"] = p.warm_start;
+  j["train"] = {p.bf16, p.channels_last, p.train_all_levels, p.train_skip, p.train_progressive,
+                p.train_max_norm, p.refine, p.refine_tolerance_db};
+  json paths = json::array();
+  for (const PathSpec& ps : arch.paths) paths.push_back({ps.depth, ps.width});
+  j["arch"] = {arch.channels, arch.inner, arch.blocks, paths};
+  j["world_size"] = p.dist.world_size;
+  j["dist_mode"] = p.dist_mode;
+  return j.dump(1);
+}
+
+json sum_json(const QualitySum& q) {
+  return {q.mse_y, q.mse_u, q.mse_v, q.ssim_y, q.frames};
+}
+QualitySum sum_from(const json& j) {
+  QualitySum q;
+  q.mse_y = j.at(0).get<double>();
+  q.mse_u = j.at(1).get<double>();
+  q.mse_v = j.at(2).get<double>();
+  q.ssim_y = j.at(3).get<double>();
+  q.frames = j.at(4).get<int64_t>();
+  return q;
+}
+
+// What one finished segment contributes to the report (its .json file).
+struct SegmentOutcome {
+  SegmentReport rep;
+  SegmentQuality quality;
+  std::vector<double> level_macs;
+  std::vector<int64_t> chunk_tiles;
+  std::vector<int> chunk_path;
+  double holdout_before = 0, holdout_after = 0;
+  double t_x264 = 0, t_chunking = 0, t_train = 0, t_refine = 0, t_eval = 0, t_write = 0,
+         t_allreduce = 0;
+};
+
+json outcome_json(const SegmentOutcome& o) {
+  json j;
+  const SegmentReport& r = o.rep;
+  j["index"] = r.index;
+  j["first_frame"] = r.first_frame;
+  j["frames"] = r.frames;
+  j["model_is_delta"] = r.model_is_delta;
+  j["bytes"] = {{"video", r.video_bytes}, {"model", r.model_bytes},
+                {"full_model", r.full_model_bytes}, {"routing", r.routing_bytes}};
+  j["train_steps"] = r.train_steps;
+  j["seconds"] = {o.t_x264, o.t_chunking, o.t_train, o.t_refine, o.t_eval, o.t_write,
+                  o.t_allreduce, r.seconds};
+  j["holdout"] = {o.holdout_before, o.holdout_after};
+  j["bicubic"] = sum_json(o.quality.bicubic);
+  json lv = json::array();
+  for (const auto& q : o.quality.levels) lv.push_back(sum_json(q));
+  j["levels"] = lv;
+  j["level_macs"] = o.level_macs;
+  j["quant"] = {sum_json(o.quality.quant_fp32), sum_json(o.quality.quant_shipped)};
+  j["chunk_tiles"] = o.chunk_tiles;
+  j["chunk_path"] = o.chunk_path;
+  return j;
+}
+
+Expected<SegmentOutcome> outcome_from(const std::string& path) {
+  auto bytes = read_file(path, 16 << 20);
+  if (!bytes) return bytes.status();
+  try {
+    const json j = json::parse(bytes->begin(), bytes->end());
+    SegmentOutcome o;
+    SegmentReport& r = o.rep;
+    r.index = j.at("index");
+    r.first_frame = j.at("first_frame");
+    r.frames = j.at("frames");
+    r.model_is_delta = j.at("model_is_delta");
+    r.video_bytes = j.at("bytes").at("video");
+    r.model_bytes = j.at("bytes").at("model");
+    r.full_model_bytes = j.at("bytes").at("full_model");
+    r.routing_bytes = j.at("bytes").at("routing");
+    r.train_steps = j.at("train_steps");
+    const auto& t = j.at("seconds");
+    o.t_x264 = t.at(0);
+    o.t_chunking = t.at(1);
+    o.t_train = t.at(2);
+    o.t_refine = t.at(3);
+    o.t_eval = t.at(4);
+    o.t_write = t.at(5);
+    o.t_allreduce = t.at(6);
+    r.seconds = t.at(7);
+    o.holdout_before = j.at("holdout").at(0);
+    o.holdout_after = j.at("holdout").at(1);
+    o.quality.bicubic = sum_from(j.at("bicubic"));
+    for (const auto& q : j.at("levels")) o.quality.levels.push_back(sum_from(q));
+    o.level_macs = j.at("level_macs").get<std::vector<double>>();
+    o.quality.quant_fp32 = sum_from(j.at("quant").at(0));
+    o.quality.quant_shipped = sum_from(j.at("quant").at(1));
+    o.chunk_tiles = j.at("chunk_tiles").get<std::vector<int64_t>>();
+    o.chunk_path = j.at("chunk_path").get<std::vector<int>>();
+    r.bicubic_psnr_y = o.quality.bicubic.psnr_y();
+    r.psnr_y = o.quality.levels.empty() ? 0 : o.quality.levels[0].psnr_y();
+    return o;
+  } catch (const std::exception& e) {
+    return Status::error(path + ": damaged segment report (" + e.what() + ")");
   }
-  return models;
 }
 
-// The training preset for this clip with the user's overrides applied.
-Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& arch,
-                                        double duration_s) {
-  auto tc = TrainConfig::preset(p.quality, arch, duration_s);
-  if (!tc) return tc.status();
-  TrainConfig cfg = *tc;
-  cfg.seed = p.seed;
-  cfg.threads = p.threads;
-  cfg.stop = p.stop;
-  cfg.bf16 = p.bf16;
-  cfg.channels_last = p.channels_last;
-  cfg.checkpoint = p.checkpoint;
-  cfg.dist = p.dist;
-  cfg.all_levels = p.train_all_levels;
-  cfg.train_skip = p.train_skip;
-  cfg.progressive = p.train_progressive;
-  cfg.max_norm = p.train_max_norm;
-  if (p.train_steps > 0) {
-    cfg.steps = p.train_steps;
-    cfg.time_budget_s = 0;
-  }
-  return cfg;
+struct EncodeContext {
+  const EncodeParams& p;
+  const ProgressFn& prog;
+  ModelArch arch;
+  VideoInfo info;
+  int hr_width = 0, hr_height = 0;  // before padding
+  double est_duration_s = 0;        // of the whole input (0 = unknown)
+  WorkDir* work = nullptr;
+  // --dist-mode segments with several ranks: rank r encodes segments
+  // r, r + W, ... into the shared work folder, rank 0 muxes.
+  bool segment_parallel = false;
+  int owner(int segment) const { return segment_parallel ? segment % p.dist.world_size : 0; }
+};
+
+// Steps of one segment when --steps fixes the clip's total: split by duration.
+int segment_steps(const EncodeContext& c, int frames) {
+  const EncodeParams& p = c.p;
+  if (p.train_steps <= 0) return 0;
+  const double fps = c.info.frame_rate.to_double();
+  if (c.est_duration_s <= 0 || fps <= 0) return p.train_steps;
+  return std::max(1, int(std::lround(p.train_steps * (frames / fps) / c.est_duration_s)));
 }
 
-void fill_bitrates(EncodeReport& r) {
-  const double kb = 8.0 / 1000.0 / std::max(r.duration_s, 1e-9);
-  r.video_kbps = r.video_bytes * kb;
-  r.model_kbps = r.model_bytes * kb;
-  r.routing_kbps = r.routing_bytes * kb;
-  r.audio_kbps = r.audio_bytes * kb;
-}
+// One segment through every stage; its files land in the work folder.
+// prev: the weights the client has after the previous segment (null for the
+// first one); on return *recon holds this segment's.
+Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& seg,
+                                        const Model* prev, const Model* delta_ref, Model* recon,
+                                        bool* worker_done) {
+  const EncodeParams& p = c.p;
+  const ProgressFn& prog = c.prog;
+  const auto t_seg = Clock::now();
+  SegmentOutcome o;
+  o.rep.index = seg.index;
+  o.rep.first_frame = seg.first_frame;
+  o.rep.frames = seg.frames();
+  const double fps = c.info.frame_rate.to_double();
+  const std::string tag = "segment " + std::to_string(seg.index);
+  ProgressFn sprog = [&](const Progress& pr) {
+    const std::string stage = tag + " " + std::string(pr.stage);
+    return prog(Progress(stage, pr.done, pr.total, pr.detail));
+  };
 
-// The client runtime as the encoder uses it (sized for this clip's LR frames).
-RuntimeOptions runtime_options(const EncodeParams& p, const EncodeReport& r) {
-  RuntimeOptions o;
-  o.tile_size = p.tile_size;
-  o.threads = p.threads;
-  o.max_lr_width = r.lr_width;
-  o.max_lr_height = r.lr_height;
-  return o;
-}
-
-// Writes the .mkv (LR video + input audio + model and routing blobs,
-// atomically), reads it back as a client would, and fills the byte counts
-// and bitrates of the report.
-Status write_output(const EncodeParams& p, const EncodedVideo& video,
-                    const std::vector<std::vector<uint8_t>>& model_blobs,
-                    const RoutingMap& routing, const std::map<std::string, std::string>& tags,
-                    EncodeReport& r) {
-  auto routing_blob = serialize_routing(routing);
-  if (!routing_blob) return routing_blob.status();
-  DydcaWriteParams wp;
-  wp.hr_width = r.hr_width;
-  wp.hr_height = r.hr_height;
-  wp.copy_audio_from = p.input;
-  wp.extra_tags = tags;
-  DYDCA_TRY(write_dydca_file_blobs(p.output, video, model_blobs, &*routing_blob, wp));
-  auto check = read_dydca_file(p.output);
-  if (!check) return check.status().with_context("reading back " + p.output);
-  r.video_bytes = video.total_bytes();
-  r.model_bytes = 0;
-  for (const auto& b : model_blobs) r.model_bytes += int64_t(b.size());
-  r.routing_bytes = int64_t(routing_blob->size());
-  r.audio_bytes = check->audio_bytes;
-  fill_bitrates(r);
-  return Status::ok();
-}
-
-// The multi-model baselines, trained by the same code on the same LR video:
-//   static      one single-path model of the full path's size for every tile;
-//   per-chunk   one such model per content chunk (STDO style);
-//   per-segment one such model per temporal segment (NAS / CaFM style).
-// The routing blob maps each chunk (or segment) to its model index.
-Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
-                                       const std::vector<Frame>& hr, const std::vector<Frame>& lr,
-                                       const EncodedVideo& video, const ChunkingResult& chunks,
-                                       const ProgressFn& prog, Clock::time_point t_start) {
+  // x264 and decode back; the LR originals are not needed after.
   auto t = Clock::now();
-  ModelArch full = r.arch;
-  full.paths = {{full.blocks, full.channels}};
-  r.arch = full;
-  RoutingMap br = chunks.routing;
-  std::vector<int> ids;
-  const int K = br.num_chunks;
-  if (p.baseline == "static") {
-    br.chunk_path = {std::vector<uint8_t>(size_t(K), 0)};
-    ids = {-1};
-  } else if (p.baseline == "per-chunk") {
-    br.chunk_path = {std::vector<uint8_t>(size_t(K))};
-    for (int c = 0; c < K; ++c) br.chunk_path[0][size_t(c)] = uint8_t(c), ids.push_back(c);
-  } else {  // per-segment: every tile of a frame belongs to its segment
-    const int S = int(chunks.segments.size());
-    if (S > kMaxModelsPerFile)
-      return Status::error("per-segment baseline: " + std::to_string(S) + " segments exceed " +
-                           std::to_string(kMaxModelsPerFile) + " models per file");
-    br.num_chunks = S;
-    br.chunk_path = {std::vector<uint8_t>(size_t(S))};
-    const size_t tiles = size_t(br.tiles_per_frame());
-    for (int si = 0; si < S; ++si) {
-      br.chunk_path[0][size_t(si)] = uint8_t(si);
-      ids.push_back(si);
-      for (int f = chunks.segments[size_t(si)].start; f < chunks.segments[size_t(si)].end; ++f)
-        std::fill_n(br.chunk_ids.begin() + ptrdiff_t(size_t(f) * tiles), tiles, uint8_t(si));
-    }
-  }
-  auto tc = make_train_config(p, full, r.duration_s);
+  auto rt_trip = x264_round_trip(seg.lr, c.info.frame_rate, x264_config(p), p.threads, sprog);
+  if (!rt_trip) return rt_trip.status();
+  std::vector<Frame>().swap(seg.lr);
+  std::vector<Frame>& lr = rt_trip->decoded;
+  o.t_x264 = since(t);
+
+  t = Clock::now();
+  auto chunks = chunk_stage(seg.hr, lr, p, c.arch, sprog);
+  if (!chunks) return chunks.status();
+  RoutingMap routing = std::move(chunks->routing);
+  chunks = ChunkingResult{};
+  o.t_chunking = since(t);
+
+  t = Clock::now();
+  auto tc = make_train_config(p, c.arch, seg.frames() / fps, segment_steps(c, seg.frames()));
   if (!tc) return tc.status();
   TrainConfig cfg = *tc;
-  auto models = train_baseline_models(hr, lr, br, cfg, ids, prog, &r.train_steps);
-  if (!models) return models.status();
-  r.t_train = since(t);
+  cfg.seed = p.seed + uint64_t(seg.index);
+  cfg.checkpoint = c.work->file(seg.index, "train");
+  if (p.warm_start == "previous") cfg.init = prev;
+  if (c.segment_parallel) cfg.dist = DistConfig{};  // each rank trains its own segments
+  TrainReport tr;
+  auto model = train_dynamic(seg.hr, lr, routing, cfg, &tr, sprog);
+  if (!model) return model.status();
+  o.rep.train_steps = tr.steps;
+  o.holdout_before = tr.holdout_psnr_before;
+  o.holdout_after = tr.holdout_psnr_after;
+  o.t_train = since(t);
+  o.t_allreduce = tr.allreduce_seconds;
+  if (p.dist.rank > 0 && !c.segment_parallel) {  // data-parallel worker: rank 0 writes
+    *worker_done = true;
+    return o;
+  }
 
+  // Ship: a full blob, or an int8 difference to the previous weights when that
+  // is smaller; the client's weights are what the chosen blob reconstructs.
   t = Clock::now();
   ModelBlobOptions mbo;
   mbo.weights = *parse_precision(p.precision);
-  std::vector<std::vector<uint8_t>> blobs;
-  std::vector<SrRuntime> rts;
-  const RuntimeOptions ropt = runtime_options(p, r);
-  for (const Model& m : *models) {
-    auto blob = serialize_model(m, mbo);
-    if (!blob) return blob.status();
-    auto shipped = parse_model(*blob);
-    if (!shipped) return shipped.status();
-    auto rt = SrRuntime::create(*shipped, ropt);
-    if (!rt) return rt.status();
-    blobs.push_back(std::move(*blob));
-    rts.push_back(std::move(*rt));
-  }
-  r.chunk_tiles = chunk_tile_counts(br);
-  for (uint8_t v : br.chunk_path[0]) r.chunk_path.push_back(v);
-  // Quality: each tile from its model (a model runs on the whole frame once
-  // per frame that uses it, its tiles are kept).
-  QualityAccumulator bic, acc;
-  std::vector<uint8_t> tmp;
-  const int s = r.scale, T = br.tile_size;
-  for (int f = 0; f < r.frames; ++f) {
-    const Frame& L = lr[size_t(f)];
-    const Frame& H = hr[size_t(f)];
-    auto up = resize(L, H.width, H.height, ScaleFilter::kBicubic);
-    if (!up) return up.status();
-    Frame ref = crop(H, r.hr_width, r.hr_height);
-    DYDCA_TRY(bic.add(ref, crop(*up, r.hr_width, r.hr_height)));
-    tmp.resize(H.y.size());
-    for (size_t m = 0; m < rts.size(); ++m) {
-      bool used = false;
-      for (int ty = 0; ty < br.tiles_y() && !used; ++ty)
-        for (int tx = 0; tx < br.tiles_x() && !used; ++tx)
-          used = br.chunk_path[0][br.chunk(f, tx, ty)] == m;
-      if (!used) continue;
-      DYDCA_TRY(rts[m].upscale_luma(L.y.data(), L.width, L.height, L.width, tmp.data(), H.width, 0));
-      for (int ty = 0; ty < br.tiles_y(); ++ty)
-        for (int tx = 0; tx < br.tiles_x(); ++tx) {
-          if (br.chunk_path[0][br.chunk(f, tx, ty)] != m) continue;
-          int x0 = tx * T * s, y0 = ty * T * s;
-          int x1 = std::min(H.width, x0 + T * s), y1 = std::min(H.height, y0 + T * s);
-          for (int yy = y0; yy < y1; ++yy)
-            std::copy(tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x0),
-                      tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x1),
-                      up->y.begin() + ptrdiff_t(size_t(yy) * H.width + x0));
-        }
+  auto full = serialize_model(*model, mbo);
+  if (!full) return full.status();
+  o.rep.full_model_bytes = int64_t(full->size());
+  std::vector<uint8_t> blob = std::move(*full);
+  auto shipped = parse_model(blob);
+  if (!shipped) return shipped.status();
+  if (delta_ref && mbo.weights == WeightFormat::kInt8) {
+    ModelDeltaOptions dopt;
+    dopt.model_step = true;  // a full int8 model's precision, small codes
+    auto delta = serialize_model_delta(*delta_ref, *model, dopt);
+    if (!delta) return delta.status();
+    if (delta->size() < blob.size()) {
+      auto applied = apply_model_delta(*delta_ref, delta->data(), delta->size());
+      if (!applied) return applied.status();
+      blob = std::move(*delta);
+      shipped = std::move(applied);
+      o.rep.model_is_delta = true;
     }
-    DYDCA_TRY(acc.add(ref, crop(*up, r.hr_width, r.hr_height)));
-    if (!prog({"evaluate", f + 1, r.frames})) return Status::error("interrupted");
   }
-  ClipQuality b = bic.result(), q = acc.result();
-  r.bicubic_psnr_y = b.psnr_y;
-  r.bicubic_psnr_yuv = b.psnr_yuv;
-  r.bicubic_ssim_y = b.ssim_y;
-  LevelQuality lq;
-  lq.psnr_y = q.psnr_y;
-  lq.psnr_yuv = q.psnr_yuv;
-  lq.ssim_y = q.ssim_y;
-  lq.frames = q.frames;
-  lq.macs_per_lr_pixel = double(full.macs_per_lr_pixel(0));
-  r.levels = {lq};
-  r.t_eval = since(t);
+  o.rep.model_bytes = int64_t(blob.size());
+  *recon = *shipped;
+
+  const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
+  auto rt = SrRuntime::create(*recon, ropt);
+  if (!rt) return rt.status();
+  if (p.refine) DYDCA_TRY(refine_stage(*rt, seg.hr, lr, routing, c.arch, p.refine_tolerance_db, sprog));
+  o.chunk_tiles = chunk_tile_counts(routing);
+  for (uint8_t v : routing.chunk_path[0]) o.chunk_path.push_back(v);
+  for (int l = 0; l < routing.levels(); ++l)
+    o.level_macs.push_back(
+        mean_macs_per_lr_pixel(routing.chunk_path[size_t(l)], o.chunk_tiles, c.arch));
+  o.t_refine = since(t);
 
   t = Clock::now();
-  DYDCA_TRY(write_output(p, video, blobs, br, {{"DYDCA_BASELINE", p.baseline}}, r));
-  r.t_write = since(t);
+  std::optional<SrRuntime> rt32;
+  if (p.precision != "fp32") {
+    auto made = SrRuntime::create(*model, ropt);
+    if (!made) return made.status();
+    rt32.emplace(std::move(*made));
+  }
+  // Cheaper levels on an even sample: kLevelEvalFrames per 10 s of video.
+  const int sample =
+      std::max(8, int(std::lround(kLevelEvalFrames * seg.frames() / (10 * fps))));
+  auto q = evaluate_stage(*rt, rt32 ? &*rt32 : nullptr, seg.hr, lr, routing, c.hr_width,
+                          c.hr_height, sample, sprog);
+  if (!q) return q.status();
+  o.quality = std::move(*q);
+  o.rep.bicubic_psnr_y = o.quality.bicubic.psnr_y();
+  o.rep.psnr_y = o.quality.levels[0].psnr_y();
+  o.t_eval = since(t);
+
+  // The segment's files; its .json last: then it is done.
+  t = Clock::now();
+  auto routing_blob = serialize_routing(routing);
+  if (!routing_blob) return routing_blob.status();
+  o.rep.routing_bytes = int64_t(routing_blob->size());
+  o.rep.video_bytes = rt_trip->video.total_bytes();
+  auto recon_blob = serialize_model(*recon, ModelBlobOptions{WeightFormat::kFp32, 3});
+  if (!recon_blob) return recon_blob.status();
+  const WorkDir& w = *c.work;
+  DYDCA_TRY(write_packets_file(w.file(seg.index, "lr"), rt_trip->video));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "model"), blob));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "recon"), *recon_blob));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "routing"), *routing_blob));
+  o.t_write = since(t);
+  o.rep.seconds = since(t_seg);
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "json"), outcome_json(o).dump(1)));
+  std::error_code ec;
+  std::filesystem::remove(w.file(seg.index, "train"), ec);
+  return o;
+}
+
+// The output from the work folder: the segment table, then every segment's
+// packets with their timestamps moved to the segment's place.
+Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& segs,
+                  EncodeReport& r) {
+  const EncodeParams& p = c.p;
+  const WorkDir& w = *c.work;
+  std::vector<SegmentRecord> records;
+  for (const SegmentOutcome& o : segs) {
+    SegmentRecord rec;
+    rec.first_frame = o.rep.first_frame;
+    rec.frames = o.rep.frames;
+    rec.model_is_delta = o.rep.model_is_delta;
+    auto m = read_file(w.file(o.rep.index, "model"), kMaxAttachmentBytes);
+    if (!m) return m.status();
+    auto rt = read_file(w.file(o.rep.index, "routing"), kMaxAttachmentBytes);
+    if (!rt) return rt.status();
+    rec.model = std::move(*m);
+    rec.routing = std::move(*rt);
+    records.push_back(std::move(rec));
+  }
+  auto first = read_packets_file(w.file(0, "lr"));
+  if (!first) return first.status();
+  EncodedVideo params = *first;
+  params.packets.clear();
+  DydcaV2WriteParams wp;
+  wp.hr_width = c.hr_width;
+  wp.hr_height = c.hr_height;
+  wp.copy_audio_from = p.input;
+  auto writer = DydcaFileWriter::open(p.output, params, records, wp);
+  if (!writer) return writer.status();
+  records.clear();
+  for (size_t k = 0; k < segs.size(); ++k) {
+    auto v = k == 0 ? std::move(first) : read_packets_file(w.file(int(k), "lr"));
+    if (!v) {
+      writer->abort();
+      return v.status();
+    }
+    if (v->extradata != params.extradata || v->width != params.width ||
+        v->height != params.height) {
+      writer->abort();
+      return Status::error("segment " + std::to_string(k) +
+                           ": x264 stream parameters differ from segment 0's");
+    }
+    const int64_t off = segs[k].rep.first_frame;  // time base = 1 / frame rate
+    for (EncodedPacket& pk : v->packets) {
+      pk.pts += off;
+      pk.dts += off;
+      if (Status s = writer->write_packet(pk); !s) {
+        writer->abort();
+        return s;
+      }
+    }
+    if (!c.prog({"write", int64_t(k + 1), int64_t(segs.size())})) {
+      writer->abort();
+      return Status::error("interrupted");
+    }
+  }
+  DYDCA_TRY(writer->finish());
+  // Read back as a client would (headers, segment table, every packet counted).
+  auto check = DydcaReader::open(p.output);
+  if (!check) return check.status().with_context("reading back " + p.output);
+  EncodedPacket pk;
+  int64_t n = 0;
+  while (true) {
+    auto got = check->read_packet(pk);
+    if (!got) return got.status().with_context("reading back " + p.output);
+    if (!*got) break;
+    ++n;
+  }
+  if (n != r.frames)
+    return Status::error("reading back " + p.output + ": " + std::to_string(n) + " of " +
+                         std::to_string(r.frames) + " frames");
+  r.audio_bytes = check->audio_bytes_read();
+  return Status::ok();
+}
+
+void add_outcome(EncodeReport& r, const SegmentOutcome& o, SegmentQuality& total,
+                 std::vector<double>& macs_sum) {
+  r.segments.push_back(o.rep);
+  r.video_bytes += o.rep.video_bytes;
+  r.model_bytes += o.rep.model_bytes;
+  r.routing_bytes += o.rep.routing_bytes;
+  r.train_steps += o.rep.train_steps;
+  r.t_x264 += o.t_x264;
+  r.t_chunking += o.t_chunking;
+  r.t_train += o.t_train;
+  r.t_refine += o.t_refine;
+  r.t_eval += o.t_eval;
+  r.t_write += o.t_write;
+  r.t_allreduce += o.t_allreduce;
+  if (r.segments.size() == 1) {
+    r.chunk_tiles = o.chunk_tiles;
+    r.chunk_path = o.chunk_path;
+    r.holdout_psnr_before = o.holdout_before;
+  }
+  r.holdout_psnr_after = o.holdout_after;
+  total.bicubic.merge(o.quality.bicubic);
+  total.quant_fp32.merge(o.quality.quant_fp32);
+  total.quant_shipped.merge(o.quality.quant_shipped);
+  if (total.levels.size() < o.quality.levels.size()) {
+    total.levels.resize(o.quality.levels.size());
+    macs_sum.resize(o.quality.levels.size());
+  }
+  for (size_t l = 0; l < o.quality.levels.size(); ++l) {
+    total.levels[l].merge(o.quality.levels[l]);
+    if (l < o.level_macs.size()) macs_sum[l] += o.level_macs[l] * o.rep.frames;
+  }
+}
+
+Expected<EncodeReport> encode_baseline_clip(const EncodeParams& p, EncodeReport r,
+                                            const ProgressFn& prog, Clock::time_point t_start);
+
+Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn& prog,
+                                        Clock::time_point t_start) {
+  EncodeReport r;
+  r.input = p.input;
+  r.output = p.output;
+  r.scale = p.scale;
+  r.precision = p.precision;
+  r.baseline = p.baseline;
+  r.dist_world_size = p.dist.world_size;
+
+  auto reader = VideoReader::open(p.input, p.threads);
+  if (!reader) return reader.status();
+  EncodeContext c{p, prog, p.arch, reader->info()};
+  const int s = p.scale;
+  const VideoInfo& info = c.info;
+  if (info.width < 16 * s || info.height < 16 * s)
+    return Status::error(p.input + ": " + std::to_string(info.width) + "x" +
+                         std::to_string(info.height) + " is too small for scale " +
+                         std::to_string(s) + " (needs at least " + std::to_string(16 * s) +
+                         " pixels each way)");
+  if (!info.frame_rate.valid()) return Status::error(p.input + ": unknown frame rate");
+  c.arch.scale = s;
+  r.arch = c.arch;
+  c.hr_width = info.width;
+  c.hr_height = info.height;
+  const double fps = info.frame_rate.to_double();
+  c.est_duration_s = info.frame_count > 0 ? info.frame_count / fps : info.duration_s;
+  if (p.max_frames > 0 && (c.est_duration_s <= 0 || p.max_frames / fps < c.est_duration_s))
+    c.est_duration_s = p.max_frames / fps;
+
+  // The work folder: finished segments survive an interruption.
+  const std::string dir = work_dir_path(p);
+  auto work = WorkDir::open(dir, manifest_of(p, info, c.arch), p.resume, p.dist.world_size > 1);
+  if (!work) return work.status();
+  c.work = &*work;
+  c.segment_parallel = p.dist.world_size > 1 && p.dist_mode == "segments";
+
+  SegmentSourceParams sp;
+  sp.scale = s;
+  sp.frame_limit = p.max_frames;
+  const int64_t by_memory =
+      (p.segment_memory_mb << 20) / SegmentSource::frame_bytes(info.width, info.height, s);
+  sp.max_frames = int(std::clamp<int64_t>(
+      std::min<int64_t>(std::llround(p.segment_seconds * fps), by_memory), 1, 1 << 20));
+  SegmentSource source(*reader, sp);
+
+  // Segments are encoded (or skipped: done earlier, or another rank's) in
+  // input order; the report is read back from the folder afterwards.
+  std::optional<Model> prev;  // the client's weights after this rank's previous segment
+  std::vector<bool> resumed;
+  int segments = 0;
+  std::optional<Heartbeat> heartbeat;
+  if (c.segment_parallel) heartbeat.emplace(*work, p.dist.rank);
+  while (true) {
+    auto t = Clock::now();
+    auto next = source.next(prog);
+    if (!next) return next.status();
+    r.t_read += since(t);
+    if (!*next) break;
+    SegmentFrames& seg = **next;
+    const int k = seg.index;
+    segments = k + 1;
+    resumed.push_back(false);
+    if (k == 0) {
+      r.lr_width = seg.lr[0].width;
+      r.lr_height = seg.lr[0].height;
+    }
+    if (c.owner(k) != p.dist.rank) continue;
+    const bool writer = c.segment_parallel || p.dist.rank == 0;
+    if (work->done(k)) {
+      if (!writer) continue;  // a data-parallel worker skips what rank 0 has finished
+      auto o = outcome_from(work->file(k, "json"));
+      if (!o) return o.status();
+      if (o->rep.first_frame != seg.first_frame || o->rep.frames != seg.frames())
+        return Status::error(dir + ": segment " + std::to_string(k) +
+                             " does not match the input (delete the folder to start again)");
+      auto rb = read_file(work->file(k, "recon"), kMaxAttachmentBytes);
+      if (!rb) return rb.status();
+      auto m = parse_model(*rb);
+      if (!m) return m.status().with_context(work->file(k, "recon"));
+      prev = std::move(*m);
+      resumed.back() = true;
+      log_info("segment " + std::to_string(k) + ": done in an earlier run");
+      continue;
+    }
+    Model recon;
+    bool worker = false;
+    // Updates are coded against the previous segment in file order: only
+    // when this rank made it (segment-parallel ranks ship full models).
+    const Model* delta_ref = c.segment_parallel ? nullptr : (prev ? &*prev : nullptr);
+    auto o = encode_segment(c, seg, prev ? &*prev : nullptr, delta_ref, &recon, &worker);
+    if (!o) return o.status();
+    r.train_steps += o->rep.train_steps;
+    r.t_train += o->t_train;
+    if (worker) continue;
+    prev = std::move(recon);
+    log_info("segment " + std::to_string(k) + ": frames " + std::to_string(seg.first_frame) +
+             ".." + std::to_string(seg.first_frame + seg.frames() - 1) + " done");
+  }
+  if (source.frames_read() == 0) return Status::error(p.input + ": no video frames");
+  r.frames = int(source.frames_read());
+  r.fps = fps;
+  r.duration_s = r.frames / fps;
+  r.hr_width = c.hr_width;
+  r.hr_height = c.hr_height;
+  if (p.dist.rank > 0) {
+    r.worker_only = true;
+    r.t_total = since(t_start);
+    r.peak_rss_mb = peak_rss_mb();
+    return r;
+  }
+
+  // Every segment's report, in order (other ranks' as they finish).
+  std::vector<SegmentOutcome> outcomes;
+  SegmentQuality total;
+  std::vector<double> macs_sum;
+  r.train_steps = 0;
+  r.t_train = 0;
+  for (int k = 0; k < segments; ++k) {
+    if (c.owner(k) != 0)
+      DYDCA_TRY(wait_for_segment(*work, k, c.owner(k), p.dist.timeout_s, p.stop));
+    auto o = outcome_from(work->file(k, "json"));
+    if (!o) return o.status();
+    o->rep.resumed = resumed[size_t(k)];
+    r.resumed_segments += o->rep.resumed;
+    add_outcome(r, *o, total, macs_sum);
+    outcomes.push_back(std::move(*o));
+  }
+  auto t = Clock::now();
+  DYDCA_TRY(mux_output(c, outcomes, r));
+  r.t_write += since(t);
+  heartbeat.reset();
+  work->remove();
+
+  r.bicubic_psnr_y = total.bicubic.psnr_y();
+  r.bicubic_psnr_yuv = total.bicubic.psnr_yuv();
+  r.bicubic_ssim_y = total.bicubic.ssim();
+  for (size_t l = 0; l < total.levels.size(); ++l) {
+    LevelQuality lq;
+    lq.level = int(l);
+    lq.psnr_y = total.levels[l].psnr_y();
+    lq.psnr_yuv = total.levels[l].psnr_yuv();
+    lq.ssim_y = total.levels[l].ssim();
+    lq.frames = int(total.levels[l].frames);
+    lq.macs_per_lr_pixel = macs_sum[l] / std::max(1, r.frames);
+    r.levels.push_back(lq);
+  }
+  if (total.quant_fp32.frames) {
+    r.quant_fp32_psnr_y = total.quant_fp32.psnr_y();
+    r.quant_shipped_psnr_y = total.quant_shipped.psnr_y();
+  }
+  fill_bitrates(r);
   r.t_total = since(t_start);
+  r.peak_rss_mb = peak_rss_mb();
   return r;
+}
+
+// The baselines: the whole clip in memory as one segment (format-1 file).
+Expected<EncodeReport> encode_baseline_clip(const EncodeParams& p, EncodeReport r,
+                                            const ProgressFn& prog, Clock::time_point t_start) {
+  auto t = Clock::now();
+  auto reader = VideoReader::open(p.input, p.threads);
+  if (!reader) return reader.status();
+  const VideoInfo info = reader->info();
+  const int s = p.scale;
+  if (info.width < 16 * s || info.height < 16 * s)
+    return Status::error(p.input + ": too small for scale " + std::to_string(s));
+  SegmentSourceParams sp;
+  sp.scale = s;
+  sp.frame_limit = p.max_frames;
+  const int64_t fb = SegmentSource::frame_bytes(info.width, info.height, s);
+  sp.max_frames = int(std::min<int64_t>((int64_t{6} << 30) / fb, 1 << 20));
+  SegmentSource source(*reader, sp);
+  std::vector<Frame> hr, lr;
+  while (true) {  // every segment of the clip, one after the other
+    auto next = source.next(prog);
+    if (!next) return next.status();
+    if (!*next) break;
+    if (int64_t(hr.size() + (*next)->hr.size()) * fb > (int64_t{6} << 30))
+      return Status::error("--baseline holds the clip in memory: " + p.input +
+                           " is too long (use --max-frames)");
+    for (auto& f : (*next)->hr) hr.push_back(std::move(f));
+    for (auto& f : (*next)->lr) lr.push_back(std::move(f));
+  }
+  if (hr.empty()) return Status::error(p.input + ": no video frames");
+  r.frames = int(hr.size());
+  r.fps = info.frame_rate.to_double();
+  r.duration_s = r.frames / r.fps;
+  r.hr_width = info.width;
+  r.hr_height = info.height;
+  r.lr_width = lr[0].width;
+  r.lr_height = lr[0].height;
+  r.t_read = since(t);
+  t = Clock::now();
+  auto trip = x264_round_trip(lr, info.frame_rate, x264_config(p), p.threads, prog);
+  if (!trip) return trip.status();
+  std::vector<Frame>().swap(lr);
+  r.t_x264 = since(t);
+  t = Clock::now();
+  ModelArch arch = p.arch;
+  arch.scale = s;
+  r.arch = arch;
+  auto chunks = chunk_stage(hr, trip->decoded, p, arch, prog);
+  if (!chunks) return chunks.status();
+  r.t_chunking = since(t);
+  return encode_baseline(p, r, hr, trip->decoded, trip->video, *chunks, prog, t_start);
 }
 
 }  // namespace
@@ -292,223 +693,30 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
 Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& progress) {
   DYDCA_TRY(check_params(p));
   const auto t_start = Clock::now();
-  EncodeReport r;
-  r.input = p.input;
-  r.output = p.output;
-  r.scale = p.scale;
-  r.precision = p.precision;
-  r.baseline = p.baseline;
-  auto interrupted = [&] { return p.stop && p.stop->load(); };
   ProgressFn prog = [&](const Progress& pr) {
-    if (interrupted()) return false;
+    if (p.stop && p.stop->load()) return false;
     return progress ? progress(pr) : true;
   };
-
-  // 1. Input -> HR (padded) -> LR.
-  auto t = Clock::now();
-  VideoInfo info;
-  ReadOptions ro;
-  ro.max_frames = p.max_frames;
-  ro.threads = p.threads;
-  auto frames = read_all_frames(p.input, &info, ro, prog);
-  if (!frames) return frames.status();
-  const int s = p.scale;
-  if (info.width < 16 * s || info.height < 16 * s)
-    return Status::error(p.input + ": " + std::to_string(info.width) + "x" +
-                         std::to_string(info.height) + " is too small for scale " +
-                         std::to_string(s) + " (needs at least " + std::to_string(16 * s) +
-                         " pixels each way)");
-  r.frames = int(frames->size());
-  r.fps = info.frame_rate.to_double();
-  r.duration_s = r.frames / r.fps;
-  r.hr_width = info.width;
-  r.hr_height = info.height;
-  std::vector<Frame> hr, lr;
-  hr.reserve(frames->size());
-  for (auto& f : *frames) {
-    if (f.width != info.width || f.height != info.height) {
-      auto fixed = resize(f, info.width, info.height, ScaleFilter::kBicubic);
-      if (!fixed) return fixed.status();
-      f = std::move(*fixed);
+  // An allocation failure (a frame of an absurd size, an address-space
+  // limit) is an error like any other, not an abort.
+  try {
+    if (p.baseline != "none") {
+      EncodeReport r;
+      r.input = p.input;
+      r.output = p.output;
+      r.scale = p.scale;
+      r.precision = p.precision;
+      r.baseline = p.baseline;
+      return encode_baseline_clip(p, r, prog, t_start);
     }
-    hr.push_back(pad_to_multiple(f, 2 * s));
-    f = Frame();
-    auto d = downscale(hr.back(), s, ScaleFilter::kArea);
-    if (!d) return d.status();
-    lr.push_back(std::move(*d));
-  }
-  frames->clear();
-  r.lr_width = lr[0].width;
-  r.lr_height = lr[0].height;
-  r.t_read = since(t);
-
-  // 2. x264 and decode back: training sees what the client will decode.
-  t = Clock::now();
-  X264Config xc;
-  xc.preset = p.preset;
-  xc.crf = p.crf;
-  xc.gop = p.gop;
-  xc.threads = p.threads;
-  if (p.bitrate_kbps > 0) {
-    xc.bitrate_kbps = p.bitrate_kbps;
-    xc.two_pass = true;
-  }
-  auto video = encode_h264(lr, info.frame_rate, xc, prog);
-  if (!video) return video.status();
-  auto lr_dec = decode_h264(*video, p.threads);
-  if (!lr_dec) return lr_dec.status();
-  if (lr_dec->size() != lr.size())
-    return Status::error("x264 round trip lost frames (" + std::to_string(lr_dec->size()) +
-                         " of " + std::to_string(lr.size()) + ")");
-  lr.clear();
-  r.t_x264 = since(t);
-
-  // 3. Chunking and routing.
-  t = Clock::now();
-  ModelArch arch = p.arch;
-  arch.scale = s;
-  r.arch = arch;
-  ChunkingParams cp;
-  cp.scale = s;
-  cp.tile_size = p.tile_size;
-  cp.cluster.chunks = p.chunks;
-  cp.cluster.seed = p.seed;
-  auto chunks = chunk_video(hr, *lr_dec, cp, prog);
-  if (!chunks) return chunks.status();
-  RoutingMap routing = chunks->routing;
-  DYDCA_TRY(fill_path_tables(routing, arch));
-  r.t_chunking = since(t);
-  if (interrupted()) return Status::error("interrupted");
-  if (p.baseline != "none")
-    return encode_baseline(p, r, hr, *lr_dec, *video, *chunks, prog, t_start);
-
-  // 4. Training.
-  t = Clock::now();
-  auto tc = make_train_config(p, arch, r.duration_s);
-  if (!tc) return tc.status();
-  TrainConfig cfg = *tc;
-  TrainReport tr;
-  auto model = train_dynamic(hr, *lr_dec, routing, cfg, &tr, prog);
-  if (!model) return model.status();
-  r.train_steps = tr.steps;
-  r.holdout_psnr_before = tr.holdout_psnr_before;
-  r.holdout_psnr_after = tr.holdout_psnr_after;
-  r.holdout_history = tr.holdout_history;
-  r.t_train = since(t);
-  r.dist_world_size = p.dist.world_size;
-  r.t_allreduce = tr.allreduce_seconds;
-  if (p.dist.rank > 0) {  // rank 0 refines, evaluates and writes
-    r.worker_only = true;
-    r.t_total = since(t_start);
+    auto r = encode_segmented(p, prog, t_start);
+    if (!r && p.dist.world_size > 1 && p.dist_mode == "segments")
+      report_rank_failure(work_dir_path(p), p.dist.rank, r.status().message());
     return r;
+  } catch (const std::bad_alloc&) {
+    return Status::error("out of memory (peak " + std::to_string(int(peak_rss_mb())) +
+                         " MB); lower --segment-memory or --segment-seconds");
   }
-
-  // 5. Quantize exactly as the file will carry it, then refine the routing
-  // with the error the client's model really makes.
-  t = Clock::now();
-  ModelBlobOptions mbo;
-  mbo.weights = *parse_precision(p.precision);
-  auto blob = serialize_model(*model, mbo);
-  if (!blob) return blob.status();
-  auto shipped = parse_model(*blob);
-  if (!shipped) return shipped.status();
-  const RuntimeOptions ropt = runtime_options(p, r);
-  auto rt = SrRuntime::create(*shipped, ropt);
-  if (!rt) return rt.status();
-  const int P = int(arch.paths.size());
-  if (p.refine) {
-    // Per chunk and path: squared error over the chunk's tiles, on up to 16
-    // evenly spread frames.
-    ChunkPathError err(routing, s, P);
-    std::vector<uint8_t> out(size_t(r.lr_width) * s * r.lr_height * s);
-    const int n_eval = std::min<int>(16, r.frames);
-    for (int i = 0; i < n_eval; ++i) {
-      int f = int((int64_t(i) * r.frames) / n_eval);
-      const Frame& L = (*lr_dec)[size_t(f)];
-      const Frame& H = hr[size_t(f)];
-      for (int path = 0; path < P; ++path) {
-        DYDCA_TRY(rt->upscale_luma(L.y.data(), L.width, L.height, L.width, out.data(), H.width, path));
-        err.add(f, path, H, out.data());
-      }
-      if (!prog({"refine", i + 1, n_eval})) return Status::error("interrupted");
-    }
-    const auto psnr = err.psnr();
-    auto level0 = refine_paths(psnr, arch, p.refine_tolerance_db);
-    if (!level0) return level0.status();
-    auto tables = qos_level_tables(*level0, arch);
-    if (!tables) return tables.status();
-    routing.chunk_path = std::move(*tables);
-  }
-  for (uint8_t v : routing.chunk_path[0]) r.chunk_path.push_back(v);
-  r.chunk_tiles = chunk_tile_counts(routing);
-  r.t_refine = since(t);
-
-  // 6. Quality per QoS level over every frame, as the client will see it.
-  t = Clock::now();
-  {
-    QualityAccumulator bic;
-    std::vector<QualityAccumulator> lev(size_t(routing.levels()));
-    // The quantization's cost: level 0 of the fp32 weights vs the shipped
-    // ones, on the sampled frames.
-    QualityAccumulator q_fp32, q_shipped;
-    std::optional<SrRuntime> rt32;
-    if (p.precision != "fp32") {
-      auto made = SrRuntime::create(*model, ropt);
-      if (!made) return made.status();
-      rt32.emplace(std::move(*made));
-    }
-    for (int f = 0; f < r.frames; ++f) {
-      const Frame& L = (*lr_dec)[size_t(f)];
-      const Frame& H = hr[size_t(f)];
-      auto up = resize(L, H.width, H.height, ScaleFilter::kBicubic);
-      if (!up) return up.status();
-      Frame ref = crop(H, r.hr_width, r.hr_height);
-      DYDCA_TRY(bic.add(ref, crop(*up, r.hr_width, r.hr_height)));
-      // Level 0 (what viewers get) on every frame; cheaper levels on an even
-      // sample of at most kLevelEvalFrames frames to bound the encode time.
-      const int stride = std::max(1, (r.frames + kLevelEvalFrames - 1) / kLevelEvalFrames);
-      for (int l = 0; l < routing.levels(); ++l) {
-        if (l > 0 && f % stride != 0) continue;
-        DYDCA_TRY(rt->upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(), up->width,
-                                   routing, f, l));
-        DYDCA_TRY(lev[size_t(l)].add(ref, crop(*up, r.hr_width, r.hr_height)));
-        if (l == 0 && rt32 && f % stride == 0) {
-          DYDCA_TRY(q_shipped.add(ref, crop(*up, r.hr_width, r.hr_height)));
-          DYDCA_TRY(rt32->upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(),
-                                       up->width, routing, f, 0));
-          DYDCA_TRY(q_fp32.add(ref, crop(*up, r.hr_width, r.hr_height)));
-        }
-      }
-      if (!prog({"evaluate", f + 1, r.frames})) return Status::error("interrupted");
-    }
-    if (rt32) {
-      r.quant_fp32_psnr_y = q_fp32.result().psnr_y;
-      r.quant_shipped_psnr_y = q_shipped.result().psnr_y;
-    }
-    ClipQuality b = bic.result();
-    r.bicubic_psnr_y = b.psnr_y;
-    r.bicubic_psnr_yuv = b.psnr_yuv;
-    r.bicubic_ssim_y = b.ssim_y;
-    for (int l = 0; l < routing.levels(); ++l) {
-      ClipQuality q = lev[size_t(l)].result();
-      LevelQuality lq;
-      lq.level = l;
-      lq.psnr_y = q.psnr_y;
-      lq.psnr_yuv = q.psnr_yuv;
-      lq.ssim_y = q.ssim_y;
-      lq.frames = q.frames;
-      lq.macs_per_lr_pixel = mean_macs_per_lr_pixel(routing.chunk_path[size_t(l)], r.chunk_tiles, arch);
-      r.levels.push_back(lq);
-    }
-  }
-  r.t_eval = since(t);
-
-  // 7. The file: LR video + input audio + the two blobs, written atomically.
-  t = Clock::now();
-  DYDCA_TRY(write_output(p, *video, {*blob}, routing, {}, r));
-  r.t_write = since(t);
-  r.t_total = since(t_start);
-  return r;
 }
 
 std::string report_text(const EncodeReport& r) {
@@ -548,6 +756,23 @@ std::string report_text(const EncodeReport& r) {
         r.quant_fp32_psnr_y, r.precision.c_str(), r.quant_shipped_psnr_y,
         r.quant_shipped_psnr_y - r.quant_fp32_psnr_y);
   add("  training held-out tiles %.2f -> %.2f dB\n", r.holdout_psnr_before, r.holdout_psnr_after);
+  if (!r.segments.empty()) {
+    int deltas = 0;
+    int64_t full = 0;
+    for (const auto& sg : r.segments) deltas += sg.model_is_delta, full += sg.full_model_bytes;
+    add("  segments %zu (%d resumed); model updates %lld bytes (%d as differences), full models "
+        "would be %lld bytes\n",
+        r.segments.size(), r.resumed_segments, (long long)r.model_bytes, deltas, (long long)full);
+    if (r.segments.size() > 1)
+      for (const auto& sg : r.segments)
+        add("    #%-4d frames %6d..%-6d %s %6lld B (full %6lld B), level 0 %.2f dB (bicubic "
+            "%.2f), %d steps, %.1f s%s\n",
+            sg.index, sg.first_frame, sg.first_frame + sg.frames - 1,
+            sg.model_is_delta ? "delta" : "full ", (long long)sg.model_bytes,
+            (long long)sg.full_model_bytes, sg.psnr_y, sg.bicubic_psnr_y, sg.train_steps,
+            sg.seconds, sg.resumed ? " (resumed)" : "");
+  }
+  if (r.peak_rss_mb > 0) add("  memory   peak RSS %.0f MB\n", r.peak_rss_mb);
   add("  time     read %.1f, x264 %.1f, chunking %.1f, training %.1f, refine %.1f, evaluate %.1f, "
       "write %.1f = %.1f s (%.1fx the clip)\n",
       r.t_read, r.t_x264, r.t_chunking, r.t_train, r.t_refine, r.t_eval, r.t_write, r.t_total,
@@ -597,6 +822,17 @@ std::string report_json(const EncodeReport& r) {
   j["seconds"] = {{"read", r.t_read}, {"x264", r.t_x264}, {"chunking", r.t_chunking},
                   {"train", r.t_train}, {"allreduce", r.t_allreduce}, {"refine", r.t_refine}, {"evaluate", r.t_eval},
                   {"write", r.t_write}, {"total", r.t_total}};
+  nlohmann::json segs = nlohmann::json::array();
+  for (const auto& sg : r.segments)
+    segs.push_back({{"index", sg.index}, {"first_frame", sg.first_frame}, {"frames", sg.frames},
+                    {"resumed", sg.resumed}, {"model_is_delta", sg.model_is_delta},
+                    {"video_bytes", sg.video_bytes}, {"model_bytes", sg.model_bytes},
+                    {"full_model_bytes", sg.full_model_bytes}, {"routing_bytes", sg.routing_bytes},
+                    {"train_steps", sg.train_steps}, {"psnr_y", sg.psnr_y},
+                    {"bicubic_psnr_y", sg.bicubic_psnr_y}, {"seconds", sg.seconds}});
+  j["segments"] = segs;
+  j["resumed_segments"] = r.resumed_segments;
+  j["peak_rss_mb"] = r.peak_rss_mb;
   j["encode_time_ratio"] = r.t_total / std::max(r.duration_s, 1e-9);
   return j.dump(2);
 }

@@ -229,6 +229,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
 
   Supernet net(arch);
   net->reset(cfg.seed);
+  if (cfg.init) DYDCA_TRY(net->load_model(*cfg.init).with_context("train: warm start"));
   net->channels_last = cfg.channels_last;
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(cfg.lr));
   // Every parameter has a gradient (zero when its path did not run) from the

@@ -114,13 +114,21 @@ inline Expected<Model> parse_model(const std::vector<uint8_t>& blob,
 
 struct ModelDeltaOptions {
   int zstd_level = 19;
+  // The quantization step per output channel. false: max|d_o| / 127, the
+  // finest the int8 codes allow (every code is used: a dense update costs as
+  // much as a full int8 model). true: max(max|d_o|, max|target_o|) / 127, the
+  // precision of a full int8 model of the target: a small change then codes
+  // as small integers (mostly 0 and +-1) that zstd squeezes, while the error
+  // stays within a full int8 model's. The decoder is the same either way.
+  bool model_step = false;
 };
 
 // An update of `reference` towards `target` (same architecture, same tensor
 // names and shapes). Every tensor of rank >= 2 is stored as an int8 difference
 // quantized per output channel (dim 0): d = target - reference (fp32),
 // scale_o = max|d_o| / 127 (fp32), q = round_half_even(d / scale_o) in
-// [-127, 127]; rank-1 tensors (biases) as fp32 absolute values. Tensors whose
+// [-127, 127] (ModelDeltaOptions::model_step widens the step to the target's
+// own int8 step); rank-1 tensors (biases) as fp32 absolute values. Tensors whose
 // quantized difference is all zero (biases: bit-identical) are omitted. The
 // blob names the reference by a CRC32 fingerprint of its architecture and
 // tensors, so an update applied to any other model is refused.

@@ -1,8 +1,14 @@
-// dydca encoder: the server pipeline end to end.
-//   input -> HR (padded to 2*scale) -> LR (area) -> x264 -> decode back
-//   -> chunking -> training (one dynamic model) -> refine routing with measured
-//   per-path error -> quantized model blob + routing blob -> .mkv (+ input audio)
-// and a report (bitrate split, PSNR per QoS level, time per stage).
+// dydca encoder: the server pipeline end to end, one segment at a time.
+//   input -> segments (scene cuts, at most segment_seconds, bounded memory)
+//   per segment: HR (padded to 2*scale) -> LR (area) -> x264 (the segment starts
+//   on an IDR) -> decode back -> chunking -> training (warm-started from the
+//   previous segment's shipped weights) -> model update (int8 difference to the
+//   previous weights, or a full model) -> refine routing with measured per-path
+//   error -> evaluate -> the segment's files in the work folder
+//   then: one .mkv (format 2: LR video + input audio + the segment table)
+// and a report (bitrate split, PSNR per QoS level, time per stage, segments).
+// Memory is bounded by one segment's frames, not by the input's length; an
+// interrupted encode resumes at the first unfinished segment (--resume).
 //
 // Usage:
 //   dydca::EncodeParams p;
@@ -51,7 +57,18 @@ struct EncodeParams {
   double refine_tolerance_db = 0.05;
   ModelArch arch;                     // scale is taken from `scale`; paths default below
   const std::atomic<bool>* stop = nullptr;
-  std::string checkpoint;             // training checkpoint: resumes if it exists ("" = none)
+  // Work folder of finished segments ("" = OUTPUT.parts beside the output).
+  // It is removed when the output is complete.
+  std::string checkpoint;
+  bool resume = false;                // continue the encode in the work folder
+  double segment_seconds = 10;        // longest segment (scene cuts make shorter ones)
+  int64_t segment_memory_mb = 1536;   // and at most this much frame memory per segment
+  std::string warm_start = "previous";  // previous | none: each segment's initial weights
+  // Several ranks (docs/distributed.md): "data" trains every segment data-
+  // parallel over all ranks (one c10d all-reduce per step); "segments" gives
+  // rank r the segments r, r + W, ... (the work folder must be shared), each
+  // rank training alone, and rank 0 muxes.
+  std::string dist_mode = "data";
   // Data-parallel training over several processes / machines (docs/distributed.md).
   // Every rank runs the same command; rank 0 writes the output, the others
   // return after training with worker_only set.
@@ -67,6 +84,17 @@ struct LevelQuality {
   double ssim_y = 0;
   double macs_per_lr_pixel = 0;  // mean over tiles with this level's routing
   int frames = 0;                // frames measured (level 0: all; others: an even sample)
+};
+
+struct SegmentReport {
+  int index = 0, first_frame = 0, frames = 0;
+  bool resumed = false;         // finished by an earlier run (read from the work folder)
+  bool model_is_delta = false;  // the update is a difference to the previous weights
+  int64_t video_bytes = 0, model_bytes = 0, routing_bytes = 0;
+  int64_t full_model_bytes = 0;  // a full model blob of the same weights, for comparison
+  int train_steps = 0;
+  double bicubic_psnr_y = 0, psnr_y = 0;  // level 0
+  double seconds = 0;
 };
 
 struct EncodeReport {
@@ -92,6 +120,9 @@ struct EncodeReport {
   // shipped (fp16/int8) ones; 0 when the file carries fp32.
   double quant_fp32_psnr_y = 0, quant_shipped_psnr_y = 0;
   int train_steps = 0;
+  std::vector<SegmentReport> segments;
+  int resumed_segments = 0;
+  double peak_rss_mb = 0;  // of this process
   bool worker_only = false;  // a rank > 0 of a distributed encode: no output written
   int dist_world_size = 1;
   double t_allreduce = 0;    // part of t_train spent in the gradient all-reduce

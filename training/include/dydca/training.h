@@ -69,6 +69,11 @@ struct TrainConfig {
   // Train on the tiles of this chunk only (-1 = all chunks, round robin): the
   // multi-model baselines train one model per content chunk or per segment.
   int only_chunk = -1;
+  // Warm start (a segment's network from the previous segment's shipped
+  // weights): the network starts from this model instead of the seeded
+  // initialisation; Adam starts fresh. Same architecture as `arch`. A
+  // checkpoint, when one exists, still wins.
+  const Model* init = nullptr;
   DistConfig dist;
 
   // fast / balanced / best: steps and time budget scaled with the clip length.

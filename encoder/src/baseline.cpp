@@ -1,0 +1,197 @@
+// The multi-model baselines (static, per-chunk, per-segment): the whole clip
+// as one segment through the same stages as the dynamic codec, several
+// single-path models in a format-1 file. They hold the clip in memory: they
+// are comparisons on short clips, not a way to encode a film.
+#include <algorithm>
+#include <filesystem>
+
+#include "baseline.h"
+#include "dydca/container.h"
+
+namespace dydca::detail {
+
+namespace {
+
+// Trains one single-path model per routing "chunk" id listed in `ids` (all
+// chunks when ids is {-1}), each on its own tiles, sharing the time budget.
+Expected<std::vector<Model>> train_baseline_models(const std::vector<Frame>& hr,
+                                                   const std::vector<Frame>& lr,
+                                                   const RoutingMap& routing, TrainConfig cfg,
+                                                   const std::vector<int>& ids,
+                                                   const ProgressFn& prog, int* total_steps) {
+  RoutingMap r = routing;  // every chunk on the model's only path
+  r.chunk_path.assign(1, std::vector<uint8_t>(size_t(r.num_chunks), 0));
+  const int n = int(ids.size());
+  cfg.time_budget_s /= n;
+  if (cfg.steps > 0) cfg.steps = std::max(1, cfg.steps / n);
+  std::vector<Model> models;
+  const std::string checkpoint = cfg.checkpoint;
+  for (int id : ids) {
+    cfg.only_chunk = id;
+    if (!checkpoint.empty()) cfg.checkpoint = checkpoint + "." + std::to_string(id + 1);
+    TrainReport tr;
+    auto m = train_dynamic(hr, lr, r, cfg, &tr, prog);
+    if (!m) return m.status();
+    *total_steps += tr.steps;
+    models.push_back(std::move(*m));
+  }
+  return models;
+}
+
+
+// Writes the .mkv (LR video + input audio + model and routing blobs,
+// atomically), reads it back as a client would, and fills the byte counts
+// and bitrates of the report.
+Status write_output(const EncodeParams& p, const EncodedVideo& video,
+                    const std::vector<std::vector<uint8_t>>& model_blobs,
+                    const RoutingMap& routing, const std::map<std::string, std::string>& tags,
+                    EncodeReport& r) {
+  auto routing_blob = serialize_routing(routing);
+  if (!routing_blob) return routing_blob.status();
+  DydcaWriteParams wp;
+  wp.hr_width = r.hr_width;
+  wp.hr_height = r.hr_height;
+  wp.copy_audio_from = p.input;
+  wp.extra_tags = tags;
+  DYDCA_TRY(write_dydca_file_blobs(p.output, video, model_blobs, &*routing_blob, wp));
+  auto check = read_dydca_file(p.output);
+  if (!check) return check.status().with_context("reading back " + p.output);
+  r.video_bytes = video.total_bytes();
+  r.model_bytes = 0;
+  for (const auto& b : model_blobs) r.model_bytes += int64_t(b.size());
+  r.routing_bytes = int64_t(routing_blob->size());
+  r.audio_bytes = check->audio_bytes;
+  fill_bitrates(r);
+  return Status::ok();
+}
+
+
+}  // namespace
+
+void fill_bitrates(EncodeReport& r) {
+  const double kb = 8.0 / 1000.0 / std::max(r.duration_s, 1e-9);
+  r.video_kbps = r.video_bytes * kb;
+  r.model_kbps = r.model_bytes * kb;
+  r.routing_kbps = r.routing_bytes * kb;
+  r.audio_kbps = r.audio_bytes * kb;
+}
+
+
+// The multi-model baselines, trained by the same code on the same LR video:
+//   static      one single-path model of the full path's size for every tile;
+//   per-chunk   one such model per content chunk (STDO style);
+//   per-segment one such model per temporal segment (NAS / CaFM style).
+// The routing blob maps each chunk (or segment) to its model index.
+Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
+                                       const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                                       const EncodedVideo& video, const ChunkingResult& chunks,
+                                       const ProgressFn& prog, Clock::time_point t_start) {
+  auto t = Clock::now();
+  ModelArch full = r.arch;
+  full.paths = {{full.blocks, full.channels}};
+  r.arch = full;
+  RoutingMap br = chunks.routing;
+  std::vector<int> ids;
+  const int K = br.num_chunks;
+  if (p.baseline == "static") {
+    br.chunk_path = {std::vector<uint8_t>(size_t(K), 0)};
+    ids = {-1};
+  } else if (p.baseline == "per-chunk") {
+    br.chunk_path = {std::vector<uint8_t>(size_t(K))};
+    for (int c = 0; c < K; ++c) br.chunk_path[0][size_t(c)] = uint8_t(c), ids.push_back(c);
+  } else {  // per-segment: every tile of a frame belongs to its segment
+    const int S = int(chunks.segments.size());
+    if (S > kMaxModelsPerFile)
+      return Status::error("per-segment baseline: " + std::to_string(S) + " segments exceed " +
+                           std::to_string(kMaxModelsPerFile) + " models per file");
+    br.num_chunks = S;
+    br.chunk_path = {std::vector<uint8_t>(size_t(S))};
+    const size_t tiles = size_t(br.tiles_per_frame());
+    for (int si = 0; si < S; ++si) {
+      br.chunk_path[0][size_t(si)] = uint8_t(si);
+      ids.push_back(si);
+      for (int f = chunks.segments[size_t(si)].start; f < chunks.segments[size_t(si)].end; ++f)
+        std::fill_n(br.chunk_ids.begin() + ptrdiff_t(size_t(f) * tiles), tiles, uint8_t(si));
+    }
+  }
+  auto tc = make_train_config(p, full, r.duration_s, p.train_steps);
+  if (!tc) return tc.status();
+  TrainConfig cfg = *tc;
+  auto models = train_baseline_models(hr, lr, br, cfg, ids, prog, &r.train_steps);
+  if (!models) return models.status();
+  r.t_train = since(t);
+
+  t = Clock::now();
+  ModelBlobOptions mbo;
+  mbo.weights = *parse_precision(p.precision);
+  std::vector<std::vector<uint8_t>> blobs;
+  std::vector<SrRuntime> rts;
+  const RuntimeOptions ropt = runtime_options(p, r.lr_width, r.lr_height);
+  for (const Model& m : *models) {
+    auto blob = serialize_model(m, mbo);
+    if (!blob) return blob.status();
+    auto shipped = parse_model(*blob);
+    if (!shipped) return shipped.status();
+    auto rt = SrRuntime::create(*shipped, ropt);
+    if (!rt) return rt.status();
+    blobs.push_back(std::move(*blob));
+    rts.push_back(std::move(*rt));
+  }
+  r.chunk_tiles = chunk_tile_counts(br);
+  for (uint8_t v : br.chunk_path[0]) r.chunk_path.push_back(v);
+  // Quality: each tile from its model (a model runs on the whole frame once
+  // per frame that uses it, its tiles are kept).
+  QualityAccumulator bic, acc;
+  std::vector<uint8_t> tmp;
+  const int s = r.scale, T = br.tile_size;
+  for (int f = 0; f < r.frames; ++f) {
+    const Frame& L = lr[size_t(f)];
+    const Frame& H = hr[size_t(f)];
+    auto up = resize(L, H.width, H.height, ScaleFilter::kBicubic);
+    if (!up) return up.status();
+    Frame ref = crop(H, r.hr_width, r.hr_height);
+    DYDCA_TRY(bic.add(ref, crop(*up, r.hr_width, r.hr_height)));
+    tmp.resize(H.y.size());
+    for (size_t m = 0; m < rts.size(); ++m) {
+      bool used = false;
+      for (int ty = 0; ty < br.tiles_y() && !used; ++ty)
+        for (int tx = 0; tx < br.tiles_x() && !used; ++tx)
+          used = br.chunk_path[0][br.chunk(f, tx, ty)] == m;
+      if (!used) continue;
+      DYDCA_TRY(rts[m].upscale_luma(L.y.data(), L.width, L.height, L.width, tmp.data(), H.width, 0));
+      for (int ty = 0; ty < br.tiles_y(); ++ty)
+        for (int tx = 0; tx < br.tiles_x(); ++tx) {
+          if (br.chunk_path[0][br.chunk(f, tx, ty)] != m) continue;
+          int x0 = tx * T * s, y0 = ty * T * s;
+          int x1 = std::min(H.width, x0 + T * s), y1 = std::min(H.height, y0 + T * s);
+          for (int yy = y0; yy < y1; ++yy)
+            std::copy(tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x0),
+                      tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x1),
+                      up->y.begin() + ptrdiff_t(size_t(yy) * H.width + x0));
+        }
+    }
+    DYDCA_TRY(acc.add(ref, crop(*up, r.hr_width, r.hr_height)));
+    if (!prog({"evaluate", f + 1, r.frames})) return Status::error("interrupted");
+  }
+  ClipQuality b = bic.result(), q = acc.result();
+  r.bicubic_psnr_y = b.psnr_y;
+  r.bicubic_psnr_yuv = b.psnr_yuv;
+  r.bicubic_ssim_y = b.ssim_y;
+  LevelQuality lq;
+  lq.psnr_y = q.psnr_y;
+  lq.psnr_yuv = q.psnr_yuv;
+  lq.ssim_y = q.ssim_y;
+  lq.frames = q.frames;
+  lq.macs_per_lr_pixel = double(full.macs_per_lr_pixel(0));
+  r.levels = {lq};
+  r.t_eval = since(t);
+
+  t = Clock::now();
+  DYDCA_TRY(write_output(p, video, blobs, br, {{"DYDCA_BASELINE", p.baseline}}, r));
+  r.t_write = since(t);
+  r.t_total = since(t_start);
+  return r;
+}
+
+
+}  // namespace dydca::detail

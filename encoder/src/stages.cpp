@@ -1,0 +1,181 @@
+#include "stages.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dydca::detail {
+
+Expected<WeightFormat> parse_precision(const std::string& p) {
+  if (p == "fp32") return WeightFormat::kFp32;
+  if (p == "fp16") return WeightFormat::kFp16;
+  if (p == "int8") return WeightFormat::kInt8;
+  return Status::error("unknown model precision '" + p + "' (fp32, fp16, int8)");
+}
+
+X264Config x264_config(const EncodeParams& p) {
+  X264Config xc;
+  xc.preset = p.preset;
+  xc.crf = p.crf;
+  xc.gop = p.gop;
+  xc.threads = p.threads;
+  if (p.bitrate_kbps > 0) {
+    xc.bitrate_kbps = p.bitrate_kbps;
+    xc.two_pass = true;
+  }
+  return xc;
+}
+
+RuntimeOptions runtime_options(const EncodeParams& p, int lr_width, int lr_height) {
+  RuntimeOptions o;
+  o.tile_size = p.tile_size;
+  o.threads = p.threads;
+  o.max_lr_width = lr_width;
+  o.max_lr_height = lr_height;
+  return o;
+}
+
+Expected<LrRoundTrip> x264_round_trip(const std::vector<Frame>& lr, Rational frame_rate,
+                                      const X264Config& config, int threads,
+                                      const ProgressFn& progress) {
+  LrRoundTrip out;
+  auto video = encode_h264(lr, frame_rate, config, progress);
+  if (!video) return video.status();
+  auto dec = decode_h264(*video, threads);
+  if (!dec) return dec.status();
+  if (dec->size() != lr.size())
+    return Status::error("x264 round trip lost frames (" + std::to_string(dec->size()) + " of " +
+                         std::to_string(lr.size()) + ")");
+  out.video = std::move(*video);
+  out.decoded = std::move(*dec);
+  return out;
+}
+
+Expected<ChunkingResult> chunk_stage(const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                                     const EncodeParams& p, const ModelArch& arch,
+                                     const ProgressFn& progress) {
+  ChunkingParams cp;
+  cp.scale = arch.scale;
+  cp.tile_size = p.tile_size;
+  cp.cluster.chunks = p.chunks;
+  cp.cluster.seed = p.seed;
+  auto chunks = chunk_video(hr, lr, cp, progress);
+  if (!chunks) return chunks.status();
+  DYDCA_TRY(fill_path_tables(chunks->routing, arch));
+  return chunks;
+}
+
+Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& arch,
+                                        double duration_s, int steps) {
+  auto tc = TrainConfig::preset(p.quality, arch, duration_s);
+  if (!tc) return tc.status();
+  TrainConfig cfg = *tc;
+  cfg.seed = p.seed;
+  cfg.threads = p.threads;
+  cfg.stop = p.stop;
+  cfg.bf16 = p.bf16;
+  cfg.channels_last = p.channels_last;
+  cfg.dist = p.dist;
+  cfg.all_levels = p.train_all_levels;
+  cfg.train_skip = p.train_skip;
+  cfg.progressive = p.train_progressive;
+  cfg.max_norm = p.train_max_norm;
+  if (steps > 0) {
+    cfg.steps = steps;
+    cfg.time_budget_s = 0;
+  }
+  return cfg;
+}
+
+Status refine_stage(SrRuntime& rt, const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                    RoutingMap& routing, const ModelArch& arch, double tolerance_db,
+                    const ProgressFn& progress) {
+  const int P = int(arch.paths.size());
+  const int frames = int(hr.size());
+  ChunkPathError err(routing, arch.scale, P);
+  std::vector<uint8_t> out;
+  const int n_eval = std::min<int>(16, frames);
+  for (int i = 0; i < n_eval; ++i) {
+    const int f = int((int64_t(i) * frames) / n_eval);
+    const Frame& L = lr[size_t(f)];
+    const Frame& H = hr[size_t(f)];
+    out.resize(size_t(H.width) * H.height);
+    for (int path = 0; path < P; ++path) {
+      DYDCA_TRY(rt.upscale_luma(L.y.data(), L.width, L.height, L.width, out.data(), H.width, path));
+      err.add(f, path, H, out.data());
+    }
+    if (progress && !progress({"refine", i + 1, n_eval})) return Status::error("interrupted");
+  }
+  auto level0 = refine_paths(err.psnr(), arch, tolerance_db);
+  if (!level0) return level0.status();
+  auto tables = qos_level_tables(*level0, arch);
+  if (!tables) return tables.status();
+  routing.chunk_path = std::move(*tables);
+  return Status::ok();
+}
+
+void QualitySum::add(const FrameQuality& q) {
+  mse_y += q.mse_y;
+  mse_u += q.mse_u;
+  mse_v += q.mse_v;
+  ssim_y += q.ssim_y;
+  ++frames;
+}
+
+void QualitySum::merge(const QualitySum& o) {
+  mse_y += o.mse_y;
+  mse_u += o.mse_u;
+  mse_v += o.mse_v;
+  ssim_y += o.ssim_y;
+  frames += o.frames;
+}
+
+double QualitySum::psnr_y() const {
+  return frames ? psnr_from_mse(mse_y / double(frames)) : 0;
+}
+
+double QualitySum::psnr_yuv() const {
+  if (!frames) return 0;
+  const double n = double(frames);
+  return (6 * psnr_y() + psnr_from_mse(mse_u / n) + psnr_from_mse(mse_v / n)) / 8;
+}
+
+Expected<SegmentQuality> evaluate_stage(SrRuntime& rt, SrRuntime* rt_fp32,
+                                        const std::vector<Frame>& hr,
+                                        const std::vector<Frame>& lr, const RoutingMap& routing,
+                                        int hr_width, int hr_height, int sample_frames,
+                                        const ProgressFn& progress) {
+  SegmentQuality q;
+  q.levels.resize(size_t(routing.levels()));
+  const int frames = int(hr.size());
+  const int stride = std::max(1, (frames + sample_frames - 1) / std::max(1, sample_frames));
+  auto measure = [&](const Frame& ref, const Frame& up, QualitySum& into) -> Status {
+    auto fq = compare_frames(ref, crop(up, hr_width, hr_height));
+    if (!fq) return fq.status();
+    into.add(*fq);
+    return Status::ok();
+  };
+  for (int f = 0; f < frames; ++f) {
+    const Frame& L = lr[size_t(f)];
+    const Frame& H = hr[size_t(f)];
+    auto up = resize(L, H.width, H.height, ScaleFilter::kBicubic);
+    if (!up) return up.status();
+    const Frame ref = crop(H, hr_width, hr_height);
+    DYDCA_TRY(measure(ref, *up, q.bicubic));
+    for (int l = 0; l < routing.levels(); ++l) {
+      if (l > 0 && f % stride != 0) continue;
+      DYDCA_TRY(rt.upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(), up->width,
+                                routing, f, l));
+      DYDCA_TRY(measure(ref, *up, q.levels[size_t(l)]));
+      if (l == 0 && rt_fp32 && f % stride == 0) {
+        DYDCA_TRY(measure(ref, *up, q.quant_shipped));
+        DYDCA_TRY(rt_fp32->upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(),
+                                        up->width, routing, f, 0));
+        DYDCA_TRY(measure(ref, *up, q.quant_fp32));
+      }
+    }
+    if (progress && !progress({"evaluate", f + 1, frames})) return Status::error("interrupted");
+  }
+  return q;
+}
+
+}  // namespace dydca::detail
