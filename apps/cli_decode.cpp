@@ -150,6 +150,18 @@ Subcommand add_decode(CLI::App& app) {
               return fail(stats.status());
             }
             if (!globals().quiet) std::fprintf(stderr, "%s\n", stats->summary().c_str());
+            if (globals().verbosity > 0 && !stats->plain_video)
+              std::fprintf(stderr,
+                           "format %d, %d segment%s: %lld switches (%lld waited for the next "
+                           "runtime), %.1f ms preparing runtimes in the background; SR ms at "
+                           "switches p50 %.2f p99 %.2f, elsewhere p50 %.2f p99 %.2f; "
+                           "%d runtimes alive at most (%zu bytes now)\n",
+                           stats->format_version, stats->segments,
+                           stats->segments == 1 ? "" : "s", (long long)stats->segment_switches,
+                           (long long)stats->switch_waits, stats->prepare_ms,
+                           stats->switch_sr_p50_ms, stats->switch_sr_p99_ms,
+                           stats->other_sr_p50_ms, stats->other_sr_p99_ms,
+                           stats->max_runtimes_alive, stats->runtime_bytes);
             if (opt.muxer == Muxer::kMd5) {
               if (md5_to_file) {
                 std::ofstream f(o->output);

@@ -3,6 +3,11 @@
 // (or `--level N` pinning one). Keys: space pause, q / Esc quit. A line at the
 // top of the picture (and the window title) shows fps, level and late frames.
 //
+// The file is read once: one DydcaReader sizes the window and builds the QoS
+// policy from its header, then decode_file streams its packets. Late frames
+// are counted apart at segment switches (the first frame of every segment
+// after the first, whose SR swaps to the next segment's runtime).
+//
 // Threads: decode_file runs its pipeline (decode, SR, output) on a worker
 // thread; its sink hands each HR frame to the main thread through a one-frame
 // mailbox. The main thread owns SDL (events, texture, present) and the clock:
@@ -163,16 +168,22 @@ Subcommand add_play(CLI::App& app) {
   sub->footer("Keys: space pause, q or Esc quit. --threads (global) sets the SR workers.\n"
               "Headless: Xvfb :99 & DISPLAY=:99 dydca play x.mkv --screenshot shot.png");
   return {sub, [o]() -> int {
-            auto file = read_dydca_file(o->input);
-            if (!file) return fail(file.status());
-            const bool dydca = file->has_dydca;
-            const Rational rate = file->video.frame_rate.valid() ? file->video.frame_rate
-                                                                 : Rational{25, 1};
+            // One reader for the whole run: the header sizes the window and
+            // builds the QoS policy, then decode_file streams the packets.
+            auto reader = DydcaReader::open(o->input);
+            if (!reader) return fail(reader.status());
+            const bool dydca = reader->has_dydca();
+            const EncodedVideo& video = reader->video();
+            const Rational rate = video.frame_rate.valid() ? video.frame_rate : Rational{25, 1};
             const double fps = o->target_fps > 0 ? o->target_fps : rate.to_double();
-            const int hr_w = dydca ? file->hr_width : file->video.width * o->scale;
-            const int hr_h = dydca ? file->hr_height : file->video.height * o->scale;
-            if (file->has_audio)
+            const int hr_w = dydca ? reader->hr_width() : video.width * o->scale;
+            const int hr_h = dydca ? reader->hr_height() : video.height * o->scale;
+            if (reader->has_audio())
               log_warning("the audio track is not played (no audio decoder in dydca yet)");
+            // First frames of segments 1.. (their SR swaps to the next runtime).
+            std::vector<int64_t> switch_frames;
+            for (size_t k = 1; k < reader->segments().size(); ++k)
+              switch_frames.push_back(reader->segments()[k].first_frame);
 
             DecodeOptions opt;
             opt.threads = globals().threads;
@@ -185,21 +196,26 @@ Subcommand add_play(CLI::App& app) {
             std::shared_ptr<QosLevelPolicy> qos;
             bool pinned = true;
             if (o->level == "auto") {
-              if (dydca && file->models.size() == 1) {
+              if (dydca && reader->model_count() == 1) {
+                // Segment 0's model and routing (one architecture per file).
+                auto model = reader->segment_model(0);
+                if (!model) return fail(model.status());
+                auto routing0 = reader->segment_routing(0);
+                if (!routing0) return fail(routing0.status());
                 QosParams qp;
                 qp.target_fps = fps;
-                const RoutingMap* routing = file->routing ? &*file->routing : nullptr;
-                auto p = QosLevelPolicy::create(file->models[0].arch, routing, file->video.width,
-                                                file->video.height, rate, qp);
+                const RoutingMap* routing = *routing0 ? &**routing0 : nullptr;
+                auto p = QosLevelPolicy::create(model->arch, routing, video.width, video.height,
+                                                rate, qp);
                 if (!p) return fail(p.status());
                 qos = *p;
                 RuntimeOptions ro;
                 ro.tile_size = routing ? routing->tile_size : 32;
                 ro.threads = opt.threads;
                 ro.simd = opt.simd;
-                ro.max_lr_width = file->video.width;
-                ro.max_lr_height = file->video.height;
-                if (Status s = qos->calibrate(file->models[0], ro); !s) return fail(s);
+                ro.max_lr_width = video.width;
+                ro.max_lr_height = video.height;
+                if (Status s = qos->calibrate(*model, ro); !s) return fail(s);
                 qos->set_sink_reports_late(true);
                 opt.policy = qos;
                 pinned = false;
@@ -214,7 +230,6 @@ Subcommand add_play(CLI::App& app) {
                                           o->level + "'"));
               }
             }
-            file = Status::error("released");  // decode_file reads the file itself
 
             if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_EVENTS) != 0)
               return fail(Status::error(std::string("SDL: ") + SDL_GetError()));
@@ -245,7 +260,7 @@ Subcommand add_play(CLI::App& app) {
                 std::lock_guard lock(box.m);
                 return !box.quit;
               };
-              auto r = decode_file(o->input, opt, sink, progress);
+              auto r = decode_file(std::move(*reader), o->input, opt, sink, progress);
               std::lock_guard lock(box.m);
               result = std::move(r);
               box.done = true;
@@ -257,7 +272,8 @@ Subcommand add_play(CLI::App& app) {
                 o->screenshot_frame >= 0 ? o->screenshot_frame : int64_t(std::lround(fps));
             const int font_px = std::max(2, hr_h / 270);
             Frame shown_frame;
-            int64_t shown = 0, late = 0;
+            int64_t shown = 0, late = 0, late_at_switch = 0;
+            size_t next_switch = 0;  // index in switch_frames of the next switch to show
             bool paused = false, quit = false, shot_taken = o->screenshot.empty();
             Clock::time_point anchor{}, fps_t0 = Clock::now(), title_t = Clock::now();
             int64_t fps_frames = 0;
@@ -320,8 +336,13 @@ Subcommand add_play(CLI::App& app) {
               }
               // A frame ready more than 2 ms after its time is late: the
               // presentation clock slides so that lateness does not cascade.
+              while (next_switch < switch_frames.size() && switch_frames[next_switch] < shown)
+                ++next_switch;
+              const bool at_switch =
+                  next_switch < switch_frames.size() && switch_frames[next_switch] == shown;
               if (shown > 0 && now - due > std::chrono::milliseconds(2)) {
                 ++late;
+                late_at_switch += at_switch;
                 if (qos) qos->note_late();
                 anchor += now - due;
               }
@@ -384,10 +405,16 @@ Subcommand add_play(CLI::App& app) {
             } else {
               levels = " pinned " + std::to_string(opt.level);
             }
+            int64_t switches_shown = 0;
+            for (int64_t f : switch_frames) switches_shown += f < shown;
             if (!globals().quiet)
-              std::fprintf(stderr, "played %lld frames at %.2f fps target, %lld late (%.2f %%); levels%s\n",
+              std::fprintf(stderr,
+                           "played %lld frames at %.2f fps target, %lld late (%.2f %%): %lld at "
+                           "segment switches (%lld switches shown), %lld elsewhere; levels%s\n",
                            (long long)shown, fps, (long long)late,
-                           shown ? 100.0 * double(late) / double(shown) : 0.0, levels.c_str());
+                           shown ? 100.0 * double(late) / double(shown) : 0.0,
+                           (long long)late_at_switch, (long long)switches_shown,
+                           (long long)(late - late_at_switch), levels.c_str());
             return 0;
           }};
 }

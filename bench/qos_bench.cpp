@@ -6,6 +6,9 @@
 // decoders play the same schedule one after the other:
 //   qos         dydca with the QoS controller (one model, level = table lookup);
 //   fixed0      dydca pinned at level 0;
+// Segmented (format-2) files: every segment's model and routing drive its
+// frames in qos/fixed0 (runtimes made up front); multimodel slices segment
+// 0's model.
 //   multimodel  the per-segment multi-model baseline: one static model per
 //               size (the dynamic network's paths sliced into separate,
 //               smaller networks), the same controller choosing the model, a
@@ -155,7 +158,7 @@ struct RunResult {
 };
 
 struct Setup {
-  const DydcaFile* file = nullptr;
+  int scale = 2, lw = 0, lh = 0, hw = 0, hh = 0;  // LR and HR (cropped) sizes
   std::vector<Frame> lr;   // decoded LR frames of the clip
   std::vector<Frame> hr;   // HR source (may be empty)
   int64_t frames = 0;      // frames played (clip looped)
@@ -177,9 +180,8 @@ struct Decoder {
 Expected<RunResult> play(const std::string& name, const Setup& S, Decoder& dec) {
   RunResult res;
   res.name = name;
-  const DydcaFile& file = *S.file;
-  const int s = file.scale, lw = file.video.width, lh = file.video.height;
-  const int hw = file.hr_width, hh = file.hr_height;
+  const int s = S.scale, lw = S.lw, lh = S.lh;
+  const int hw = S.hw, hh = S.hh;
   const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / S.fps));
   std::vector<uint8_t> out_y(size_t(hw) * hh * size_t(S.frames));  // deferred PSNR
   std::vector<uint8_t> hr_y(size_t(lw) * s * lh * s);
@@ -302,48 +304,85 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "Run one decoder: qos, fixed0, multimodel");
   CLI11_PARSE(app, argc, argv);
 
-  auto file = read_dydca_file(input);
-  if (!file) return std::fprintf(stderr, "%s\n", file.error_message().c_str()), 1;
-  if (!file->has_dydca || file->models.size() != 1)
+  // The file through the client's streaming reader; the bench then holds
+  // the decoded clip (it replays it in real time).
+  auto reader = DydcaReader::open(input);
+  if (!reader) return std::fprintf(stderr, "%s\n", reader.error_message().c_str()), 1;
+  if (!reader->has_dydca() || reader->model_count() != 1)
     return std::fprintf(stderr, "%s: need a dydca file with one dynamic model\n", input.c_str()), 1;
   std::filesystem::create_directories(out_dir);
+  // Every segment's model and routing (format 1: one segment).
+  const int n_segments = int(reader->segments().size());
+  std::vector<Model> seg_models;
+  std::vector<std::optional<RoutingMap>> seg_routing;
+  for (int k = 0; k < n_segments; ++k) {
+    auto m = reader->segment_model(k);
+    if (!m) return std::fprintf(stderr, "%s\n", m.error_message().c_str()), 1;
+    auto r = reader->segment_routing(k);
+    if (!r) return std::fprintf(stderr, "%s\n", r.error_message().c_str()), 1;
+    seg_models.push_back(std::move(*m));
+    seg_routing.push_back(std::move(*r));
+  }
+  EncodedVideo lr_video = reader->video();
+  {
+    EncodedPacket p;
+    while (true) {
+      if (max_frames > 0 && int64_t(lr_video.packets.size()) >= max_frames + 32) break;
+      auto got = reader->read_packet(p);
+      if (!got) return std::fprintf(stderr, "%s\n", got.error_message().c_str()), 1;
+      if (!*got) break;
+      lr_video.packets.push_back(p);
+    }
+  }
 
   Setup S;
-  S.file = &*file;
-  auto decoded = decode_h264(file->video);
+  S.scale = reader->scale();
+  S.lw = lr_video.width;
+  S.lh = lr_video.height;
+  S.hw = reader->hr_width();
+  S.hh = reader->hr_height();
+  auto decoded = decode_h264(lr_video);
   if (!decoded) return std::fprintf(stderr, "%s\n", decoded.error_message().c_str()), 1;
+  lr_video.packets.clear();
   S.lr = std::move(*decoded);
   if (max_frames > 0 && int64_t(S.lr.size()) > max_frames) S.lr.resize(size_t(max_frames));
   S.frames = int64_t(S.lr.size()) * std::max(1, loops);
-  S.fps = target_fps > 0 ? target_fps : file->video.frame_rate.to_double();
+  S.fps = target_fps > 0 ? target_fps : lr_video.frame_rate.to_double();
   S.hog_start = hog_start;
   S.hog_end = hog_end;
   S.hog_cpu = hog_cpu;
-  const RoutingMap* routing = file->routing ? &*file->routing : nullptr;
+  const RoutingMap* routing = seg_routing[0] ? &*seg_routing[0] : nullptr;  // segment 0's
   S.rt.tile_size = routing ? routing->tile_size : 32;
   S.rt.threads = threads;
-  S.rt.max_lr_width = file->video.width;
-  S.rt.max_lr_height = file->video.height;
+  S.rt.max_lr_width = S.lw;
+  S.rt.max_lr_height = S.lh;
   if (!source.empty()) {
     ReadOptions ro;
     ro.max_frames = int64_t(S.lr.size());
     auto hr = read_all_frames(source, nullptr, ro);
     if (!hr) return std::fprintf(stderr, "%s\n", hr.error_message().c_str()), 1;
     for (Frame& f : *hr) {
-      if (f.width != file->hr_width || f.height != file->hr_height) {
-        auto r = resize(f, file->hr_width, file->hr_height, ScaleFilter::kArea);
+      if (f.width != S.hw || f.height != S.hh) {
+        auto r = resize(f, S.hw, S.hh, ScaleFilter::kArea);
         if (!r) return std::fprintf(stderr, "%s\n", r.error_message().c_str()), 1;
         f = std::move(*r);
       }
     }
     S.hr = std::move(*hr);
   }
-  const Model& model = file->models[0];
+  const Model& model = seg_models[0];
   const int levels = routing ? routing->levels() : int(model.arch.paths.size());
-  std::printf("%s: %lld frames (%d loops) at %.3f fps, LR %dx%d -> HR %dx%d, %d levels, hog on CPU %d "
-              "during [%.0f%%, %.0f%%) of the run, %d SR threads\n",
-              input.c_str(), (long long)S.frames, loops, S.fps, file->video.width, file->video.height,
-              file->hr_width, file->hr_height, levels, hog_cpu, hog_start * 100, hog_end * 100, threads);
+  // Frame f of the clip: its segment and its index there.
+  auto segment_of = [&](int64_t f, int64_t* local) {
+    const int k = std::max(0, reader->segment_of_frame(f));
+    *local = f - reader->segments()[size_t(k)].first_frame;
+    return k;
+  };
+  std::printf("%s: %lld frames (%d loops) at %.3f fps, LR %dx%d -> HR %dx%d, %d levels, "
+              "%d segment%s, hog on CPU %d during [%.0f%%, %.0f%%) of the run, %d SR threads\n",
+              input.c_str(), (long long)S.frames, loops, S.fps, S.lw, S.lh, S.hw, S.hh, levels,
+              n_segments, n_segments == 1 ? "" : "s", hog_cpu, hog_start * 100, hog_end * 100,
+              threads);
 
   std::vector<RunResult> results;
   QosParams qp;
@@ -352,18 +391,32 @@ int main(int argc, char** argv) {
   // ---- 1. dydca + QoS controller, and 2. dydca fixed at level 0 ----
   for (const std::string name : {"qos", "fixed0"}) {
     if (!only.empty() && only != name) continue;
-    auto rt = SrRuntime::create(model, S.rt);
-    if (!rt) return std::fprintf(stderr, "%s\n", rt.error_message().c_str()), 1;
+    // One runtime per segment, made up front (the decoder prepares the
+    // next one while the current plays, so a switch costs a pointer swap).
+    std::vector<SrRuntime> rts;
+    for (int k = 0; k < n_segments; ++k) {
+      RuntimeOptions ro = S.rt;
+      if (seg_routing[size_t(k)]) ro.tile_size = seg_routing[size_t(k)]->tile_size;
+      auto rt = SrRuntime::create(seg_models[size_t(k)], ro);
+      if (!rt) return std::fprintf(stderr, "%s\n", rt.error_message().c_str()), 1;
+      rts.push_back(std::move(*rt));
+    }
     QosParams p = qp;
     if (name == "fixed0") p.pinned_level = 0;
     auto qos = QosController::create(levels, p);
     if (!qos) return std::fprintf(stderr, "%s\n", qos.error_message().c_str()), 1;
     std::vector<uint8_t> paths;
     std::vector<int64_t> macs;
-    const int w = file->video.width, h = file->video.height, s = file->scale;
+    const int w = S.lw, h = S.lh, s = S.scale;
     auto run_level = [&](const Frame& lr, int64_t f, int level, uint8_t* hr_y) -> Status {
-      if (routing) return rt->upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s, *routing, int(f), level);
-      return rt->upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s, std::max(0, rt->num_paths() - 1 - level));
+      int64_t local = 0;
+      const int k = segment_of(f, &local);
+      SrRuntime& rt = rts[size_t(k)];
+      if (const auto& r = seg_routing[size_t(k)])
+        return rt.upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s, *r, int(local),
+                               std::min(level, r->levels() - 1));
+      return rt.upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s,
+                             std::max(0, rt.num_paths() - 1 - level));
     };
     std::vector<uint8_t> scratch(size_t(w) * s * h * s);
     // Start-up calibration on frame 0 (the controller only; fixed0 does not need it).
@@ -378,7 +431,11 @@ int main(int argc, char** argv) {
     }
     Decoder dec;
     dec.choose = [&](int64_t f) {
-      level_frame_macs(model.arch, routing, int(f), w, h, &macs);
+      int64_t local = 0;
+      const int k = segment_of(f, &local);
+      const RoutingMap* r = seg_routing[size_t(k)] ? &*seg_routing[size_t(k)] : nullptr;
+      if (!r || !routing || r->levels() != routing->levels()) r = routing, local = f;
+      level_frame_macs(model.arch, r, int(local), w, h, &macs);
       return qos->choose_level(macs);
     };
     dec.upscale = run_level;
@@ -401,7 +458,7 @@ int main(int argc, char** argv) {
       if (!blob) return std::fprintf(stderr, "model %d: %s\n", k, blob.error_message().c_str()), 1;
       blobs.push_back(std::move(*blob));
     }
-    const int w = file->video.width, h = file->video.height, s = file->scale;
+    const int w = S.lw, h = S.lh, s = S.scale;
     std::optional<SrRuntime> rt;
     int loaded = -1;
     auto load = [&](int k) -> Status {

@@ -20,8 +20,9 @@ expect() {  # description, shell condition
   if eval "$2"; then passes=$((passes+1)); else echo "FAIL: $1"; fails=$((fails+1)); fi
 }
 
-DYDCA_DECODER_FIXTURE="$tmp/a.mkv" "$test_decoder" -tc="fixture*" >/dev/null 2>&1
-[[ -s $tmp/a.mkv ]] || { echo "FAIL: no fixture"; exit 1; }
+DYDCA_DECODER_FIXTURE="$tmp/a.mkv" DYDCA_DECODER_FIXTURE_V2="$tmp/v2.mkv" \
+  "$test_decoder" -tc="fixture*" >/dev/null 2>&1
+[[ -s $tmp/a.mkv && -s $tmp/v2.mkv ]] || { echo "FAIL: no fixture"; exit 1; }
 
 check "help" 0 "$dydca" decode --help
 grep -q -- "--verify" "$tmp/out" || { echo "FAIL: help lists --verify"; fails=$((fails+1)); }
@@ -78,6 +79,46 @@ expect "no output for a failed decode" '[[ ! -e $tmp/t.y4m ]] && ! ls "$tmp"/t.y
 check "no output given" 1 "$dydca" decode "$tmp/a.mkv"
 check "unknown extension" 1 "$dydca" decode "$tmp/a.mkv" -o "$tmp/x.avi"
 check "mp4 to stdout" 1 "$dydca" decode "$tmp/a.mkv" -o - --muxer mp4
+
+# Format 2 (segments with a model update each): streamed, switch statistics
+# with -v, md5 stable across thread counts, info lists the segments.
+check "v2 md5" 0 "$dydca" -q decode "$tmp/v2.mkv" --muxer md5
+md5v2=$(cat "$tmp/out")
+check "v2 md5 threads 1" 0 "$dydca" -q --threads 1 decode "$tmp/v2.mkv" --muxer md5
+expect "v2 md5 stable across threads" '[[ $(cat "$tmp/out") == "$md5v2" ]]'
+check "v2 y4m -v" 0 "$dydca" -v decode "$tmp/v2.mkv" -o "$tmp/v2.y4m"
+grep -q "30 frames 102x70" "$tmp/err" || { echo "FAIL: v2 summary"; cat "$tmp/err"; fails=$((fails+1)); }
+grep -Eq "[0-9]+ segments, [0-9]+ switches" "$tmp/err" || { echo "FAIL: v2 segments in the summary"; cat "$tmp/err"; fails=$((fails+1)); }
+grep -q "^format 2, .* segments: .* SR ms at switches p50 .* runtimes alive at most" "$tmp/err" || { echo "FAIL: v2 -v switch line"; cat "$tmp/err"; fails=$((fails+1)); }
+ff=$(ffmpeg -v error -i "$tmp/v2.y4m" -f md5 - 2>/dev/null)
+expect "v2: ffmpeg md5 of the y4m equals --muxer md5" '[[ $ff == "MD5=$md5v2" ]]'
+check "v2 level auto" 0 "$dydca" decode "$tmp/v2.mkv" --muxer null --level auto
+check "v2 info" 0 "$dydca" info "$tmp/v2.mkv"
+grep -q "format 2" "$tmp/out" && grep -Eq "segments +[0-9]+: 2 full models \+ [0-9]+ updates" "$tmp/out" \
+  || { echo "FAIL: v2 info"; cat "$tmp/out"; fails=$((fails+1)); }
+grep -q "30 frames" "$tmp/out" || { echo "FAIL: v2 info frame count"; cat "$tmp/out"; fails=$((fails+1)); }
+check "v2 info -v" 0 "$dydca" -v info "$tmp/v2.mkv"
+grep -q "segment 1  frames .* model update .* routing" "$tmp/out" || { echo "FAIL: v2 info -v segments"; cat "$tmp/out"; fails=$((fails+1)); }
+check "v2 info --json" 0 "$dydca" info --json "$tmp/v2.mkv"
+nseg=$(python3 -c "import json,sys; j=json.load(open('$tmp/out')); print(j['format_version'], j['video']['frames'], sum(s['frames'] for s in j['segments']), j['segments'][1]['model'])" 2>&1)
+expect "v2 info --json: format, frames, segments ($nseg)" '[[ $nseg == "2 30 30 update" ]]'
+check "v1 info" 0 "$dydca" info "$tmp/a.mkv"
+grep -q "format 1" "$tmp/out" && grep -q "model.dydca" "$tmp/out" && grep -q "10 frames" "$tmp/out" \
+  || { echo "FAIL: v1 info"; cat "$tmp/out"; fails=$((fails+1)); }
+# Truncated in the packets (the header intact): an error at the end, no output.
+python3 - "$tmp/v2.mkv" "$tmp/v2cut.mkv" <<'PY'
+import sys
+b = open(sys.argv[1], 'rb').read()
+c = b.find(b'\x1f\x43\xb6\x75')  # first Cluster: the segment table is before it
+open(sys.argv[2], 'wb').write(b[:c + (len(b) - c) // 2])
+PY
+check "v2 truncated" 1 "$dydca" decode "$tmp/v2cut.mkv" -o "$tmp/v2cut.y4m"
+# (FFmpeg's own "File ended prematurely" warning may come before it.)
+expect "v2 truncated: one error line saying so" '[[ $(grep -c "error:" "$tmp/err") == 1 ]] && grep "error:" "$tmp/err" | grep -q "of 30 frames (truncated"'
+expect "v2 truncated: no output" '[[ ! -e $tmp/v2cut.y4m ]] && ! ls "$tmp"/v2cut.y4m.part* >/dev/null 2>&1'
+check "v2 truncated mp4" 1 "$dydca" decode "$tmp/v2cut.mkv" -o "$tmp/v2cut.mp4"
+expect "v2 truncated mp4: no output" '[[ ! -e $tmp/v2cut.mp4 ]] && [[ $(ls "$tmp" | grep -c v2cut.mp4) == 0 ]]'
+check "v2 truncated info" 1 "$dydca" info "$tmp/v2cut.mkv"
 
 echo "$passes passed, $fails failed"
 [[ $fails == 0 ]]

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -47,9 +48,19 @@ std::string DecodeStats::summary() const {
     s += "; levels";
     for (size_t l = 0; l < level_histogram.size(); ++l)
       if (level_histogram[l])
-        s += " " + std::to_string(l) + ":" + std::to_string(level_histogram[l]);
+        s.append(" ").append(std::to_string(l)).append(":").append(
+            std::to_string(level_histogram[l]));  // (operator+ here trips GCC 12's -Wrestrict)
     if (auto_level) s += " (auto)";
     s += std::string("; ") + simd_level_name(simd) + " x" + std::to_string(threads);
+  }
+  if (segments > 1) {
+    std::snprintf(buf, sizeof buf,
+                  "; %d segments, %" PRId64 " switches (%" PRId64
+                  " waited), SR ms p50/p99 at switches %.2f/%.2f, elsewhere %.2f/%.2f; "
+                  "%d runtimes alive at most",
+                  segments, segment_switches, switch_waits, switch_sr_p50_ms, switch_sr_p99_ms,
+                  other_sr_p50_ms, other_sr_p99_ms, max_runtimes_alive);
+    s += buf;
   }
   if (models > 1) {
     std::snprintf(buf, sizeof buf,
@@ -67,43 +78,54 @@ namespace {
 class LrSource {
  public:
   virtual ~LrSource() = default;
-  // true: a frame; false: end of stream (decoder drained).
+  // true: a frame; false: end of stream (decoder drained). Errors name the file.
   virtual Expected<bool> next(Frame& out) = 0;
 };
 
+// Pulls packets from the reader as the decoder asks for them: nothing but the
+// decoder's own reference frames and one packet is held.
 class H264Source final : public LrSource {
  public:
-  H264Source(const EncodedVideo& video, VideoDecoder decoder)
-      : video_(video), decoder_(std::move(decoder)) {}
+  H264Source(DydcaReader& reader, VideoDecoder decoder, std::string input)
+      : reader_(reader), decoder_(std::move(decoder)), input_(std::move(input)) {}
   Expected<bool> next(Frame& out) override {
     while (true) {
       auto got = decoder_.receive(out);
-      if (!got) return got.status();
+      if (!got) return got.status().with_context(input_);
       if (*got) return true;
       if (eof_sent_) return false;
-      if (next_ < video_.packets.size()) {
-        DYDCA_TRY(decoder_.send(&video_.packets[next_++]));
+      auto more = reader_.read_packet(packet_);
+      if (!more) return more.status();  // damaged or truncated; names the file
+      if (*more) {
+        DYDCA_TRY(decoder_.send(&packet_).with_context(input_));
       } else {
-        DYDCA_TRY(decoder_.send(nullptr));
+        DYDCA_TRY(decoder_.send(nullptr).with_context(input_));
         eof_sent_ = true;
       }
     }
   }
 
  private:
-  const EncodedVideo& video_;
+  DydcaReader& reader_;
   VideoDecoder decoder_;
-  size_t next_ = 0;
+  std::string input_;
+  EncodedPacket packet_;
   bool eof_sent_ = false;
 };
 
 class ReaderSource final : public LrSource {
  public:
-  explicit ReaderSource(VideoReader reader) : reader_(std::move(reader)) {}
-  Expected<bool> next(Frame& out) override { return reader_.read(out); }
+  ReaderSource(VideoReader reader, std::string input)
+      : reader_(std::move(reader)), input_(std::move(input)) {}
+  Expected<bool> next(Frame& out) override {
+    auto got = reader_.read(out);
+    if (!got) return got.status().with_context(input_);
+    return got;
+  }
 
  private:
   VideoReader reader_;
+  std::string input_;
 };
 
 struct Slot {
@@ -143,6 +165,14 @@ class ErrorLatch {
   std::vector<detail::BoundedQueue<SlotPtr>*> queues_;
 };
 
+// Nearest-rank percentile (q in (0, 1]) of unsorted values; 0 when empty.
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t rank = size_t(std::ceil(q * double(v.size())));
+  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
 void crop_into(const Frame& in, Frame& out) {
   for (int p = 0; p < 3; ++p) {
     const int w = out.plane_width(p), h = out.plane_height(p), in_w = in.plane_width(p);
@@ -167,6 +197,18 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
 Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
                                   FrameSink& sink, const ProgressFn& progress) {
   const auto t_open = Clock::now();
+  auto reader = DydcaReader::open(input);
+  if (!reader) return reader.status();
+  const double open_s = std::chrono::duration<double>(Clock::now() - t_open).count();
+  auto stats = decode_file(std::move(*reader), input, options, sink, progress);
+  if (stats) stats->setup_s += open_s;  // reading the header and blobs is setup too
+  return stats;
+}
+
+Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
+                                  const DecodeOptions& options, FrameSink& sink,
+                                  const ProgressFn& progress) {
+  const auto t_open = Clock::now();
   if (options.queue_depth < 1 || options.queue_depth > 64)
     return Status::error("queue depth must be 1..64");
   if (options.max_frames < 0) return Status::error("max frames must be >= 0");
@@ -176,29 +218,28 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
   if (options.simd && !simd_level_supported(*options.simd))
     return Status::error(std::string("this CPU has no ") + simd_level_name(*options.simd));
 
-  auto file = read_dydca_file(input);
-  if (!file) return file.status();
-
   DecodeStats stats;
   stats.input = input;
-  stats.plain_video = !file->has_dydca;
+  stats.plain_video = !reader.has_dydca();
+  stats.format_version = reader.format_version();
   std::unique_ptr<LrSource> source;
-  std::optional<detail::SrStage> sr;
+  std::unique_ptr<detail::SrStage> sr;
   int64_t expected = 0;
-  if (file->has_dydca) {
-    stats.lr_width = file->video.width;
-    stats.lr_height = file->video.height;
-    stats.scale = file->scale;
-    stats.hr_width = file->hr_width;
-    stats.hr_height = file->hr_height;
-    stats.frame_rate = file->video.frame_rate;
-    expected = int64_t(file->video.packets.size());
-    auto dec = VideoDecoder::open(file->video, options.decode_threads);
+  if (reader.has_dydca()) {
+    const EncodedVideo& video = reader.video();
+    stats.lr_width = video.width;
+    stats.lr_height = video.height;
+    stats.scale = reader.scale();
+    stats.hr_width = reader.hr_width();
+    stats.hr_height = reader.hr_height();
+    stats.frame_rate = video.frame_rate;
+    expected = reader.frames();
+    auto dec = VideoDecoder::open(video, options.decode_threads);
     if (!dec) return dec.status().with_context(input);
-    source = std::make_unique<H264Source>(file->video, std::move(*dec));
-    auto stage = detail::SrStage::create(*file, options);
+    source = std::make_unique<H264Source>(reader, std::move(*dec), input);
+    auto stage = detail::SrStage::create(reader, options);
     if (!stage) return stage.status().with_context(input);
-    sr.emplace(std::move(*stage));
+    sr = std::move(*stage);
     stats.levels = sr->levels();
     if (!options.policy && options.level >= stats.levels)
       return Status::error("QoS level " + std::to_string(options.level) + " but " + input +
@@ -206,9 +247,11 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
                            (stats.levels == 1 ? "" : "s") + " (0.." +
                            std::to_string(stats.levels - 1) + ")");
   } else {
-    auto reader = VideoReader::open(input, options.decode_threads);
-    if (!reader) return reader.status();
-    const VideoInfo& info = reader->info();
+    // Any codec FFmpeg reads: its own reader (the dydca reader has read the
+    // header only).
+    auto plain = VideoReader::open(input, options.decode_threads);
+    if (!plain) return plain.status();
+    const VideoInfo& info = plain->info();
     log_warning(input + " has no dydca model: upscaling x" + std::to_string(options.plain_scale) +
                 " with bicubic");
     stats.lr_width = info.width;
@@ -217,11 +260,10 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
     stats.hr_width = info.width * options.plain_scale;
     stats.hr_height = info.height * options.plain_scale;
     stats.frame_rate = info.frame_rate.valid() ? info.frame_rate : Rational{25, 1};
-    expected = int64_t(file->video.packets.size());
-    if (expected == 0) expected = info.frame_count;
-    source = std::make_unique<ReaderSource>(std::move(*reader));
+    expected = info.frame_count;
+    source = std::make_unique<ReaderSource>(std::move(*plain), input);
   }
-  if (options.max_frames > 0) expected = std::min(expected, options.max_frames);
+  if (options.max_frames > 0 && expected > 0) expected = std::min(expected, options.max_frames);
   stats.packets = expected;
   stats.level_histogram.assign(size_t(stats.levels), 0);
   const int64_t limit = options.max_frames > 0 ? options.max_frames : INT64_MAX;
@@ -236,13 +278,14 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
 #endif
   if (options.auto_level && !options.policy) {
 #ifdef DYDCA_HAVE_QOS
-    if (sr && file->models.size() == 1) {
+    if (sr && reader.model_count() == 1) {
+      // Segment 0's model and routing: one architecture for the file; each
+      // frame's cost then comes from its own segment's routing (LevelContext).
       const auto t0 = Clock::now();
-      auto q =
-          QosLevelPolicy::create(file->models[0].arch, file->routing ? &*file->routing : nullptr,
-                                 stats.lr_width, stats.lr_height, stats.frame_rate, {});
+      auto q = QosLevelPolicy::create(sr->first_model().arch, sr->first_routing(),
+                                      stats.lr_width, stats.lr_height, stats.frame_rate, {});
       if (!q) return q.status().with_context(input + ": QoS");
-      if (Status s = (*q)->calibrate(file->models[0], sr->runtime_options()); !s)
+      if (Status s = (*q)->calibrate(sr->first_model(), sr->runtime_options()); !s)
         return s.with_context(input);
       qos = *q;
       policy = qos.get();
@@ -280,7 +323,7 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
   format.frame_rate = stats.frame_rate;
   // Only a file with audio is handed on (opening it again for nothing costs a
   // probe and FFmpeg warnings about the attachment streams).
-  if (file->has_audio) format.audio_from = input;
+  if (reader.has_audio()) format.audio_from = input;
   if (Status s = sink.open(format); !s) {
     sink.abort();
     return s;
@@ -298,7 +341,7 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
       Slot& sl = **slot;
       auto t0 = Clock::now();
       auto got = source->next(sl.lr);
-      if (!got) return latch.fail(got.status().with_context(input));
+      if (!got) return latch.fail(got.status());  // the sources name the file
       if (!*got) break;
       sl.timing = FrameTiming{};
       sl.timing.decode_ms = ms_since(t0);
@@ -339,6 +382,15 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
   while (std::optional<SlotPtr> slot = to_sr.pop()) {
     Slot& sl = **slot;
     if (sr) {
+      // The switch (a pointer swap when the next segment is ready) is SR
+      // time of this frame.
+      const auto t_switch = Clock::now();
+      bool switched = false;
+      if (Status s = sr->begin_frame(sl.index, &switched); !s) {
+        latch.fail(s.with_context(input + " frame " + std::to_string(sl.index)));
+        break;
+      }
+      const double switch_ms = ms_since(t_switch);
       LevelContext ctx;
       ctx.frame = sl.index;
       ctx.levels = stats.levels;
@@ -346,14 +398,16 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
           stats.frame_rate.valid() ? 1000.0 / stats.frame_rate.to_double() : 40.0;
       ctx.last = have_last ? &last : nullptr;
       ctx.queued_for_output = int(to_out.size());
+      ctx.routing = sr->routing_for(sl.index, &ctx.routing_frame);
       const int level = std::clamp(policy->level_for_frame(ctx), 0, stats.levels - 1);
       const auto t0 = Clock::now();
       if (Status s = sr->run(sl.lr, sl.hr, sl.index, level); !s) {
         latch.fail(s.with_context(input + " frame " + std::to_string(sl.index)));
         break;
       }
-      sl.timing.sr_ms = ms_since(t0);
+      sl.timing.sr_ms = ms_since(t0) + switch_ms;
       sl.timing.level = level;
+      sl.timing.segment_switch = switched;
       last = sl.timing;
       have_last = true;
     }
@@ -375,10 +429,19 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
   if (stats.frames != decoded)
     return Status::error("internal: decoded " + std::to_string(decoded.load()) +
                          " frames but wrote " + std::to_string(stats.frames));
-  if (stats.frames != expected && (options.max_frames == 0 || stats.frames < expected))
+  if (expected > 0 && stats.frames != expected &&
+      (options.max_frames == 0 || stats.frames < expected))
     log_warning(input + ": " + std::to_string(expected) + " packets gave " +
                 std::to_string(stats.frames) + " frames (damaged stream?)");
-  for (const FrameTiming& t : stats.timings) ++stats.level_histogram[size_t(t.level)];
+  std::vector<double> switch_sr, other_sr;
+  for (const FrameTiming& t : stats.timings) {
+    ++stats.level_histogram[size_t(t.level)];
+    (t.segment_switch ? switch_sr : other_sr).push_back(t.sr_ms);
+  }
+  stats.switch_sr_p50_ms = percentile(switch_sr, 0.50);
+  stats.switch_sr_p99_ms = percentile(switch_sr, 0.99);
+  stats.other_sr_p50_ms = percentile(other_sr, 0.50);
+  stats.other_sr_p99_ms = percentile(other_sr, 0.99);
   if (md5) stats.md5 = md5->hex();
   if (sr) sr->report(stats);
 #ifdef DYDCA_HAVE_QOS

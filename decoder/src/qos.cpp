@@ -331,8 +331,16 @@ int QosLevelPolicy::level_for_frame(const LevelContext& ctx) {
     started_ = true;
   }
   if (ctx.last) report_last(*ctx.last);
-  level_frame_macs(arch_, routing_.get(), int(std::min<int64_t>(ctx.frame, INT32_MAX)), lr_w_,
-                   lr_h_, &macs_);
+  // The frame's own segment's routing when the decoder gives it (segmented
+  // files) and it has the controller's levels; else the one it was built with.
+  const RoutingMap* routing = routing_.get();
+  int64_t frame = ctx.frame;
+  if (ctx.routing && routing && ctx.routing->levels() == routing->levels()) {
+    routing = ctx.routing;
+    frame = ctx.routing_frame;
+  }
+  level_frame_macs(arch_, routing, int(std::clamp<int64_t>(frame, 0, INT32_MAX)), lr_w_, lr_h_,
+                   &macs_);
   const int level = std::clamp(qos_.choose_level(macs_), 0, std::max(0, ctx.levels - 1));
   current_level_.store(level, std::memory_order_relaxed);
   return level;

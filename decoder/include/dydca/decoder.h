@@ -20,11 +20,24 @@
 // A plain video (no dydca blobs, any codec FFmpeg reads) is upscaled by
 // DecodeOptions::plain_scale with bicubic and a warning.
 //
-// Multi-model files (the encoder's baselines: models[i] beside each other)
-// are decoded when the routing maps chunks to model indices: at QoS level l a
-// tile of chunk c runs model chunk_path[l][c] on that model's richest path.
-// One SrRuntime per model, created lazily the first time a model is needed:
-// that creation is the "model switch" whose cost DecodeStats reports.
+// Streaming: the input is a DydcaReader (container/): the decode thread pulls
+// LR packets one at a time, so memory is bounded by the queues and the two SR
+// runtimes below, never by the video's length. A file with fewer packets than
+// it declares fails at the end, and the sink is aborted (no partial output).
+//
+// Segments (format 2): every segment has its own model (same architecture for
+// the whole file) and its own routing. While segment k plays, segment k+1's
+// model is reconstructed and its SrRuntime created (weights packed, plan
+// made) on a background thread, so the switch at k+1's first frame swaps a
+// pointer. At most two runtimes are alive (current + next). A format-1 file is
+// one segment.
+//
+// Multi-model files (format 1, the encoder's baselines: models[i] beside each
+// other) are decoded when the routing maps chunks to model indices: at QoS
+// level l a tile of chunk c runs model chunk_path[l][c] on that model's
+// richest path. One SrRuntime per model, created lazily the first time a
+// model is needed: that creation is the "model switch" whose cost DecodeStats
+// reports.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +47,7 @@
 #include <string>
 #include <vector>
 
+#include "dydca/container.h"
 #include "dydca/log.h"
 #include "dydca/media.h"
 #include "dydca/runtime.h"
@@ -48,6 +62,9 @@ struct FrameTiming {
   double sr_ms = 0;      // SR runtime, luma (0 for plain videos)
   double output_ms = 0;  // crop + md5 + sink write
   int level = 0;         // QoS level the frame was upscaled at
+  // First frame of a segment after the first: its SR swapped to the next
+  // segment's runtime (sr_ms includes any wait for it).
+  bool segment_switch = false;
 };
 
 // ---- QoS hook ---------------------------------------------------------------
@@ -61,6 +78,10 @@ struct LevelContext {
   const FrameTiming* last =
       nullptr;                // previous frame (sr_ms, chroma_ms, decode_ms, level); null first
   int queued_for_output = 0;  // frames upscaled but not yet written (back-pressure)
+  // Routing of the frame's segment (null: static model or plain video) and
+  // the frame's index in it. Owned by the decoder, valid during the call.
+  const RoutingMap* routing = nullptr;
+  int64_t routing_frame = 0;
 };
 
 // Decides the QoS level of every frame. Called on the SR thread only, once per
@@ -147,12 +168,22 @@ struct DecodeStats {
   int64_t tile_switches = 0;
   int64_t frame_switches = 0;
   size_t runtime_bytes = 0;  // arenas + packed weights of all loaded runtimes
+  // Segments (format 2; a format-1 file is one segment).
+  int format_version = 0;          // 0 plain video, 1, 2
+  int segments = 0;                // in the file
+  int64_t segment_switches = 0;    // frames where the SR moved to the next segment's runtime
+  int64_t switch_waits = 0;        // ... of which the next runtime was not ready yet
+  int max_runtimes_alive = 0;      // SR runtimes alive at once, at most (<= 2 for segments)
+  double prepare_ms = 0;           // background time preparing segments (model + runtime)
+  double switch_sr_p50_ms = 0, switch_sr_p99_ms = 0;  // sr_ms of the switch frames
+  double other_sr_p50_ms = 0, other_sr_p99_ms = 0;    // sr_ms of every other frame
 
   double fps() const { return wall_s > 0 ? frames / wall_s : 0; }
   double speed() const { return frame_rate.valid() ? fps() / frame_rate.to_double() : 0; }
   // Mean of a FrameTiming field over all frames, e.g. mean_ms(&FrameTiming::sr_ms).
   double mean_ms(double FrameTiming::*field) const;
-  // "frames, fps, speed, ms/frame split, level histogram" on one line.
+  // "frames, fps, speed, ms/frame split, level histogram" on one line; with
+  // several segments, their count and the SR time at switches vs elsewhere.
   std::string summary() const;
 };
 
@@ -163,9 +194,11 @@ struct DecodeOptions {
   int level = 0;             // fixed QoS level, used when `policy` is null and !auto_level
   std::shared_ptr<LevelPolicy> policy;  // per-frame level; null = auto_level or fixed `level`
   // `--level auto` (policy null): a QosLevelPolicy (dydca/qos.h) for the
-  // file's model and routing, calibrated on this device at start (about two
-  // frames' SR per level), targeting the stream's frame rate. Single-model
-  // files only; plain and multi-model files run level 0 with a warning.
+  // file's model and routing (format 2: segment 0's; the architecture is the
+  // file's, and each frame's cost comes from its segment's routing),
+  // calibrated on this device at start (about two frames' SR per level),
+  // targeting the stream's frame rate. Single-model files only; plain and
+  // multi-model files run level 0 with a warning.
   bool auto_level = false;
   int threads = 0;                // SR runtime workers incl. the caller; 0 = all cores
   int decode_threads = 1;         // libavcodec threads (1 keeps the cores for SR)
@@ -190,6 +223,14 @@ Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions&
 // options.muxer are ignored (compute_md5 is honoured).
 Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
                                   FrameSink& sink, const ProgressFn& progress = {});
+
+// Same from a reader the caller opened (e.g. a player that sizes its window
+// and builds its QoS policy from the header first): the file is read once.
+// `input` names the file in messages (and is reopened for plain videos only,
+// which are decoded by FFmpeg whatever their codec).
+Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
+                                  const DecodeOptions& options, FrameSink& sink,
+                                  const ProgressFn& progress = {});
 
 // Sinks decode_file uses, for callers that build their own pipeline.
 // kAuto resolves by the output's extension; errors name the path.

@@ -195,7 +195,8 @@ void level_frame_macs(const ModelArch& arch, const RoutingMap* routing, int fram
 // A sink that sees real presentation deadlines (a player) calls note_late();
 // otherwise a frame is late when SR + decode + chroma exceed the interval.
 // The architecture and routing map are copied (no weights; the map is one
-// byte per tile per frame).
+// byte per tile per frame). A segmented file's frames are costed with their
+// own segment's routing (LevelContext::routing) when it has the same levels.
 class QosLevelPolicy final : public LevelPolicy {
  public:
   // params.target_fps <= 0: the stream's frame rate (frame_rate).
