@@ -1,5 +1,6 @@
 // dydca: content-aware neural video codec. git-style subcommands; each one
 // lives in its own cli_*.cpp and registers through cli_common.h.
+#include <new>
 #include <csignal>
 #include <cstdio>
 #include <vector>
@@ -52,7 +53,18 @@ int main(int argc, char** argv) {
                         : g.verbosity == 1 ? LogLevel::kInfo
                                            : LogLevel::kWarning);
   install_ffmpeg_log_bridge();
-  for (auto& s : subs)
-    if (s.app->parsed()) return s.run();
+  // Last line of defence: an allocation failure (an address-space limit, an
+  // absurd input) or any other escaped exception is one line and exit 1, not
+  // an abort. Library code turns the ones it expects into errors itself.
+  try {
+    for (auto& s : subs)
+      if (s.app->parsed()) return s.run();
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "dydca: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dydca: error: %s\n", e.what());
+    return 1;
+  }
   return 2;
 }

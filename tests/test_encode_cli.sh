@@ -29,13 +29,13 @@ ls "$tmp" | grep -q part && bad "temporary file left behind"
 [[ $(jget "$tmp/r.json" "['frames']") == 24 ]] && ok || bad "report frame count"
 
 run 0 "info" "$dydca" info "$tmp/out.mkv"
-grep -q "model.dydca" "$tmp/out" && grep -q "routing" "$tmp/out" && ok || { bad "info lists the blobs"; cat "$tmp/out"; }
+grep -q "segments.dydca" "$tmp/out" && grep -q "segments" "$tmp/out" && ok || { bad "info lists the segment table"; cat "$tmp/out"; }
 run 0 "info --json" "$dydca" info --json "$tmp/out.mkv"
 
-# Stock tools see a normal LR video with two attachments and the audio.
+# Stock tools see a normal LR video with one attachment (the segment table) and the audio.
 probe=$(ffprobe -v error -show_entries stream=codec_type,codec_name,width,height -of csv=p=0 "$tmp/out.mkv")
 echo "$probe" | grep -q "h264,video,96,64" && ok || { bad "ffprobe video stream"; echo "$probe"; }
-[[ $(echo "$probe" | grep -c attachment) == 2 ]] && ok || { bad "ffprobe attachments"; echo "$probe"; }
+[[ $(echo "$probe" | grep -c attachment) == 1 ]] && ok || { bad "ffprobe attachments"; echo "$probe"; }
 echo "$probe" | grep -q "audio" && ok || bad "audio copied"
 n=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$tmp/out.mkv")
 [[ "$n" == 24 ]] && ok || bad "ffprobe decodes $n frames, want 24"

@@ -14,14 +14,14 @@ int64_t SegmentSource::frame_bytes(int width, int height, int scale) {
   const int64_t m = 2 * scale;
   const int64_t w = (width + m - 1) / m * m, h = (height + m - 1) / m * m;
   const int64_t hr = w * h * 3 / 2;
-  return hr + hr / (int64_t(scale) * scale);
+  return hr + 2 * (hr / (int64_t(scale) * scale));  // HR, LR, then the decoded LR
 }
 
 Status SegmentSource::fill(const ProgressFn& progress) {
   const VideoInfo& info = reader_.info();
   const size_t want = size_t(p_.max_frames) + kLookahead;
   Frame f;
-  while (!eof_ && hr_.size() < want) {
+  while (!eof_ && hr_.size() < want) {  // lr_ holds the context frames too
     if (p_.frame_limit > 0 && read_ >= p_.frame_limit) {
       eof_ = true;
       break;
@@ -52,21 +52,37 @@ Status SegmentSource::fill(const ProgressFn& progress) {
 Expected<std::optional<SegmentFrames>> SegmentSource::next(const ProgressFn& progress) {
   DYDCA_TRY(fill(progress));
   if (hr_.empty()) return std::optional<SegmentFrames>{};
-  // Cuts on the buffered LR luma; the first segment found ends at the first
-  // cut, or at max_frames when the scene goes on.
+  // Cuts on the LR luma of the pending frames, seen after the last frames of
+  // the previous segment (the detector's context: a cut just after a
+  // max-length split is still a cut, a flash just after a cut is not).
+  const int context = int(lr_.size() - hr_.size());
+  const int pending = int(hr_.size());
   SceneCutParams sp = p_.scene;
   sp.max_length = INT_MAX / 2;
   auto segs = detect_segments(lr_, sp);
   if (!segs) return segs.status();
-  int len = std::min((*segs)[0].length(), p_.max_frames);
-  len = std::max(len, 1);
+  int cut = -1;  // first cut after the context, relative to the pending frames
+  for (const Segment& sg : *segs)
+    if (sg.start > context) {
+      cut = sg.start - context;
+      break;
+    }
+  int len = std::max(1, std::min(cut > 0 ? cut : pending, p_.max_frames));
+  // The input ends within the look-ahead and without a cut: the few frames
+  // left join this segment rather than make a tiny one of their own (an IDR
+  // and a model update for a handful of frames).
+  if (eof_ && cut < 0 && pending - len <= kLookahead) len = pending;
   SegmentFrames out;
   out.index = next_index_++;
   out.first_frame = next_first_;
   out.hr.assign(std::make_move_iterator(hr_.begin()), std::make_move_iterator(hr_.begin() + len));
-  out.lr.assign(std::make_move_iterator(lr_.begin()), std::make_move_iterator(lr_.begin() + len));
   hr_.erase(hr_.begin(), hr_.begin() + len);
-  lr_.erase(lr_.begin(), lr_.begin() + len);
+  const auto first = lr_.begin() + context;
+  out.lr.assign(std::make_move_iterator(first), std::make_move_iterator(first + len));
+  lr_.erase(lr_.begin(), first + len);
+  // The next detection's context: copies of this segment's last LR frames.
+  const int keep = std::min(len, kContext);
+  lr_.insert(lr_.begin(), out.lr.end() - keep, out.lr.end());
   next_first_ += len;
   return std::optional<SegmentFrames>(std::move(out));
 }

@@ -1,7 +1,8 @@
 // The encoder's input stage: reads the input frame by frame and hands it on
 // one segment at a time (scene cuts, a maximum length), HR padded and LR
 // downscaled. Holds at most max_frames + kLookahead frames: the bound on the
-// encoder's frame memory, whatever the input's length.
+// encoder's frame memory, whatever the input's length. A segment may be up
+// to kLookahead frames longer than max_frames when the input ends there.
 #pragma once
 
 #include <cstdint>
@@ -33,12 +34,15 @@ class SegmentSource {
   // Frames of the scene-cut detector's look-ahead beyond the segment: a cut
   // is judged with 5 frames on either side (SceneCutParams).
   static constexpr int kLookahead = 6;
+  // LR frames of the previous segment kept as the detector's context.
+  static constexpr int kContext = 5;
 
   SegmentSource(VideoReader& reader, const SegmentSourceParams& params);
   // The next segment, or nullopt at the end of the input.
   Expected<std::optional<SegmentFrames>> next(const ProgressFn& progress);
   int64_t frames_read() const { return read_; }
-  // Bytes of one buffered frame (HR + LR), for memory estimates.
+  // Bytes one frame of a segment costs (HR + LR, and the decoded LR that
+  // replaces the LR after x264), for the memory bound.
   static int64_t frame_bytes(int width, int height, int scale);
 
  private:
@@ -46,7 +50,8 @@ class SegmentSource {
 
   VideoReader& reader_;
   SegmentSourceParams p_;
-  std::vector<Frame> hr_, lr_;  // buffered, not yet handed out
+  std::vector<Frame> hr_;  // pending frames, not yet handed out
+  std::vector<Frame> lr_;  // kContext frames of the previous segment, then the pending ones
   bool eof_ = false;
   int64_t read_ = 0;
   int next_index_ = 0;
