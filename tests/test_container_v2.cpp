@@ -593,6 +593,13 @@ TEST_CASE("format 2 .mkv: the writer refuses inconsistent segments; damaged file
   s[2].frames = 5;
   refused(s, "does not start on a keyframe", params);
   s = segs;
+  {  // segment 2's routing with a third QoS level: one set of levels per file
+    auto r = *parse_routing(s[2].routing);
+    r.chunk_path.push_back(r.chunk_path.back());
+    s[2].routing = *serialize_routing(r, 3);
+  }
+  refused(s, "QoS levels", params);
+  s = segs;
   s[2].model = *serialize_model(base_model(4, 3));
   s[2].model_is_delta = false;
   refused(s, "architecture (x3", params);

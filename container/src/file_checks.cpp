@@ -243,6 +243,7 @@ Expected<Model> check_segments(const std::vector<SegmentRecord>& segments,
                                int64_t frames, const SegmentVisitor& visit) {
   DYDCA_TRY(validate_segment_table(segments));
   std::optional<Model> first, previous;
+  int levels = 0;  // of the first routed segment: the client's QoS levels are one set per file
   for (size_t k = 0; k < segments.size(); ++k) {
     const std::string where = segment_name(segments, k);
     ModelBlobInfo info;
@@ -266,6 +267,11 @@ Expected<Model> check_segments(const std::vector<SegmentRecord>& segments,
       if (r->frames != segments[k].frames)
         return Status::error(where + ": routing covers " + std::to_string(r->frames) +
                              " frames, the segment has " + std::to_string(segments[k].frames));
+      if (levels == 0) levels = r->levels();
+      if (r->levels() != levels)
+        return Status::error(where + ": routing has " + std::to_string(r->levels()) +
+                             " QoS levels, an earlier segment " + std::to_string(levels) +
+                             "; a file has one set of levels");
       routing = std::move(*r);
     }
     if (visit) visit(k, *m, info, std::move(routing));

@@ -368,6 +368,41 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   return o;
 }
 
+// The SPS and PPS of the extradata as NAL units in the packets' own form
+// (Annex B as is; from an avcC record: length_size-byte big-endian lengths), to put in band before
+// a segment's IDR when its parameters differ from the file's avcC (x264's PPS
+// carries the rate control's initial QP, which differs between segments in
+// bitrate mode). In-band parameter sets override the avcC's from that access
+// unit on: decoders and players handle them (tested with ffprobe and our
+// decoder), and each segment decodes exactly as its own stream did.
+Expected<std::vector<uint8_t>> parameter_sets_in_band(const std::vector<uint8_t>& avcc,
+                                                      int length_size) {
+  // libavcodec's libx264 gives Annex B extradata and packets (start codes;
+  // the Matroska muxer converts both): the parameter sets go in as they are.
+  const bool annex_b = avcc.size() >= 4 && avcc[0] == 0 && avcc[1] == 0 &&
+                       (avcc[2] == 1 || (avcc[2] == 0 && avcc[3] == 1));
+  if (annex_b) return avcc;
+  std::vector<uint8_t> out;
+  size_t pos = 5;
+  auto bad = [] { return Status::error("x264 gave a malformed avcC record"); };
+  if (avcc.size() < 7 || avcc[0] != 1) return bad();
+  for (int kind = 0; kind < 2; ++kind) {
+    if (pos >= avcc.size()) return bad();
+    const int count = kind == 0 ? (avcc[pos] & 0x1f) : avcc[pos];
+    ++pos;
+    for (int i = 0; i < count; ++i) {
+      if (pos + 2 > avcc.size()) return bad();
+      const size_t n = size_t(avcc[pos]) << 8 | avcc[pos + 1];
+      pos += 2;
+      if (pos + n > avcc.size()) return bad();
+      for (int b = length_size - 1; b >= 0; --b) out.push_back(uint8_t(n >> (8 * b)));
+      out.insert(out.end(), avcc.begin() + ptrdiff_t(pos), avcc.begin() + ptrdiff_t(pos + n));
+      pos += n;
+    }
+  }
+  return out;
+}
+
 // The output from the work folder: the segment table, then every segment's
 // packets with their timestamps moved to the segment's place.
 Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& segs,
@@ -405,11 +440,21 @@ Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& seg
       writer->abort();
       return v.status();
     }
-    if (v->extradata != params.extradata || v->width != params.width ||
-        v->height != params.height) {
+    if (v->width != params.width || v->height != params.height || v->packets.empty() ||
+        !v->packets[0].keyframe) {
       writer->abort();
-      return Status::error("segment " + std::to_string(k) +
-                           ": x264 stream parameters differ from segment 0's");
+      return Status::error("segment " + std::to_string(k) + " does not fit segment 0's stream");
+    }
+    if (v->extradata != params.extradata) {
+      const int length_size = params.extradata.size() > 4 ? (params.extradata[4] & 3) + 1 : 4;
+      auto sets = parameter_sets_in_band(v->extradata, length_size);
+      if (!sets) {
+        writer->abort();
+        return sets.status();
+      }
+      auto& first_packet = v->packets[0].data;
+      first_packet.insert(first_packet.begin(), sets->begin(), sets->end());
+      r.video_bytes += int64_t(sets->size());
     }
     const int64_t off = segs[k].rep.first_frame;  // time base = 1 / frame rate
     for (EncodedPacket& pk : v->packets) {
@@ -512,7 +557,11 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
 
   // The work folder: finished segments survive an interruption.
   const std::string dir = work_dir_path(p);
-  auto work = WorkDir::open(dir, manifest_of(p, info, c.arch), p.resume, p.dist.world_size > 1);
+  // A data-parallel worker writes nothing: it only looks for rank 0's
+  // finished segments (the folder is shared, or absent on its machine).
+  const bool data_worker = p.dist.rank > 0 && p.dist_mode == "data";
+  auto work = WorkDir::open(dir, manifest_of(p, info, c.arch), p.resume, p.dist.world_size > 1,
+                            !data_worker);
   if (!work) return work.status();
   c.work = &*work;
   c.segment_parallel = p.dist.world_size > 1 && p.dist_mode == "segments";
@@ -547,7 +596,7 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
       r.lr_width = seg.lr[0].width;
       r.lr_height = seg.lr[0].height;
     }
-    if (c.owner(k) != p.dist.rank) continue;
+    if (c.segment_parallel && c.owner(k) != p.dist.rank) continue;
     const bool writer = c.segment_parallel || p.dist.rank == 0;
     if (work->done(k)) {
       if (!writer) continue;  // a data-parallel worker skips what rank 0 has finished

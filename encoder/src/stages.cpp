@@ -60,7 +60,9 @@ Expected<ChunkingResult> chunk_stage(const std::vector<Frame>& hr, const std::ve
   cp.cluster.seed = p.seed;
   auto chunks = chunk_video(hr, lr, cp, progress);
   if (!chunks) return chunks.status();
-  DYDCA_TRY(fill_path_tables(chunks->routing, arch));
+  // One QoS level per path in every segment: the client sees one set of
+  // levels for the whole file (a level may repeat the one above it).
+  DYDCA_TRY(fill_path_tables(chunks->routing, arch, int(arch.paths.size())));
   return chunks;
 }
 
@@ -107,7 +109,7 @@ Status refine_stage(SrRuntime& rt, const std::vector<Frame>& hr, const std::vect
   }
   auto level0 = refine_paths(err.psnr(), arch, tolerance_db);
   if (!level0) return level0.status();
-  auto tables = qos_level_tables(*level0, arch);
+  auto tables = qos_level_tables(*level0, arch, int(arch.paths.size()));
   if (!tables) return tables.status();
   routing.chunk_path = std::move(*tables);
   return Status::ok();

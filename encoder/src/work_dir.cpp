@@ -149,7 +149,7 @@ Expected<EncodedVideo> read_packets_file(const std::string& path) {
 }
 
 Expected<WorkDir> WorkDir::open(const std::string& dir, const std::string& manifest, bool resume,
-                                bool shared) {
+                                bool shared, bool create) {
   WorkDir w;
   w.dir_ = dir;
   std::error_code ec;
@@ -166,6 +166,7 @@ Expected<WorkDir> WorkDir::open(const std::string& dir, const std::string& manif
                            "); delete the folder to start again");
     return w;
   }
+  if (!create) return w;
   fs::create_directories(dir, ec);
   if (ec) return Status::error("cannot create " + dir + ": " + ec.message());
   DYDCA_TRY(write_file_atomic(mpath, manifest));

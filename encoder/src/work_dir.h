@@ -46,8 +46,10 @@ class WorkDir {
   // Creates `dir` (or reuses it when resume is set and its manifest equals
   // `manifest`). Without resume, a folder holding an unfinished encode is an
   // error that says how to continue it.
+  // create = false: only look (a worker rank that writes nothing); the
+  // folder may not exist.
   static Expected<WorkDir> open(const std::string& dir, const std::string& manifest, bool resume,
-                                bool shared_with_other_ranks);
+                                bool shared_with_other_ranks, bool create = true);
   const std::string& path() const { return dir_; }
   std::string file(int segment, const char* ext) const;
   bool done(int segment) const;
