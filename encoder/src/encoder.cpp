@@ -82,6 +82,7 @@ Status check_params(const EncodeParams& p) {
 }
 
 constexpr int kLevelEvalFrames = 48;
+constexpr double kMinSegmentSeconds = 2.0;
 
 std::string work_dir_path(const EncodeParams& p) {
   return p.checkpoint.empty() ? p.output + ".parts" : p.checkpoint;
@@ -569,6 +570,12 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
   SegmentSourceParams sp;
   sp.scale = s;
   sp.frame_limit = p.max_frames;
+  // A scene cut starts a new segment only kMinSegmentSeconds after the last
+  // one: a segment costs an IDR and a model update, and x264 still puts an
+  // IDR at every cut inside a segment (its scenecut) while the chunking
+  // handles the cut's two scenes.
+  sp.scene.min_length =
+      std::max(sp.scene.min_length, int(std::lround(kMinSegmentSeconds * fps)));
   const int64_t by_memory =
       (p.segment_memory_mb << 20) / SegmentSource::frame_bytes(info.width, info.height, s);
   sp.max_frames = int(std::clamp<int64_t>(
