@@ -523,11 +523,8 @@ void add_outcome(EncodeReport& r, const SegmentOutcome& o, SegmentQuality& total
   }
 }
 
-Expected<EncodeReport> encode_baseline_clip(const EncodeParams& p, EncodeReport r,
-                                            const ProgressFn& prog, Clock::time_point t_start);
-
-Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn& prog,
-                                        Clock::time_point t_start) {
+// The report's fields that come from the parameters alone.
+EncodeReport report_for(const EncodeParams& p) {
   EncodeReport r;
   r.input = p.input;
   r.output = p.output;
@@ -535,6 +532,12 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
   r.precision = p.precision;
   r.baseline = p.baseline;
   r.dist_world_size = p.dist.world_size;
+  return r;
+}
+
+Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn& prog,
+                                        Clock::time_point t_start) {
+  EncodeReport r = report_for(p);
 
   auto reader = VideoReader::open(p.input, p.threads);
   if (!reader) return reader.status();
@@ -756,15 +759,7 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   // An allocation failure (a frame of an absurd size, an address-space
   // limit) is an error like any other, not an abort.
   try {
-    if (p.baseline != "none") {
-      EncodeReport r;
-      r.input = p.input;
-      r.output = p.output;
-      r.scale = p.scale;
-      r.precision = p.precision;
-      r.baseline = p.baseline;
-      return encode_baseline_clip(p, r, prog, t_start);
-    }
+    if (p.baseline != "none") return encode_baseline_clip(p, report_for(p), prog, t_start);
     auto r = encode_segmented(p, prog, t_start);
     if (!r && p.dist.world_size > 1 && p.dist_mode == "segments")
       report_rank_failure(work_dir_path(p), p.dist.rank, r.status().message());
