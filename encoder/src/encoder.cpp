@@ -225,6 +225,7 @@ struct EncodeContext {
   // r, r + W, ... into the shared work folder, rank 0 muxes.
   bool segment_parallel = false;
   int owner(int segment) const { return segment_parallel ? segment % p.dist.world_size : 0; }
+  int est_segments = 0;  // for progress lines (0 = unknown)
 };
 
 // Steps of one segment when --steps fixes the clip's total: split by duration.
@@ -250,7 +251,11 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   o.rep.first_frame = seg.first_frame;
   o.rep.frames = seg.frames();
   const double fps = c.info.frame_rate.to_double();
-  const std::string tag = "segment " + std::to_string(seg.index);
+  // "segment 3 of ~60" (indices from 0, as in the report and the work
+  // folder; the count is estimated from the input's frame count).
+  std::string tag = "segment " + std::to_string(seg.index);
+  if (c.est_segments > 0)
+    tag += " of ~" + std::to_string(std::max(c.est_segments, seg.index + 1));
   ProgressFn sprog = [&](const Progress& pr) {
     const std::string stage = tag + " " + std::string(pr.stage);
     return prog(Progress(stage, pr.done, pr.total, pr.detail));
@@ -584,6 +589,8 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
   sp.max_frames = int(std::clamp<int64_t>(
       std::min<int64_t>(std::llround(p.segment_seconds * fps), by_memory), 1, 1 << 20));
   SegmentSource source(*reader, sp);
+  if (c.est_duration_s > 0)
+    c.est_segments = int(std::ceil(c.est_duration_s * fps / sp.max_frames - 0.01));
 
   // Segments are encoded (or skipped: done earlier, or another rank's) in
   // input order; the report is read back from the folder afterwards.
