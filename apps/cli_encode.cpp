@@ -135,6 +135,9 @@ Subcommand add_encode(CLI::App& app) {
                   "spread over the ranks (shared work folder)")
       ->check(CLI::IsMember({"data", "segments"}))
       ->capture_default_str();
+  sub->add_option("--warm-lr", o->p.warm_lr,
+                  "Learning rate of a warm-started segment, times the preset's")
+      ->capture_default_str();
   sub->add_option("--warm-start", o->p.warm_start,
                   "A segment's network starts from the previous segment's weights, or fresh")
       ->check(CLI::IsMember({"previous", "none"}))

@@ -35,6 +35,22 @@ print(max(abs(x['psnr_y']-y['psnr_y']) for x,y in zip(a['levels'],b['levels'])))
 python3 -c "import sys; sys.exit(0 if $d < 0.01 else 1)" && ok || bad "2 ranks differ from 1 process by $d dB"
 "$dydca" info "$tmp/two.mkv" >/dev/null && ok || bad "info on the 2-rank output"
 
+# 1b. Data-parallel over several segments: one c10d group for the whole
+#     encode (a barrier per segment), same result as one process.
+"$dydca" "${common[@]}" --segment-seconds 0.25 -o "$tmp/one2.mkv" --report "$tmp/one2.json" 2>/dev/null || bad "1-process 2-segment encode"
+p=$(port)
+"$dydca" "${common[@]}" --segment-seconds 0.25 -o "$tmp/two2.mkv" --report "$tmp/two2.json" \
+  --world-size 2 --rank 0 --master 127.0.0.1:$p 2>"$tmp/r20.err" & r0=$!
+"$dydca" "${common[@]}" --segment-seconds 0.25 -o "$tmp/unused2.mkv" --world-size 2 --rank 1 \
+  --master 127.0.0.1:$p >/dev/null 2>"$tmp/r21.err"; rc1=$?
+wait $r0; rc0=$?
+[[ $rc0 == 0 && $rc1 == 0 ]] && ok || { bad "2-rank 2-segment encode ($rc0, $rc1)"; tail -n 3 "$tmp/r20.err" "$tmp/r21.err"; }
+d=$(python3 -c "
+import json; a=json.load(open('$tmp/one2.json')); b=json.load(open('$tmp/two2.json'))
+assert len(a['segments']) == len(b['segments']) == 2
+print(max(abs(x['psnr_y']-y['psnr_y']) for x,y in zip(a['levels'],b['levels'])))") || d=99
+python3 -c "import sys; sys.exit(0 if $d < 0.01 else 1)" && ok || bad "2 ranks x 2 segments differ from 1 process by $d dB"
+
 # 2. The environment convention (WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT).
 p=$(port)
 WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=$p \

@@ -60,6 +60,7 @@ Status check_params(const EncodeParams& p) {
   if (!(p.segment_seconds > 0) || p.segment_seconds > 3600)
     return Status::error("--segment-seconds must be in (0, 3600]");
   if (p.segment_memory_mb < 64) return Status::error("--segment-memory must be at least 64 MB");
+  if (!(p.warm_lr > 0) || p.warm_lr > 10) return Status::error("--warm-lr must be in (0, 10]");
   if (p.dist_mode != "data" && p.dist_mode != "segments")
     return Status::error("--dist-mode must be data or segments");
   if (p.warm_start != "previous" && p.warm_start != "none")
@@ -112,6 +113,7 @@ std::string manifest_of(const EncodeParams& p, const VideoInfo& info, const Mode
   j["segment_seconds"] = p.segment_seconds;
   j["segment_memory_mb"] = p.segment_memory_mb;
   j["warm_start"] = p.warm_start;
+  j["warm_lr"] = p.warm_lr;
   j["train"] = {p.bf16, p.channels_last, p.train_all_levels, p.train_skip, p.train_progressive,
                 p.train_max_norm, p.refine, p.refine_tolerance_db};
   json paths = json::array();
@@ -226,6 +228,8 @@ struct EncodeContext {
   bool segment_parallel = false;
   int owner(int segment) const { return segment_parallel ? segment % p.dist.world_size : 0; }
   int est_segments = 0;  // for progress lines (0 = unknown)
+  // --dist-mode data with several ranks: one c10d group for every segment.
+  std::shared_ptr<DistSession> session;
 };
 
 // Steps of one segment when --steps fixes the clip's total: split by duration.
@@ -282,8 +286,14 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   TrainConfig cfg = *tc;
   cfg.seed = p.seed + uint64_t(seg.index);
   cfg.checkpoint = c.work->file(seg.index, "train");
-  if (p.warm_start == "previous") cfg.init = prev;
+  if (p.warm_start == "previous" && prev) {
+    cfg.init = prev;
+    cfg.lr *= p.warm_lr;
+    cfg.lr_min = std::min(cfg.lr_min, cfg.lr);
+  }
   if (c.segment_parallel) cfg.dist = DistConfig{};  // each rank trains its own segments
+  cfg.session = c.session;
+  cfg.session_tag = "segment-" + std::to_string(seg.index);
   TrainReport tr;
   auto model = train_dynamic(seg.hr, lr, routing, cfg, &tr, sprog);
   if (!model) return model.status();
@@ -574,6 +584,11 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
   if (!work) return work.status();
   c.work = &*work;
   c.segment_parallel = p.dist.world_size > 1 && p.dist_mode == "segments";
+  if (p.dist.world_size > 1 && !c.segment_parallel) {
+    auto session = DistSession::connect(p.dist);
+    if (!session) return session.status();
+    c.session = std::move(*session);
+  }
 
   SegmentSourceParams sp;
   sp.scale = s;

@@ -1,6 +1,7 @@
 #include "dist.h"
 
 #include <chrono>
+#include <thread>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -91,6 +92,37 @@ Expected<std::string> DistGroup::share(const std::string& key, const std::string
     return impl_->fail("no '" + key + "' from rank 0", e);
   }
 }
+
+Status DistGroup::barrier(const std::string& name) {
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    impl_->store->add(name, 1);
+    while (impl_->store->add(name, 0) < world_size()) {
+      const auto waited = std::chrono::steady_clock::now() - start;
+      if (rank() == 0 && waited > impl_->timeout)
+        return Status::error("distributed training (rank 0 of " + std::to_string(world_size()) +
+                             "): a rank did not reach " + name + " in " +
+                             std::to_string(int(impl_->config.timeout_s)) + " s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  } catch (const std::exception& e) {
+    return impl_->fail("a rank stopped answering at " + name, e);
+  }
+  return Status::ok();
+}
+
+Expected<std::shared_ptr<DistSession>> DistSession::connect(const DistConfig& config) {
+  auto g = DistGroup::connect(config);
+  if (!g) return g.status();
+  auto impl = std::make_unique<Impl>();
+  impl->group = std::move(*g);
+  return std::shared_ptr<DistSession>(new DistSession(std::move(impl)));
+}
+DistSession::DistSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DistSession::~DistSession() = default;
+int DistSession::rank() const { return impl_->group->rank(); }
+int DistSession::world_size() const { return impl_->group->world_size(); }
+Status DistSession::barrier(const std::string& name) { return impl_->group->barrier(name); }
 
 Status DistGroup::all_reduce(torch::Tensor& t, bool max) {
   try {

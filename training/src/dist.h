@@ -26,6 +26,9 @@ class DistGroup {
   int world_size() const;
   // Rank 0 publishes `bytes` under `key`; every rank returns rank 0's bytes.
   Expected<std::string> share(const std::string& key, const std::string& bytes);
+  // Every rank adds itself under `name`, then waits for all (see
+  // DistSession::barrier).
+  Status barrier(const std::string& name);
   // In place over all ranks: sum, or max.
   Status all_reduce(torch::Tensor& t, bool max = false);
 
@@ -33,6 +36,10 @@ class DistGroup {
   struct Impl;
   explicit DistGroup(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+struct DistSession::Impl {
+  std::unique_ptr<DistGroup> group;
 };
 
 }  // namespace dydca

@@ -243,14 +243,22 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   }
   TrainReport rep;
   int start = 0;
-  std::unique_ptr<DistGroup> dist;
+  std::unique_ptr<DistGroup> own_dist;
+  DistGroup* dist = nullptr;
+  const std::string key_prefix = cfg.session ? cfg.session_tag + "/" : "";
   if (cfg.dist.world_size > 1) {
     if (cfg.batch < cfg.dist.world_size)
       return Status::error("train: the batch (" + std::to_string(cfg.batch) +
                            ") must have at least one patch per rank");
-    auto g = DistGroup::connect(cfg.dist);
-    if (!g) return g.status();
-    dist = std::move(*g);
+    if (cfg.session) {
+      dist = cfg.session->impl().group.get();
+      DYDCA_TRY(dist->barrier(key_prefix + "start"));
+    } else {
+      auto g = DistGroup::connect(cfg.dist);
+      if (!g) return g.status();
+      own_dist = std::move(*g);
+      dist = own_dist.get();
+    }
   }
   const bool root = !dist || dist->rank() == 0;
   if (root && !cfg.checkpoint.empty() && std::filesystem::exists(cfg.checkpoint)) {
@@ -274,7 +282,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
         bytes.append(static_cast<const char*>(d), n);
         return n;
       });
-    auto shared = dist->share("initial-state", bytes);
+    auto shared = dist->share(key_prefix + "initial-state", bytes);
     if (!shared) return shared.status();
     if (!root) {
       try {

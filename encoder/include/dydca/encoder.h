@@ -64,6 +64,7 @@ struct EncodeParams {
   double segment_seconds = 10;        // longest segment (scene cuts make shorter ones)
   int64_t segment_memory_mb = 1536;   // and at most this much frame memory per segment
   std::string warm_start = "previous";  // previous | none: each segment's initial weights
+  double warm_lr = 1.0;  // a warm-started segment's learning rate, times the preset's
   // Several ranks (docs/distributed.md): "data" trains every segment data-
   // parallel over all ranks (one c10d all-reduce per step); "segments" gives
   // rank r the segments r, r + W, ... (the work folder must be shared), each

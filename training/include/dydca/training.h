@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,30 @@ struct DistConfig {
   int master_port = 29500;
   double timeout_s = 120;  // joining, and each collective: then a clear error
   std::string interface;   // network interface for Gloo ("" = the one reaching the master)
+};
+
+// One c10d group for a whole multi-segment encode (data-parallel mode): the
+// ranks connect once, and every train_dynamic call given the session uses
+// it (a store hosted by rank 0 cannot be torn down and rebuilt on the same
+// port between segments while a faster rank already knocks).
+class DistSession {
+ public:
+  static Expected<std::shared_ptr<DistSession>> connect(const DistConfig& config);
+  ~DistSession();
+  int rank() const;
+  int world_size() const;
+  // Returns when every rank has called it with this name. Rank 0 waits at most
+  // the config's timeout for the others; the others wait for rank 0 as long
+  // as it lives (it may be evaluating the previous segment), and fail when
+  // its store goes away.
+  Status barrier(const std::string& name);
+
+  struct Impl;  // private to training/
+  Impl& impl() { return *impl_; }
+
+ private:
+  explicit DistSession(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 struct TrainConfig {
@@ -75,6 +100,11 @@ struct TrainConfig {
   // checkpoint, when one exists, still wins.
   const Model* init = nullptr;
   DistConfig dist;
+  // With a session (dist.world_size > 1), training uses its group instead of
+  // connecting, after a barrier named session_tag; keys it shares are
+  // prefixed with the tag (one tag per training run of the session).
+  std::shared_ptr<DistSession> session;
+  std::string session_tag;
 
   // fast / balanced / best: steps and time budget scaled with the clip length.
   static Expected<TrainConfig> preset(const std::string& name, const ModelArch& arch,
