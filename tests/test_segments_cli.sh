@@ -46,6 +46,16 @@ md5b=$("$dydca" -q decode "$tmp/b.mkv" --muxer md5 2>/dev/null)
 [[ -n $md5a && $md5a == "$md5b" ]] && ok || bad "resumed output differs ($md5a vs $md5b)"
 [[ ! -e "$tmp/work" ]] && ok || bad "work folder left after the resumed encode"
 
+# 2b. Bitrate mode (x264 2-pass per segment: the segments' PPS differ and go
+#     in band at their IDRs): what the client decodes is what the encoder
+#     measured, to the printed digit.
+"$dydca" "${common[@]}" --bitrate 200 -o "$tmp/br.mkv" --report "$tmp/br.json" 2>/dev/null || bad "bitrate encode"
+"$dydca" -q decode "$tmp/br.mkv" -o "$tmp/br.y4m" 2>/dev/null || bad "bitrate decode"
+ffmpeg -v error -i "$tmp/clip.mkv" -an -vsync passthrough -pix_fmt yuv420p "$tmp/ref.y4m"
+got=$("$dydca" compare --json "$tmp/ref.y4m" "$tmp/br.y4m" | python3 -c "import json,sys; print('%.3f' % json.load(sys.stdin)['psnr_y'])")
+want=$(jget "$tmp/br.json" "['levels'][0]['psnr_y'].__format__('.3f')")
+[[ -n $got && $got == "$want" ]] && ok || bad "client PSNR-Y $got, encoder reported $want"
+
 # 3. A work folder of other parameters is refused.
 "$dydca" "${common[@]}" -o "$tmp/c.mkv" --checkpoint "$tmp/w2" --max-frames 30 2>/dev/null & pid=$!
 for _ in $(seq 1 600); do [[ -f "$tmp/w2/seg-00000.json" ]] && break; sleep 0.1; done
