@@ -143,14 +143,8 @@ void fix_crc(std::vector<uint8_t>& b) {
   for (int i = 0; i < 4; ++i) b[at + size_t(i)] = uint8_t(crc >> (8 * i));
 }
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-}
+using test::read_bytes;
+using test::write_bytes;
 
 EncodedVideo small_video(int width, int height, int frames) {
   X264Config cfg;

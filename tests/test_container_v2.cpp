@@ -111,14 +111,8 @@ RoutingMap routing_for(int lr_w, int lr_h, int frames, int chunks, uint32_t seed
   return r;
 }
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-}
+using test::read_bytes;
+using test::write_bytes;
 
 // A small LR stream with an IDR every `gop` frames (the segment starts).
 EncodedVideo small_video(int width, int height, int frames, int gop) {

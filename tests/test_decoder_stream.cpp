@@ -181,14 +181,8 @@ std::vector<Frame> reference_frames(const V2File& f, int level) {
   return out;
 }
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-}
+using test::read_bytes;
+using test::write_bytes;
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 #include "test_util.h"
 
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <cstdlib>
 #include <cmath>
 #include <filesystem>
@@ -100,6 +102,16 @@ Model random_model(int scale, int C, int E, int N, std::vector<PathSpec> paths, 
   m.tensors.push_back(random_tensor("skip.weight", {s2, 1, 5, 5}, rng, 0.02f, 0.9f));
   m.tensors.push_back(random_tensor("skip.bias", {s2}, rng, 0.02f));
   return m;
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
 }  // namespace dydca::test

@@ -16,6 +16,9 @@ std::string temp_dir(const std::string& name);
 std::string sample(const std::string& name);
 // Runs a shell command, returns its exit code; stdout captured into *out.
 int run(const std::string& cmd, std::string* out = nullptr);
+// A whole file as bytes ({} when it cannot be read), and bytes to a file.
+std::vector<uint8_t> read_bytes(const std::string& path);
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 // Writes frames to a y4m file (for feeding ffmpeg in cross-checks).
 void write_y4m(const std::string& path, const std::vector<Frame>& frames, Rational fps = {25, 1});
 
