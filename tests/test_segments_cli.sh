@@ -56,6 +56,14 @@ got=$("$dydca" compare --json "$tmp/ref.y4m" "$tmp/br.y4m" | python3 -c "import 
 want=$(jget "$tmp/br.json" "['levels'][0]['psnr_y'].__format__('.3f')")
 [[ -n $got && $got == "$want" ]] && ok || bad "client PSNR-Y $got, encoder reported $want"
 
+# 2c. Ctrl-C (SIGINT): a clean stop that says how to continue.
+"$dydca" "${common[@]}" -o "$tmp/i.mkv" 2>"$tmp/i.err" & pid=$!
+for _ in $(seq 1 600); do [[ -f "$tmp/i.mkv.parts/seg-00000.json" ]] && break; sleep 0.1; done
+kill -INT $pid; wait $pid; rc=$?
+[[ $rc == 1 ]] && ok || bad "Ctrl-C exit code $rc"
+grep -q -- "--resume to continue" "$tmp/i.err" && ok || { bad "Ctrl-C message"; tail -n 2 "$tmp/i.err"; }
+[[ ! -e "$tmp/i.mkv" && -f "$tmp/i.mkv.parts/seg-00000.json" ]] && ok || bad "Ctrl-C: output written or segments lost"
+
 # 3. A work folder of other parameters is refused.
 "$dydca" "${common[@]}" -o "$tmp/c.mkv" --checkpoint "$tmp/w2" --max-frames 30 2>/dev/null & pid=$!
 for _ in $(seq 1 600); do [[ -f "$tmp/w2/seg-00000.json" ]] && break; sleep 0.1; done

@@ -785,6 +785,10 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
     auto r = encode_segmented(p, prog, t_start);
     if (!r && p.dist.world_size > 1 && p.dist_mode == "segments")
       report_rank_failure(work_dir_path(p), p.dist.rank, r.status().message());
+    std::error_code ec;
+    if (!r && p.stop && p.stop->load() && std::filesystem::is_directory(work_dir_path(p), ec))
+      return Status::error("interrupted; the finished segments are kept in " + work_dir_path(p) +
+                           ": run the same command with --resume to continue");
     return r;
   } catch (const std::bad_alloc&) {
     return Status::error("out of memory (peak " + std::to_string(int(peak_rss_mb())) +
