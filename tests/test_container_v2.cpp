@@ -36,19 +36,8 @@ Model base_model(uint32_t seed = 1, int scale = 2) {
   return test::random_model(scale, 16, 16, 2, {{0, 0}, {1, 8}, {2, 16}}, seed);
 }
 
-// A warm-started update: every weight moves by N(0, (rel * sigma_layer)^2),
-// the biases too.
 Model updated(const Model& m, uint32_t seed, float rel = 0.05f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0, 1);
-  Model out = m;
-  for (Tensor& t : out.tensors) {
-    double ss = 0;
-    for (float v : t.data) ss += double(v) * v;
-    const float sigma = float(std::sqrt(ss / double(t.data.size()))) + 1e-4f;
-    for (float& v : t.data) v += rel * sigma * n(rng);
-  }
-  return out;
+  return test::perturbed_model(m, seed, rel);
 }
 
 void check_bit_identical(const Model& a, const Model& b) {

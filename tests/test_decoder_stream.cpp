@@ -63,19 +63,7 @@ RoutingMap make_routing(int lr_w, int lr_h, int frames, uint32_t seed) {
   return r;
 }
 
-// A warm-started update: every tensor moves by a few percent of its scale.
-Model perturbed(const Model& m, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0, 1);
-  Model out = m;
-  for (Tensor& t : out.tensors) {
-    double ss = 0;
-    for (float v : t.data) ss += double(v) * v;
-    const float sigma = float(std::sqrt(ss / double(t.data.size()))) + 1e-4f;
-    for (float& v : t.data) v += 0.1f * sigma * n(rng);
-  }
-  return out;
-}
+Model perturbed(const Model& m, uint32_t seed) { return test::perturbed_model(m, seed, 0.1f); }
 
 // A format-2 file: HR hr_w x hr_h synthetic clip, LR x264 with an IDR every
 // `gop` frames, one segment per keyframe. Segment 0 a full model, the others

@@ -114,4 +114,17 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
 }
 
+Model perturbed_model(const Model& m, uint32_t seed, float rel) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0, 1);
+  Model out = m;
+  for (Tensor& t : out.tensors) {
+    double ss = 0;
+    for (float v : t.data) ss += double(v) * v;
+    const float sigma = float(std::sqrt(ss / double(t.data.size()))) + 1e-4f;
+    for (float& v : t.data) v += rel * sigma * n(rng);
+  }
+  return out;
+}
+
 }  // namespace dydca::test

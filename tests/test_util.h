@@ -26,5 +26,8 @@ void write_y4m(const std::string& path, const std::vector<Frame>& frames, Ration
 // O(1) and whose output stays mostly inside [0, 1], so that 8-bit comparisons
 // mean something: the skip is near identity, residual branches and tail small.
 Model random_model(int scale, int C, int E, int N, std::vector<PathSpec> paths, uint32_t seed);
+// A warm-started update of m: every weight and bias moves by N(0, (rel * sigma)^2), sigma the
+// RMS of its tensor. Seeded.
+Model perturbed_model(const Model& m, uint32_t seed, float rel);
 
 }  // namespace dydca::test
