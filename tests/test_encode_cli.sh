@@ -5,18 +5,13 @@
 set -u
 dydca=$1
 src=$2   # source tree (for the sample clips)
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
-fails=0; passes=0
-ok() { passes=$((passes+1)); }
-bad() { echo "FAIL: $*"; fails=$((fails+1)); }
+. "$(dirname "$0")/cli_test_lib.sh"
 run() {  # expected(0|1) description command...
   local want=$1 what=$2; shift 2
   "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
   if { [[ $want == 0 ]] && [[ $rc == 0 ]]; } || { [[ $want != 0 ]] && [[ $rc != 0 ]] && [[ $rc -lt 128 ]]; }; then ok
   else bad "$what (exit $rc)"; tail -5 "$tmp/err"; fi
 }
-jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
 
 # A small clip with audio: moving test pattern, 192x128, 24 frames.
 ffmpeg -v error -f lavfi -i testsrc2=size=192x128:rate=24 -f lavfi -i sine=frequency=300 \

@@ -6,12 +6,7 @@
 # folder of another encode is refused.
 set -u
 dydca=$1
-tmp=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-export OMP_WAIT_POLICY=PASSIVE OPENBLAS_NUM_THREADS=1
-fails=0; passes=0
-ok() { passes=$((passes+1)); }
-bad() { echo "FAIL: $*"; fails=$((fails+1)); }
-jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval('d'+sys.argv[2]))" "$1" "$2"; }
+. "$(dirname "$0")/cli_test_lib.sh"
 
 # 3 s at 24 fps with a tone: three 1-second segments.
 ffmpeg -v error -f lavfi -i testsrc2=size=192x128:rate=24 -f lavfi -i sine=frequency=440 -t 3 \
