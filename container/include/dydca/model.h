@@ -68,9 +68,34 @@ struct Tensor {
   std::vector<float> data;  // row-major, size = product(shape)
 };
 
+// int8 execution (issue 16). The int8 runtime and quantisation-aware
+// training (training/) share these rules exactly; rne = round half to even.
+//   input   x: the 8-bit luma code Y itself (real value Y / 255), unsigned.
+//   weights of head, blocks.*.conv1/conv2, tail: per output channel o of the
+//           FULL tensor (every input channel, so a path's slice keeps them):
+//           s_o = max|W[o]| / 127 (1 when W[o] is all zero),
+//           q = clamp(rne(W / s_o), -127, 127). Biases stay fp32.
+//   activations, per path p (width > 0), one scale a > 0 per tensor:
+//     [0]       h_0     = head(x)                 signed:   q = clamp(rne(v / a), -127, 127)
+//     [1 + 2i]  r_i     = relu(conv1(h_i)), i < d  unsigned: q = clamp(rne(v / a), 0, 255)
+//     [2 + 2i]  h_{i+1} = h_i + conv2(r_i)         signed:   q = clamp(rne(v / a), -127, 127)
+//   (1 + 2*depth scales for a path; none for the global path (0, 0).)
+//   tail: int8 conv of the quantised h_d with int32 accumulation, dequantised
+//   in fp32; the 5x5 skip and the output rounding stay as in fp32.
+// A convolution's output is requantised from its int32 accumulator in fp32
+// (acc * s_o * a_in + bias [+ residual], then / a_out, rne, clamp); the
+// runtime may fold the multipliers, so a value may differ from the
+// training-side fake quantisation by one code at exact ties.
+struct ActScales {
+  std::vector<std::vector<float>> path;  // [path][tensor] as above; empty = fp32 only
+  bool empty() const { return path.empty(); }
+  bool operator==(const ActScales&) const = default;
+};
+
 struct Model {
   ModelArch arch;
   std::vector<Tensor> tensors;
+  ActScales act;  // empty: the model runs in fp32 only
   const Tensor* find(const std::string& name) const {
     for (const auto& t : tensors)
       if (t.name == name) return &t;
