@@ -32,9 +32,15 @@ namespace dydca {
 struct EncodeParams {
   std::string input;
   std::string output;                 // .mkv
-  int scale = 2;                      // 2, 3 or 4
+  // 1 (the network as a post-filter on full-resolution x264), 2, 3 or 4; 0 =
+  // auto: chosen per title from trial encodes of a sample at the target rate
+  // among scale_candidates, or plain x264 at the full size when nothing beats it.
+  int scale = 2;
+  std::vector<int> scale_candidates{1, 2, 3, 4};
   int crf = 23;                       // LR x264 CRF (used when bitrate_kbps == 0)
-  int bitrate_kbps = 0;               // LR x264 target (2-pass)
+  // Total target kb/s: video + model + routing (audio apart). The encoder pays
+  // the model and routing out of it; 0 = CRF mode.
+  int bitrate_kbps = 0;
   std::string preset = "medium";      // x264 preset
   int gop = 250;
   int chunks = 4;                     // K content chunks
@@ -98,12 +104,26 @@ struct SegmentReport {
   double seconds = 0;
 };
 
+// One trial of --scale auto: a short encode of the sample at the target rate.
+struct ScaleTrial {
+  int scale = 0;                 // 0 = plain x264 at the full size
+  double total_kbps = 0;         // video + model + routing of the trial
+  double psnr_y = 0;             // level 0 (plain x264: the decoded stream)
+  double lanczos_psnr_y = 0;     // the trial's LR stream upscaled by lanczos (0 for scale 0/1)
+  double seconds = 0;
+};
+
 struct EncodeReport {
   std::string input, output;
   int frames = 0;
   double fps = 0;
   double duration_s = 0;
   int hr_width = 0, hr_height = 0, lr_width = 0, lr_height = 0, scale = 2;
+  // --scale auto: the trials and what was chosen. plain_x264: the output is
+  // x264 at the full size with no model (nothing beat it at this rate).
+  std::vector<ScaleTrial> scale_trials;
+  bool plain_x264 = false;
+  std::string scale_decision;  // one line: why this scale
   ModelArch arch;
   std::string precision;
   std::string baseline;
