@@ -35,7 +35,7 @@ struct EncodeParams {
   // 1 (the network as a post-filter on full-resolution x264), 2, 3 or 4; 0 =
   // auto: chosen per title from trial encodes of a sample at the target rate
   // among scale_candidates, or plain x264 at the full size when nothing beats it.
-  int scale = 2;
+  int scale = 0;
   std::vector<int> scale_candidates{1, 2, 3, 4};
   int crf = 23;                       // LR x264 CRF (used when bitrate_kbps == 0)
   // Total target kb/s: video + model + routing (audio apart). The encoder pays
