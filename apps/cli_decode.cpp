@@ -60,7 +60,8 @@ std::string lower(std::string s) {
 
 Subcommand add_decode(CLI::App& app) {
   struct Opts {
-    std::string input, output, muxer = "auto", level = "0", simd = "auto", verify;
+    std::string input, output, muxer = "auto", level = "0", simd = "auto", precision = "auto",
+                verify;
     int scale = 2;
     int64_t max_frames = 0;
     int crf = 16;
@@ -81,6 +82,11 @@ Subcommand add_decode(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--simd", o->simd, "SR kernels: auto, none, avx2, avx512")
       ->check(CLI::IsMember({"auto", "none", "avx2", "avx512"}))
+      ->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "SR arithmetic: auto (int8 when the model has int8 scales and the CPU AVX2), "
+                  "int8 (error without scales), fp32")
+      ->check(CLI::IsMember({"auto", "fp32", "int8"}))
       ->capture_default_str();
   sub->add_option("--verify", o->verify, "Expected md5 of the output frames; exit 1 on mismatch");
   sub->add_option("--scale", o->scale, "Plain videos (no dydca model): bicubic factor")
@@ -122,6 +128,9 @@ Subcommand add_decode(CLI::App& app) {
             auto simd = parse_simd_level(o->simd);
             if (!simd) return fail(simd.status());
             opt.simd = *simd;
+            auto precision = parse_precision(o->precision);
+            if (!precision) return fail(precision.status());
+            opt.precision = *precision;
             opt.threads = globals().threads;
             opt.plain_scale = o->scale;
             opt.max_frames = o->max_frames;

@@ -118,6 +118,7 @@ Subcommand add_info(CLI::App& app) {
             m["attachment"] = r.format_version() == 2 ? std::string(kSegmentsFilename)
                                                       : model_attachment_name(int(i));
             m["tensors"] = models[i].tensors.size();
+            m["int8_scales"] = !models[i].act.empty();  // runs in int8 with --precision auto
             if (models.size() == 1) m["bytes"] = model_bytes;
             jmodels.push_back(std::move(m));
           }
@@ -183,8 +184,10 @@ Subcommand add_info(CLI::App& app) {
                                          : model_attachment_name(int(i));
             std::string bytes;
             if (models.size() == 1) bytes = std::to_string(model_bytes) + " bytes in all, ";
-            std::printf("  model    %s: %sC=%d E=%d N=%d, %zu paths\n", name.c_str(),
-                        bytes.c_str(), a.channels, a.inner, a.blocks, a.paths.size());
+            std::printf("  model    %s: %sC=%d E=%d N=%d, %zu paths, %s\n", name.c_str(),
+                        bytes.c_str(), a.channels, a.inner, a.blocks, a.paths.size(),
+                        models[i].act.empty() ? "no int8 scales (fp32 only)"
+                                              : "int8 scales (int8 with --precision auto)");
             for (size_t p = 0; p < a.paths.size(); ++p)
               std::printf("    path %zu  %-8s %7lld MACs/LR px  %8.1f MACs/HR px\n", p,
                           path_name(a.paths[p]).c_str(), (long long)a.macs_per_lr_pixel(int(p)),

@@ -143,6 +143,7 @@ Subcommand add_play(CLI::App& app) {
     int64_t screenshot_frame = -1;
     int64_t max_frames = 0;
     std::string simd = "auto";
+    std::string precision = "auto";
     std::string trace;
     int scale = 2;
   };
@@ -163,6 +164,10 @@ Subcommand add_play(CLI::App& app) {
   sub->add_option("--max-frames", o->max_frames, "Stop after N frames (0 = all)")
       ->capture_default_str();
   sub->add_option("--simd", o->simd, "SR kernels: auto, none, avx2, avx512")->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "SR arithmetic: auto (int8 when the model has int8 scales), int8, fp32")
+      ->check(CLI::IsMember({"auto", "fp32", "int8"}))
+      ->capture_default_str();
   sub->add_option("--trace", o->trace, "Write the QoS level trace (CSV) here");
   sub->add_option("--scale", o->scale, "Plain videos: bicubic factor")->capture_default_str();
   sub->footer("Keys: space pause, q or Esc quit. --threads (global) sets the SR workers.\n"
@@ -192,6 +197,9 @@ Subcommand add_play(CLI::App& app) {
             auto simd = parse_simd_level(o->simd);
             if (!simd) return fail(simd.status());
             opt.simd = *simd;
+            auto precision = parse_precision(o->precision);
+            if (!precision) return fail(precision.status());
+            opt.precision = *precision;
 
             std::shared_ptr<QosLevelPolicy> qos;
             bool pinned = true;
@@ -213,6 +221,7 @@ Subcommand add_play(CLI::App& app) {
                 ro.tile_size = routing ? routing->tile_size : 32;
                 ro.threads = opt.threads;
                 ro.simd = opt.simd;
+                ro.precision = opt.precision;  // calibrate the levels at the speed that will run
                 ro.max_lr_width = video.width;
                 ro.max_lr_height = video.height;
                 if (Status s = qos->calibrate(*model, ro); !s) return fail(s);

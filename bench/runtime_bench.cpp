@@ -1,5 +1,11 @@
 // dydca_runtime_bench: speed of the client SR runtime with random weights.
 //   dydca_runtime_bench [--simd none,avx2,avx512] [--threads 1,2] [--seconds 1.0] [--scalar-all]
+//                       [--precision fp32,int8] [--sizes 0,1,2] [--nets 0,1]
+// int8 rows use activation scales calibrated on the bench frame
+// (calibrate_act_scales); "x fp32" is the fp32 row's ms / this row's ms for
+// the same net, frame, path, SIMD level and threads, measured in the same run;
+// "% peak" of an int8 row is its GOP per CPU-s over the measured vpdpbusd
+// peak (GOP = 2 x MACs, as GFLOP).
 // Prints Markdown tables: the machine's measured FMA peak, the 3x3 conv
 // kernels alone, and whole frames per model x size x path x SIMD level x
 // threads: ms/frame (wall, best of 3), GFLOP/s (wall; FLOPs = 2 x the model's
@@ -150,6 +156,8 @@ int main(int argc, char** argv) {
   bool scalar_all = false, no_kernels = false;
   int group_x = RuntimeOptions{}.group_x, group_y = RuntimeOptions{}.group_y;
   std::vector<int> only_nets;  // indices into nets (default all)
+  std::vector<int> only_sizes;  // indices into sizes (default all)
+  std::vector<Precision> precisions = {Precision::kFp32, Precision::kInt8};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--simd" && i + 1 < argc) {
@@ -173,6 +181,22 @@ int main(int argc, char** argv) {
       if (std::sscanf(argv[++i], "%dx%d", &group_x, &group_y) != 2) return 2;
     } else if (a == "--nets" && i + 1 < argc) {
       only_nets = parse_list(argv[++i]);
+    } else if (a == "--sizes" && i + 1 < argc) {
+      only_sizes = parse_list(argv[++i]);
+    } else if (a == "--precision" && i + 1 < argc) {
+      precisions.clear();
+      const std::string s = argv[++i];
+      for (size_t p = 0; p <= s.size();) {
+        size_t q = s.find(',', p);
+        if (q == std::string::npos) q = s.size();
+        auto pr = parse_precision(s.substr(p, q - p));
+        if (!pr || *pr == Precision::kAuto) {
+          std::fprintf(stderr, "bad --precision entry (fp32, int8)\n");
+          return 2;
+        }
+        precisions.push_back(*pr);
+        p = q + 1;
+      }
     } else if (a == "--no-kernels") {
       no_kernels = true;
     } else if (a == "--scalar-all") {
@@ -180,7 +204,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--simd none,avx2,avx512] [--threads 1,2] [--seconds 1.0] "
-                   "[--group 4x4] [--nets 0,1] [--no-kernels] [--scalar-all]\n",
+                   "[--group 4x4] [--nets 0,1] [--sizes 0,1,2] [--precision fp32,int8] "
+                   "[--no-kernels] [--scalar-all]\n",
                    argv[0]);
       return a == "--help" || a == "-h" ? 0 : 2;
     }
@@ -200,9 +225,16 @@ int main(int argc, char** argv) {
       std::printf("| %s | %d | %.1f | %.1f |\n", simd_level_name(l), t, r.wall, r.cpu);
     }
   }
-  std::printf("\nPer-core peak used below: %.1f GFLOP per CPU-second. FACTS.md nominal peak: "
-              "%.0f GFLOP/s per core.\n",
-              core_peak, kFactsPeakPerCore);
+  double int8_peak = 0;  // GOP per CPU-second
+  for (int t : {1, 2}) {
+    const Rate r = measure_vnni_peak(t);
+    if (r.cpu == 0) break;
+    int8_peak = std::max(int8_peak, r.cpu);
+    std::printf("| avx512 vnni (int8 GOP/s) | %d | %.1f | %.1f |\n", t, r.wall, r.cpu);
+  }
+  std::printf("\nPer-core peak used below: %.1f GFLOP per CPU-second (fp32), %.1f GOP per "
+              "CPU-second (int8 vpdpbusd). FACTS.md nominal peak: %.0f GFLOP/s per core.\n",
+              core_peak, int8_peak, kFactsPeakPerCore);
 
   std::printf("\n## 3x3 conv kernels alone (128x64 outputs per thread, ReLU epilogue)\n\n");
   std::printf("| level | cin->cout | threads | GFLOP/s (wall) | GFLOP per CPU-s | %% core peak | "
@@ -239,28 +271,43 @@ int main(int argc, char** argv) {
   std::printf("\n## Whole frames (random weights, tile 32, groups of %dx%d tiles, uniform path)\n\n",
               group_x, group_y);
   std::printf("GFLOP = 2 x the model's MACs (halo recomputation and channel padding not counted).\n\n");
-  std::printf("| net | LR -> HR | path (d,w) | GFLOP/frame | simd | threads | ms/frame | fps | "
-              "GFLOP/s (wall) | GFLOP per CPU-s | %% core peak | %% FACTS peak |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| net | LR -> HR | path (d,w) | GFLOP/frame | simd | prec | threads | ms/frame | fps | "
+              "GOP/s (wall) | GOP per CPU-s | %% core peak | x fp32 |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<uint8_t> lr, hr;
   for (size_t ni = 0; ni < nets.size(); ++ni) {
     const Net& net = nets[ni];
     if (!only_nets.empty() && std::find(only_nets.begin(), only_nets.end(), int(ni)) == only_nets.end())
       continue;
-    for (const Size& sz : sizes) {
-      const Model model = random_model(sz.scale, net.C, net.E, net.N, net.paths);
+    for (size_t si = 0; si < sizes.size(); ++si) {
+      const Size& sz = sizes[si];
+      if (!only_sizes.empty() &&
+          std::find(only_sizes.begin(), only_sizes.end(), int(si)) == only_sizes.end())
+        continue;
+      Model model = random_model(sz.scale, net.C, net.E, net.N, net.paths);
       lr.assign(size_t(sz.w) * sz.h, 0);
       std::mt19937 rng(5);
       for (size_t i = 0; i < lr.size(); ++i)
         lr[i] = uint8_t(128 + 60 * std::sin(0.05 * double(i % size_t(sz.w))) + rng() % 30);
+      if (std::find(precisions.begin(), precisions.end(), Precision::kInt8) != precisions.end()) {
+        auto act = calibrate_act_scales(model, {LumaView{lr.data(), sz.w, sz.h, sz.w}});
+        if (!act) {
+          std::fprintf(stderr, "%s\n", act.error_message().c_str());
+          return 1;
+        }
+        model.act = *act;
+      }
       hr.assign(lr.size() * size_t(sz.scale * sz.scale), 0);
       for (SimdLevel l : levels) {
         // The scalar reference is ~50x slower: by default only the small net at x4.
         if (l == SimdLevel::kNone && !scalar_all && !(net.C == 16 && sz.scale == 4)) continue;
         for (int t : threads_list) {
+         std::vector<double> fp32_ms(net.paths.size() + 1, 0.0);
+         for (Precision prec : precisions) {
           RuntimeOptions o;
           o.threads = t;
           o.simd = l;
+          o.precision = prec;
           o.max_lr_width = sz.w;
           o.max_lr_height = sz.h;
           o.group_x = group_x;
@@ -311,13 +358,22 @@ int main(int argc, char** argv) {
             else
               std::snprintf(path_name, sizeof path_name, "(%d,%d)", net.paths[size_t(p)].depth,
                             net.paths[size_t(p)].width);
-            std::printf("| %s | x%d %dx%d -> %dx%d | %s | %.2f | %s | %d | %.2f | %.0f | %.1f "
-                        "| %.1f | %.0f %% | %.0f %% |\n",
+            const bool i8 = rt->precision() == Precision::kInt8;
+            const double peak = i8 ? int8_peak : core_peak;
+            char ratio[32] = "";
+            if (!i8)
+              fp32_ms[size_t(p)] = best_ms;
+            else if (fp32_ms[size_t(p)] > 0)
+              std::snprintf(ratio, sizeof ratio, "%.2f", fp32_ms[size_t(p)] / best_ms);
+            std::printf("| %s | x%d %dx%d -> %dx%d | %s | %.2f | %s | %s | %d | %.2f | %.0f | %.1f "
+                        "| %.1f | %.0f %% | %s |\n",
                         net.name, sz.scale, sz.w, sz.h, sz.w * sz.scale, sz.h * sz.scale, path_name,
-                        gflop, simd_level_name(l), t, best_ms, 1e3 / best_ms, gflops, per_cpu,
-                        100 * per_cpu / core_peak, 100 * gflops / (kFactsPeakPerCore * t));
+                        gflop, simd_level_name(l), precision_name(rt->precision()), t, best_ms,
+                        1e3 / best_ms, gflops, per_cpu, peak > 0 ? 100 * per_cpu / peak : 0.0,
+                        ratio);
             std::fflush(stdout);
           }
+         }
         }
       }
     }

@@ -47,6 +47,16 @@ void write_both(const std::filesystem::path& dir, const std::string& name,
   if (opened) write(dir / (name + ".payload"), 1, opened->payload);
 }
 
+// The model with int8 activation scales (blob and update version 2).
+Model with_act(Model m) {
+  for (const PathSpec& p : m.arch.paths) {
+    std::vector<float> a;
+    for (int i = 0; p.width > 0 && i < 1 + 2 * p.depth; ++i) a.push_back(0.01f * float(i + 1));
+    m.act.path.push_back(a);
+  }
+  return m;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -66,6 +76,8 @@ int main(int argc, char** argv) {
     write_both(dir / "model", std::string("m_") + weight_format_name(f), model_kind,
                *serialize_model(model, {f, 3}));
   write_both(dir / "model", "m_x3", model_kind, *serialize_model(small_model(3, 2, 4, 2), {}));
+  write_both(dir / "model", "m_act_int8", model_kind,
+             *serialize_model(with_act(model), {WeightFormat::kInt8, 3}));
   const blob::EnvelopeKind delta_kind{"DYDCADLT", "model update", kModelDeltaVersion,
                                       kMaxModelPayloadBytes};
   const Model& ref = fuzz::delta_reference();
@@ -76,6 +88,8 @@ int main(int argc, char** argv) {
   write_both(dir / "model_delta", "d_all", delta_kind, *serialize_model_delta(ref, moved, {3}));
   write_both(dir / "model_delta", "d_one", delta_kind, *serialize_model_delta(ref, one, {3}));
   write_both(dir / "model_delta", "d_none", delta_kind, *serialize_model_delta(ref, ref, {3}));
+  write_both(dir / "model_delta", "d_act", delta_kind,
+             *serialize_model_delta(ref, with_act(moved), {3}));
   write_both(dir / "routing", "r_small", routing_kind,
              *serialize_routing(small_routing(64, 48, 6, 3)));
   write_both(dir / "routing", "r_wide", routing_kind,

@@ -25,6 +25,7 @@ namespace {
 
 const blob::EnvelopeKind kDeltaKind{"DYDCADLT", "model update", kModelDeltaVersion,
                                     kMaxModelPayloadBytes};
+const blob::EnvelopeKind kDeltaKindV1{"DYDCADLT", "model update", 1, kMaxModelPayloadBytes};
 const blob::EnvelopeKind kSegmentsKind{"DYDCASEG", "segment table", kSegmentsBlobVersion,
                                        kMaxSegmentsPayloadBytes};
 
@@ -168,7 +169,7 @@ TEST_CASE("model update: within scale/2 of the target, bit-identical when applie
   ModelBlobInfo info;
   auto got = apply_model_delta(ref, *delta, &info);
   REQUIRE(got);
-  CHECK(info.version == kModelDeltaVersion);
+  CHECK(info.version == 1);  // the target has no int8 activation scales
   CHECK(info.blob_bytes == delta->size());
   CHECK(info.weights == WeightFormat::kInt8);
   check_bit_identical(*got, *apply_model_delta(ref, *delta));
@@ -321,7 +322,7 @@ TEST_CASE("model update: refused inputs, one clear error each") {
   CHECK(contains(delta_error(ref, flipped), "checksum"));
   CHECK(contains(delta_error(ref, *serialize_model(target)), "bad magic"));
   std::vector<uint8_t> newer = *good;
-  newer[8] = 2;
+  newer[8] = 3;
   CHECK(contains(delta_error(ref, newer), "not supported"));
 
   // Crafted payloads with a valid envelope and fingerprint.
@@ -331,7 +332,7 @@ TEST_CASE("model update: refused inputs, one clear error each") {
     w.u32(fp);
     w.u16(count);
     body(w);
-    return seal(kDeltaKind, w.take());
+    return seal(kDeltaKindV1, w.take());  // version-1 payloads: no scale section
   };
   const std::vector<int> bias_shape = ref.tensors[1].shape;  // head.bias [16]
   const std::vector<uint8_t> bias(size_t(bias_shape[0]) * 4, 0);
@@ -916,4 +917,173 @@ TEST_CASE("DydcaReader: format-1 files are one segment; plain videos; truncated 
   write_bytes(dir + "/head.mkv", {bytes.begin(), bytes.begin() + 200});
   CHECK_FALSE(DydcaReader::open(dir + "/head.mkv"));
   CHECK_FALSE(DydcaReader::open(dir + "/missing.mkv"));
+}
+
+// ---- int8 activation scales (model blob v2, model update v2; issue 16) -------------
+
+namespace {
+
+const blob::EnvelopeKind kModelKindV2{"DYDCAMDL", "model blob", kModelBlobVersion,
+                                      kMaxModelPayloadBytes};
+
+Model with_act(Model m, float base = 0.01f) {
+  m.act.path.clear();
+  for (const PathSpec& p : m.arch.paths) {
+    std::vector<float> a;
+    for (int i = 0; p.width > 0 && i < 1 + 2 * p.depth; ++i) a.push_back(base * float(i + 1));
+    m.act.path.push_back(a);
+  }
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("model blob v2: int8 activation scales round trip; v1 blobs still load") {
+  const Model plain = base_model(3);
+  const Model m = with_act(plain);
+  REQUIRE(validate_model(m));
+  for (auto f : {WeightFormat::kFp32, WeightFormat::kFp16, WeightFormat::kInt8}) {
+    CAPTURE(weight_format_name(f));
+    auto blob = serialize_model(m, {f, 3});
+    REQUIRE(blob);
+    ModelBlobInfo info;
+    auto back = parse_model(*blob, &info);
+    REQUIRE(back);
+    CHECK(info.version == 2);
+    CHECK(back->act == m.act);
+    // A model without scales is written as version 1 and reads back without them.
+    auto v1 = serialize_model(plain, {f, 3});
+    REQUIRE(v1);
+    auto back1 = parse_model(*v1, &info);
+    REQUIRE(back1);
+    CHECK(info.version == 1);
+    CHECK(back1->act.empty());
+    // int8 tensors keep their codes next to the values, data == code * scale.
+    for (const Tensor& t : back->tensors) {
+      if (f != WeightFormat::kInt8 || t.shape.size() < 2) {
+        CHECK(t.int8.empty());
+        continue;
+      }
+      REQUIRE(t.int8.size() == t.data.size());
+      REQUIRE(t.int8_scale.size() == size_t(t.shape[0]));
+      const size_t per = t.data.size() / t.int8_scale.size();
+      for (size_t i = 0; i < t.data.size(); ++i)
+        REQUIRE(t.data[i] == float(t.int8[i]) * t.int8_scale[i / per]);
+    }
+  }
+}
+
+TEST_CASE("model blob v2: bad activation scales are refused, one clear error each") {
+  const Model m = with_act(base_model(4));
+  // validate_model / the writer.
+  auto expect_bad = [](Model bad, const std::string& part) {
+    CAPTURE(part);
+    Status s = validate_model(bad);
+    REQUIRE_FALSE(s);
+    CHECK_MESSAGE(contains(s.message(), part), s.message());
+    CHECK_FALSE(serialize_model(bad));
+  };
+  Model b = m;
+  b.act.path.pop_back();
+  expect_bad(b, "for 2 paths, the model has 3");
+  b = m;
+  b.act.path[2].push_back(1.0f);
+  expect_bad(b, "path 2 has 6");
+  b = m;
+  b.act.path[0].push_back(1.0f);  // the global path has none
+  expect_bad(b, "path 0 has 1");
+  for (float v : {0.0f, -1.0f, NAN, INFINITY, 1e-12f, 1e11f}) {
+    b = m;
+    b.act.path[1][0] = v;
+    expect_bad(b, "not finite or not in");
+  }
+  // The parser, on crafted payloads (valid CRC): scale values and counts.
+  auto blob = serialize_model(m, {WeightFormat::kFp32, 3});
+  REQUIRE(blob);
+  const std::vector<uint8_t> payload = payload_of(kModelKindV2, *blob);
+  // The section is at the end: u8 3, u8 0, u8 3 + 3 f32, u8 5 + 5 f32.
+  const size_t sec = payload.size() - (1 + 1 + 1 + 12 + 1 + 20);
+  REQUIRE(payload[sec] == 3);
+  {
+    std::vector<uint8_t> p = payload;
+    const float nan = NAN;
+    std::memcpy(&p[p.size() - 4], &nan, 4);
+    Status s = parse_model(seal(kModelKindV2, p)).status();
+    CHECK_MESSAGE(contains(s.message(), "not finite or not in"), s.message());
+  }
+  {
+    std::vector<uint8_t> p = payload;
+    p[sec + 2] = 200;  // path 1 claims 200 scales: refused before allocating
+    Status s = parse_model(seal(kModelKindV2, p)).status();
+    CHECK_MESSAGE(contains(s.message(), "path 1 has 200 int8 activation scales"), s.message());
+  }
+  {
+    std::vector<uint8_t> p = payload;
+    p[sec] = 2;
+    Status s = parse_model(seal(kModelKindV2, p)).status();
+    CHECK_MESSAGE(contains(s.message(), "for 2 paths"), s.message());
+  }
+  {
+    std::vector<uint8_t> p(payload.begin(), payload.end() - 3);  // cut inside a scale
+    Status s = parse_model(seal(kModelKindV2, p)).status();
+    CHECK_MESSAGE(contains(s.message(), "truncated"), s.message());
+  }
+  {
+    std::vector<uint8_t> p(payload.begin(), payload.begin() + std::ptrdiff_t(sec));  // no section
+    Status s = parse_model(seal(kModelKindV2, p)).status();
+    CHECK_MESSAGE(contains(s.message(), "truncated"), s.message());
+  }
+  {
+    std::vector<uint8_t> p = payload;
+    p.push_back(0);
+    Status s = parse_model(seal(kModelKindV2, p)).status();
+    CHECK_MESSAGE(contains(s.message(), "trailing"), s.message());
+  }
+}
+
+TEST_CASE("model update v2: each update ships the target's scales; v1 updates give none") {
+  const Model ref = with_act(base_model(5), 0.02f);
+  const Model target = with_act(updated(ref, 6), 0.03f);
+  auto delta = serialize_model_delta(ref, target, {3});
+  REQUIRE(delta);
+  ModelBlobInfo info;
+  auto got = apply_model_delta(ref, *delta, &info);
+  REQUIRE(got);
+  CHECK(info.version == 2);
+  CHECK(got->act == target.act);
+  // Same weights, new scales only: still an update that carries them.
+  auto same = serialize_model_delta(ref, with_act(ref, 0.05f), {3});
+  REQUIRE(same);
+  auto got_same = apply_model_delta(ref, *same);
+  REQUIRE(got_same);
+  CHECK(got_same->act == with_act(ref, 0.05f).act);
+  check_bit_identical(*got_same, ref);
+  // A target without scales: version 1, and the result has none (not the reference's).
+  Model no_act = target;
+  no_act.act = {};
+  auto v1 = serialize_model_delta(ref, no_act, {3});
+  REQUIRE(v1);
+  auto got1 = apply_model_delta(ref, *v1, &info);
+  REQUIRE(got1);
+  CHECK(info.version == 1);
+  CHECK(got1->act.empty());
+  // Changed weights lose the reference's stored int8 codes; unchanged keep them.
+  auto ref_blob = serialize_model(ref, {WeightFormat::kInt8, 3});
+  REQUIRE(ref_blob);
+  auto ref8 = parse_model(*ref_blob);
+  REQUIRE(ref8);
+  Model t2 = *ref8;
+  for (float& v : t2.tensors[0].data) v *= 1.5f;  // head.weight changes, nothing else
+  auto d2 = serialize_model_delta(*ref8, t2, {3});
+  REQUIRE(d2);
+  auto got2 = apply_model_delta(*ref8, *d2);
+  REQUIRE(got2);
+  CHECK(got2->tensors[0].int8.empty());
+  CHECK(got2->tensors[2].int8 == ref8->tensors[2].int8);
+  // A corrupt scale in an update.
+  std::vector<uint8_t> p = payload_of(kDeltaKind, *delta);
+  const float bad = -2.0f;
+  std::memcpy(&p[p.size() - 4], &bad, 4);
+  Status s = apply_model_delta(ref, seal(kDeltaKind, p)).status();
+  CHECK_MESSAGE(contains(s.message(), "not finite or not in"), s.message());
 }

@@ -21,8 +21,8 @@ expect() {  # description, shell condition
 }
 
 DYDCA_DECODER_FIXTURE="$tmp/a.mkv" DYDCA_DECODER_FIXTURE_V2="$tmp/v2.mkv" \
-  "$test_decoder" -tc="fixture*" >/dev/null 2>&1
-[[ -s $tmp/a.mkv && -s $tmp/v2.mkv ]] || { echo "FAIL: no fixture"; exit 1; }
+  DYDCA_DECODER_FIXTURE_INT8="$tmp/i8.mkv" "$test_decoder" -tc="fixture*" >/dev/null 2>&1
+[[ -s $tmp/a.mkv && -s $tmp/v2.mkv && -s $tmp/i8.mkv ]] || { echo "FAIL: no fixture"; exit 1; }
 
 check "help" 0 "$dydca" decode --help
 grep -q -- "--verify" "$tmp/out" || { echo "FAIL: help lists --verify"; fails=$((fails+1)); }
@@ -50,6 +50,28 @@ expect "stdout y4m readable by ffmpeg (exit codes $rcs)" '[[ $rcs == "0 0" && ! 
 n=$("$dydca" -q decode "$tmp/a.mkv" -o - | ffprobe -v error -count_frames -select_streams v:0 \
       -show_entries stream=nb_read_frames,width,height -of csv=p=0 -i - 2>/dev/null)
 expect "ffprobe sees 102x70, 10 frames on stdout ($n)" '[[ $n == "102,70,10" ]]'
+
+# --precision (issue 16): auto = int8 for a model with int8 scales; int8 without them is an error.
+check "precision help" 0 "$dydca" decode --help
+grep -q -- "--precision" "$tmp/out" || { echo "FAIL: help lists --precision"; fails=$((fails+1)); }
+check "precision int8" 0 "$dydca" decode "$tmp/i8.mkv" --muxer md5 --precision int8
+grep -q " int8 x" "$tmp/err" || { echo "FAIL: summary says int8"; cat "$tmp/err"; fails=$((fails+1)); }
+i8md5=$(cat "$tmp/out")
+check "precision auto (int8 model)" 0 "$dydca" -q decode "$tmp/i8.mkv" --muxer md5
+expect "auto = int8 on this CPU" '[[ $(cat "$tmp/out") == "$i8md5" ]]'
+check "precision int8 simd none" 0 "$dydca" -q decode "$tmp/i8.mkv" --muxer md5 --precision int8 --simd none
+expect "int8 bit-exact across SIMD levels" '[[ $(cat "$tmp/out") == "$i8md5" ]]'
+check "precision fp32" 0 "$dydca" -q decode "$tmp/i8.mkv" --muxer md5 --precision fp32
+expect "fp32 differs from int8" '[[ $(cat "$tmp/out") != "$i8md5" ]]'
+check "precision auto (no scales) = fp32" 0 "$dydca" -q decode "$tmp/a.mkv" --muxer md5
+expect "auto without scales = fp32 md5" '[[ $(cat "$tmp/out") == "$md5" ]]'
+check "precision int8 without scales" 1 "$dydca" decode "$tmp/a.mkv" --muxer null --precision int8
+expect "int8 without scales: one line" '[[ $(wc -l <"$tmp/err") == 1 ]] && grep -q "int8 activation scales" "$tmp/err"'
+check "bad precision" 1 "$dydca" decode "$tmp/a.mkv" --muxer null --precision int4
+check "info says int8 scales" 0 "$dydca" info "$tmp/i8.mkv"
+grep -q "int8 scales" "$tmp/out" || { echo "FAIL: info int8 scales"; cat "$tmp/out"; fails=$((fails+1)); }
+check "info says no int8 scales" 0 "$dydca" info "$tmp/a.mkv"
+grep -q "no int8 scales" "$tmp/out" || { echo "FAIL: info no int8 scales"; fails=$((fails+1)); }
 
 # Levels, max frames, null muxer.
 check "level 2" 0 "$dydca" -q decode "$tmp/a.mkv" --muxer md5 --level 2

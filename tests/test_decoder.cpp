@@ -64,12 +64,22 @@ EncodedVideo make_lr_video(int frames) {
 }
 
 // One dynamic model, 3 chunks, 3 QoS levels.
-TestFile make_dydca_file(const std::string& dir, const std::string& name) {
+// int8: the model carries activation scales (calibrated on a synthetic plane).
+TestFile make_dydca_file(const std::string& dir, const std::string& name, bool int8 = false) {
   TestFile tf;
   tf.path = dir + "/" + name;
   tf.video = make_lr_video(kFrames);
   DydcaPayload payload;
   payload.models.push_back(random_model(kScale, 16, 16, 2, {{0, 0}, {1, 8}, {2, 16}}, 7));
+  if (int8) {
+    const int w = tf.video.width, h = tf.video.height;
+    std::vector<uint8_t> plane(size_t(w) * h);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) plane[size_t(y) * w + x] = uint8_t((x * 7 + y * 3) % 256);
+    auto act = calibrate_act_scales(payload.models[0], {LumaView{plane.data(), w, h, w}});
+    REQUIRE(act);
+    payload.models[0].act = *act;
+  }
   payload.routing =
       make_routing(tf.video.width, tf.video.height, kFrames, {{1, 2, 2}, {0, 1, 2}, {0, 0, 1}}, 11);
   DydcaWriteParams params;
@@ -446,4 +456,47 @@ TEST_CASE("fixture for the CLI test") {
   if (!out) return;
   const fs::path p(out);
   make_dydca_file(p.parent_path().string(), p.filename().string());
+  if (const char* out8 = std::getenv("DYDCA_DECODER_FIXTURE_INT8")) {
+    const fs::path p8(out8);
+    make_dydca_file(p8.parent_path().string(), p8.filename().string(), true);
+  }
+}
+
+TEST_CASE("precision: auto runs a model with int8 scales in int8; int8 without scales fails") {
+  const std::string dir = test::temp_dir("decoder_int8");
+  TestFile plain = make_dydca_file(dir, "plain.mkv");
+  TestFile scaled = make_dydca_file(dir, "int8.mkv", true);
+  auto decode = [&](const std::string& path, Precision p) {
+    DecodeOptions opt;
+    opt.muxer = Muxer::kMd5;
+    opt.threads = 2;
+    opt.precision = p;
+    return decode_file(path, opt);
+  };
+  auto a = decode(scaled.path, Precision::kAuto);
+  REQUIRE_MESSAGE(a, a.error_message());
+  CHECK(a->frames == kFrames);
+  if (best_simd_level() != SimdLevel::kNone)
+    CHECK(a->precision == Precision::kInt8);
+  CHECK(a->summary().find(precision_name(a->precision)) != std::string::npos);
+  auto f = decode(scaled.path, Precision::kFp32);
+  REQUIRE(f);
+  CHECK(f->precision == Precision::kFp32);
+  CHECK(f->md5 != a->md5);  // (int8 and fp32 round differently somewhere)
+  auto p = decode(plain.path, Precision::kAuto);
+  REQUIRE(p);
+  CHECK(p->precision == Precision::kFp32);
+  auto bad = decode(plain.path, Precision::kInt8);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error_message().find("int8 activation scales") != std::string::npos);
+  // Bit-exact int8: every SIMD level gives the same output.
+  DecodeOptions o;
+  o.muxer = Muxer::kMd5;
+  o.precision = Precision::kInt8;
+  o.simd = SimdLevel::kNone;
+  auto ref = decode_file(scaled.path, o);
+  REQUIRE(ref);
+  auto best = decode(scaled.path, Precision::kInt8);
+  REQUIRE(best);
+  CHECK(ref->md5 == best->md5);
 }

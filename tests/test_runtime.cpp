@@ -35,6 +35,7 @@ void* operator new(size_t n) {
   throw std::bad_alloc();
 }
 void operator delete(void* p) noexcept { std::free(p); }
+long test_allocations() { return g_allocations.load(); }  // for test_runtime_int8.cpp
 void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace {

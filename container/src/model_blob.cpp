@@ -76,6 +76,61 @@ Status validate_arch(const ModelArch& a) {
 
 }  // namespace
 
+namespace blob {
+
+Status validate_act_scales(const ActScales& act, const ModelArch& a) {
+  if (act.empty()) return Status::ok();
+  if (act.path.size() != a.paths.size())
+    return Status::error("int8 activation scales for " + std::to_string(act.path.size()) +
+                         " paths, the model has " + std::to_string(a.paths.size()));
+  for (size_t p = 0; p < a.paths.size(); ++p) {
+    const PathSpec& ps = a.paths[p];
+    const size_t want = ps.width > 0 ? size_t(1 + 2 * ps.depth) : 0;
+    if (act.path[p].size() != want)
+      return Status::error("int8 activation scales: path " + std::to_string(p) + " has " +
+                           std::to_string(act.path[p].size()) + ", its depth " +
+                           std::to_string(ps.depth) + " needs " + std::to_string(want));
+    for (float v : act.path[p])
+      if (!std::isfinite(v) || v < kMinActScale || v > kMaxActScale)
+        return Status::error("int8 activation scale of path " + std::to_string(p) +
+                             " is not finite or not in [1e-10, 1e10]");
+  }
+  return Status::ok();
+}
+
+void write_act_scales(ByteWriter& w, const ActScales& act) {
+  w.u8(uint8_t(act.path.size()));
+  for (const auto& p : act.path) {
+    w.u8(uint8_t(p.size()));
+    for (float v : p) w.f32(v);
+  }
+}
+
+Status read_act_scales(ByteReader& r, const ModelArch& a, ActScales* act, const char* what) {
+  const std::string w = what;
+  const size_t paths = r.u8();
+  if (!r.ok()) return Status::error(w + " payload is truncated");
+  if (paths == 0) return Status::ok();
+  if (paths != a.paths.size())
+    return Status::error(w + " has int8 activation scales for " + std::to_string(paths) +
+                         " paths, the model has " + std::to_string(a.paths.size()));
+  act->path.resize(paths);
+  for (size_t p = 0; p < paths; ++p) {
+    const size_t n = r.u8();
+    if (!r.ok()) return Status::error(w + " payload is truncated");
+    const size_t want = a.paths[p].width > 0 ? size_t(1 + 2 * a.paths[p].depth) : 0;
+    if (n != want)  // checked before allocating
+      return Status::error(w + " path " + std::to_string(p) + " has " + std::to_string(n) +
+                           " int8 activation scales, its depth needs " + std::to_string(want));
+    if (n * 4 > r.remaining()) return Status::error(w + " payload is truncated");
+    act->path[p].resize(n);
+    for (float& v : act->path[p]) v = r.f32();
+  }
+  return validate_act_scales(*act, a).with_context(what);
+}
+
+}  // namespace blob
+
 const char* weight_format_name(WeightFormat f) {
   switch (f) {
     case WeightFormat::kFp32:
@@ -125,7 +180,7 @@ Status validate_model(const Model& model) {
       return Status::error("model tensor " + e.name + " has shape " + shape_string(t->shape) +
                            ", the architecture needs " + shape_string(e.shape));
   }
-  return Status::ok();
+  return blob::validate_act_scales(model.act, model.arch).with_context("model");
 }
 
 Expected<std::vector<uint8_t>> serialize_model(const Model& model,
@@ -184,7 +239,14 @@ Expected<std::vector<uint8_t>> serialize_model(const Model& model,
         return Status::error("cannot write model blob: unknown weight format");
     }
   }
-  return blob::seal_envelope(kModelEnvelope, w.buffer(), options.zstd_level);
+  // Version 1 when there are no int8 scales (older readers still load the
+  // blob); version 2 appends the ActScales section.
+  blob::EnvelopeKind kind = kModelEnvelope;
+  if (model.act.empty())
+    kind.version = 1;
+  else
+    blob::write_act_scales(w, model.act);
+  return blob::seal_envelope(kind, w.buffer(), options.zstd_level);
 }
 
 Expected<Model> parse_model(const uint8_t* data, size_t size, ModelBlobInfo* info) {
@@ -278,12 +340,15 @@ Expected<Model> parse_model(const uint8_t* data, size_t size, ModelBlobInfo* inf
             return Status::error("model blob tensor " + t.name + " has an invalid int8 scale");
         }
         const size_t per_out = size_t(count) / outs;
+        t.int8.resize(size_t(count));
         for (size_t i = 0; i < size_t(count); ++i) {
           const int q = int8_t(r.u8());
           if (q == -128)
             return Status::error("model blob tensor " + t.name + " has int8 value -128");
+          t.int8[i] = int8_t(q);
           t.data[i] = float(q) * scales[i / per_out];
         }
+        t.int8_scale = std::move(scales);
         break;
       }
     }
@@ -294,6 +359,7 @@ Expected<Model> parse_model(const uint8_t* data, size_t size, ModelBlobInfo* inf
     }
     m.tensors.push_back(std::move(t));
   }
+  if (opened->version >= 2) DYDCA_TRY(blob::read_act_scales(r, a, &m.act, "model blob"));
   if (!r.at_end())
     return Status::error("model blob payload has " + std::to_string(r.remaining()) +
                          " unexpected trailing bytes");

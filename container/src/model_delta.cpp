@@ -125,7 +125,14 @@ Expected<std::vector<uint8_t>> serialize_model_delta(const Model& reference, con
   w.u32(model_fingerprint(reference));
   w.u16(changed);
   w.bytes(body.buffer().data(), body.size());
-  return blob::seal_envelope(kDeltaEnvelope, w.buffer(), options.zstd_level);
+  // The target's int8 activation scales ship with the update (version 2); an
+  // update of a model without them stays version 1 for older readers.
+  blob::EnvelopeKind kind = kDeltaEnvelope;
+  if (target.act.empty())
+    kind.version = 1;
+  else
+    blob::write_act_scales(w, target.act);
+  return blob::seal_envelope(kind, w.buffer(), options.zstd_level);
 }
 
 Expected<Model> apply_model_delta(const Model& reference, const uint8_t* data, size_t size,
@@ -153,6 +160,9 @@ Expected<Model> apply_model_delta(const Model& reference, const uint8_t* data, s
                          std::to_string(reference.tensors.size()));
 
   Model out = reference;
+  // The result's int8 scales are the update's own (none in version 1): the
+  // reference's were calibrated for the reference's weights.
+  out.act = {};
   size_t next = 0;  // tensors appear in the reference's order: index >= next
   for (int ti = 0; ti < count; ++ti) {
     const size_t name_len = r.u8();
@@ -213,6 +223,8 @@ Expected<Model> apply_model_delta(const Model& reference, const uint8_t* data, s
         return Status::error("model update tensor " + name + " has an invalid scale");
     }
     const size_t per_out = n / outs;
+    t.int8.clear();  // the reference's stored int8 codes no longer describe t.data
+    t.int8_scale.clear();
     for (size_t i = 0; i < n; ++i) {
       const int q = int8_t(r.u8());
       if (q == -128)
@@ -222,6 +234,8 @@ Expected<Model> apply_model_delta(const Model& reference, const uint8_t* data, s
         return Status::error("model update tensor " + name + " overflows fp32");
     }
   }
+  if (opened->version >= 2)
+    DYDCA_TRY(blob::read_act_scales(r, out.arch, &out.act, "model update"));
   if (!r.at_end())
     return Status::error("model update payload has " + std::to_string(r.remaining()) +
                          " unexpected trailing bytes");

@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "byte_io.h"
 #include "dydca/model.h"
+#include "dydca/status.h"
 
 namespace dydca::blob {
 
@@ -45,5 +47,15 @@ inline std::string arch_string(const ModelArch& a) {
   s += " paths";
   return s;
 }
+
+// ActScales (model.h): empty, or one list per path of 1 + 2*depth scales
+// (0 for width 0), each finite and in [kMinActScale, kMaxActScale].
+inline constexpr float kMinActScale = 1e-10f;
+inline constexpr float kMaxActScale = 1e10f;
+Status validate_act_scales(const ActScales& act, const ModelArch& arch);
+// Section layout (model blob v2, model update v2): u8 path count (0 = none,
+// else the model's), then per path u8 count + count x f32.
+void write_act_scales(ByteWriter& w, const ActScales& act);
+Status read_act_scales(ByteReader& r, const ModelArch& arch, ActScales* act, const char* what);
 
 }  // namespace dydca::blob

@@ -51,7 +51,8 @@ std::string DecodeStats::summary() const {
         s.append(" ").append(std::to_string(l)).append(":").append(
             std::to_string(level_histogram[l]));  // (operator+ here trips GCC 12's -Wrestrict)
     if (auto_level) s += " (auto)";
-    s += std::string("; ") + simd_level_name(simd) + " x" + std::to_string(threads);
+    s += std::string("; ") + simd_level_name(simd) + " " + precision_name(precision) + " x" +
+         std::to_string(threads);
   }
   if (segments > 1) {
     std::snprintf(buf, sizeof buf,

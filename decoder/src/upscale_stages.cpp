@@ -167,6 +167,7 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
   const EncodedVideo& video = reader.video();
   st->rt_options_.threads = options.threads;
   st->rt_options_.simd = options.simd;
+  st->rt_options_.precision = options.precision;
   st->rt_options_.max_lr_width = std::max(1, video.width);
   st->rt_options_.max_lr_height = std::max(1, video.height);
   auto first = reader.segment_model(0);
@@ -379,6 +380,7 @@ void SrStage::report(DecodeStats& stats) const {
     if (current_ && current_->rt) {
       stats.runtime_bytes = current_->rt->memory_bytes();
       stats.simd = current_->rt->simd_level();
+      stats.precision = current_->rt->precision();
       stats.threads = current_->rt->threads();
     }
     return;
@@ -393,6 +395,7 @@ void SrStage::report(DecodeStats& stats) const {
     if (rt) {
       stats.runtime_bytes += rt->memory_bytes();
       stats.simd = rt->simd_level();
+      stats.precision = rt->precision();
       stats.threads = rt->threads();
     }
 }

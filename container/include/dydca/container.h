@@ -40,9 +40,9 @@
 namespace dydca {
 
 // ---- limits (hard caps checked by the parsers and the writers) -------------
-inline constexpr uint16_t kModelBlobVersion = 1;    // written, and the newest read
+inline constexpr uint16_t kModelBlobVersion = 2;    // newest read; v1 written when act is empty
 inline constexpr uint16_t kRoutingBlobVersion = 1;  // written, and the newest read
-inline constexpr uint16_t kModelDeltaVersion = 1;   // model update blob (DYDCADLT)
+inline constexpr uint16_t kModelDeltaVersion = 2;   // model update (DYDCADLT); v1 written when act is empty
 inline constexpr uint16_t kSegmentsBlobVersion = 1; // segment table blob (DYDCASEG)
 inline constexpr int kDydcaFormatVersion = 2;       // .mkv layout: written, and the newest read
 inline constexpr int kMaxChannels = 256;            // C

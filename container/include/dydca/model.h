@@ -66,6 +66,14 @@ struct Tensor {
   std::string name;
   std::vector<int> shape;
   std::vector<float> data;  // row-major, size = product(shape)
+  // Set by parse_model when the blob stores this tensor as int8 (empty
+  // otherwise): the stored codes and per-output-channel scales, with
+  // data[i] == int8[i] * int8_scale[i / (size / shape[0])] exactly. The int8
+  // runtime uses these codes as they are when they still match `data` and the
+  // weight rule below (no second rounding); code that changes `data` may leave
+  // them stale: the runtime then quantises `data` by the rule.
+  std::vector<int8_t> int8;
+  std::vector<float> int8_scale;
 };
 
 // int8 execution (issue 16). The int8 runtime and quantisation-aware
@@ -86,6 +94,12 @@ struct Tensor {
 // (acc * s_o * a_in + bias [+ residual], then / a_out, rne, clamp); the
 // runtime may fold the multipliers, so a value may differ from the
 // training-side fake quantisation by one code at exact ties.
+// (The runtime folds them in binary64 and rounds once to fp32:
+//  m_o = s_o * a_in / a_out, b_o = bias_o / a_out, r = a_res / a_out, then
+//  q = clamp(rne(fma(float(acc), m_o, b_o) [then fma(q_res, r, .)]));
+//  see decoder/runtime/README.md.)
+// Blob rules (container): each scale finite and in [1e-10, 1e10]; one list per
+// model path, of 1 + 2*depth scales (0 for width 0).
 struct ActScales {
   std::vector<std::vector<float>> path;  // [path][tensor] as above; empty = fp32 only
   bool empty() const { return path.empty(); }

@@ -158,6 +158,7 @@ struct DecodeStats {
   double calibration_ms = 0;  // its start-up calibration (part of setup_s)
   std::string md5;            // hex, when computed
   SimdLevel simd = SimdLevel::kNone;
+  Precision precision = Precision::kFp32;  // of the SR runtime (the last one loaded)
   int threads = 0;  // SR runtime workers
   // Multi-model files (models > 1). A tile "switches" when its model differs
   // from the same tile's model in the previous frame; a frame switches when
@@ -203,6 +204,10 @@ struct DecodeOptions {
   int threads = 0;                // SR runtime workers incl. the caller; 0 = all cores
   int decode_threads = 1;         // libavcodec threads (1 keeps the cores for SR)
   std::optional<SimdLevel> simd;  // unset = best this CPU has
+  // SR arithmetic (RuntimeOptions::precision): kAuto = int8 for a segment
+  // whose model carries int8 activation scales (and a CPU with AVX2), else
+  // fp32; kInt8 fails on a model without scales.
+  Precision precision = Precision::kAuto;
   int plain_scale = 2;            // plain videos: bicubic factor (1..8)
   int64_t max_frames = 0;         // 0 = all
   int video_crf = 16;             // Muxer::kVideo: x264 CRF

@@ -102,6 +102,108 @@ void init_kernels_avx512(KernelTable& t);
 const KernelTable& kernels_for(SimdLevel level);
 bool cpu_supports(SimdLevel level);
 
+// ---- int8 (issue 16; rules in model.h, ActScales) -----------------------------
+//
+// Activations are bytes, NHWC with the same channel padding as fp32. A byte b
+// holds an unsigned code q = b (the luma plane, ReLU outputs) or a signed code
+// q = b - 128 (head and block outputs, q in -127..127). Padded channels have
+// zero weights, so their bytes never matter.
+//
+// Packed int8 weights: [g][cout_pad][4]: group g holds, per output channel, 4
+// consecutive int8 weights that multiply 4 consecutive input bytes (one
+// vpdpbusd lane). For src_cs >= 8: g = tap * cin4 + c4, bytes = input
+// channels 4*c4 .. 4*c4+3 (zero beyond cin). For the luma plane (src_cs = 1):
+// g = ky (3 groups), bytes = kx 0, 1, 2 and a zero: pixel x reads the 4 bytes
+// at x - 1 .. x + 2 of row ky.
+//
+// Every kernel computes the exact integer sum over the real codes
+//   acc = sum_g sum_k w[g][o][k] * q(byte)
+// (SIMD kernels start from an init that cancels their byte offset: init_raw
+// for kernels that multiply the bytes as they are, init_off for kernels that
+// multiply b - 128; both are exact), then the requantisation below in fp32,
+// in this order and with fused multiply-adds, so every level gives the same
+// bits as the reference.
+enum class OutI8 : uint8_t {
+  kSigned,          // head: q = clamp(rne(t), -127, 127), stored q + 128
+  kUnsigned,        // conv1 + ReLU: q = clamp(rne(t), 0, 255), stored q
+  kResidualSigned,  // conv2: t = fma(q_res, res_mul, t) with q_res = dst byte - 128
+                    // (in place on the block input), then as kSigned
+};
+
+struct ConvI8Args {
+  const uint8_t* src = nullptr;  // input pixel (out_x0 - 1, out_y0 - 1), channel 0
+  ptrdiff_t src_row = 0;         // bytes between input rows
+  int src_cs = 0;                // bytes between input pixels: 1 (luma plane), 8, .., 64
+  int cin4 = 0;                  // ceil(cin / 4) (src_cs >= 8)
+  bool signed_input = false;     // the input bytes are q + 128
+  uint8_t* dst = nullptr;        // output pixel (out_x0, out_y0)
+  ptrdiff_t dst_row = 0;
+  int cout_pad = 0;              // 8..64 = dst pixel stride
+  const int8_t* weight = nullptr;     // [groups][cout_pad][4]
+  const int32_t* init_raw = nullptr;  // [cout_pad] -128 * sum(w) for signed inputs, else 0
+  const int32_t* init_off = nullptr;  // [cout_pad] 128 * sum(w) for unsigned inputs, else 0
+  const float* mul = nullptr;         // [cout_pad] s_o * a_in / a_out
+  const float* add = nullptr;         // [cout_pad] bias_o / a_out
+  float res_mul = 0;                  // a_res / a_out
+  int width = 0, height = 0;
+  OutI8 out = OutI8::kSigned;
+};
+using ConvI8Fn = void (*)(const ConvI8Args&);
+
+// The int8 tail: acc = int8 conv of the signed features (as above), then
+//   v = fma(float(acc), mul[c], bias[c]), then the skip taps in fp32
+//   (v = fma(x, skip_w, v), ky then kx), then the pixel shuffle and
+//   quantize_luma (or the float v) exactly as TailArgs.
+struct TailI8Args {
+  const uint8_t* feat = nullptr;  // features pixel (x0 - 1, y0 - 1), signed bytes
+  ptrdiff_t feat_row = 0;
+  int feat_cs = 8;                // 8..64
+  int cin4 = 0;
+  const int8_t* tail_weight = nullptr;  // [9 * cin4][kTailChannels][4]
+  const int32_t* init_raw = nullptr;    // [kTailChannels]
+  const int32_t* init_off = nullptr;    // [kTailChannels]
+  const float* mul = nullptr;           // [kTailChannels] s_o * a_in
+  const float* bias = nullptr;          // [kTailChannels] tail.bias + skip.bias
+  const float* x = nullptr;             // float input plane pixel (x0 - 2, y0 - 2)
+  ptrdiff_t x_row = 0;
+  const float* skip_weight = nullptr;   // [25][kTailChannels]
+  int scale = 2;
+  int width = 0, height = 0;
+  uint8_t* hr = nullptr;
+  ptrdiff_t hr_stride = 0;
+  float* hr_float = nullptr;
+  ptrdiff_t hr_float_stride = 0;
+};
+using TailI8Fn = void (*)(const TailI8Args&);
+
+struct KernelTableI8 {
+  SimdLevel level = SimdLevel::kNone;
+  // conv3x3[cs_index(src_cs)][cout_pad / 8 - 1]
+  ConvI8Fn conv3x3[kNumCs][kMaxChannels / kChannelAlign] = {};
+  TailI8Fn tail[kNumCs] = {};  // [cs_index(feat_cs)], index 0 unused
+};
+
+void init_kernels_i8_ref(KernelTableI8& t);
+void init_kernels_i8_avx2(KernelTableI8& t);
+// AVX-512 F/BW/VL + VNNI; on an AVX-512 CPU without VNNI the kAvx512 int8
+// table is the AVX2 one (see kernels_i8_for).
+void init_kernels_i8_avx512(KernelTableI8& t);
+const KernelTableI8& kernels_i8_for(SimdLevel level);
+bool cpu_has_vnni();
+
+// The requantisation every int8 conv kernel performs, as scalar code (the
+// SIMD kernels do the same operations on vectors).
+inline float requant_value(int32_t acc, float mul, float add) {
+  return std::fma(float(acc), mul, add);
+}
+inline uint8_t requant_store(float t, bool is_signed) {
+  const float lo = is_signed ? -127.0f : 0.0f, hi = is_signed ? 127.0f : 255.0f;
+  t = t > lo ? t : lo;  // NaN -> lo, as max_ps(t, lo)
+  t = t < hi ? t : hi;
+  const int q = int(std::nearbyint(t));
+  return uint8_t(is_signed ? q + 128 : q);
+}
+
 // Quantisation shared by every tail kernel: 255 * v, clamped to 0..255
 // first (NaN -> 0), then rounded half to even like torch.round and the SIMD
 // converts (nearbyint in the default rounding mode).

@@ -13,7 +13,12 @@
 // A layer's value outside the frame is then exactly what a whole-frame run
 // over the edge-replicated input computes there (valid convolutions), so
 // a pixel's value is the same whatever rectangle it is computed in.
+// int8 (Precision::kInt8) runs the same geometry on byte buffers: X8 holds
+// the luma codes, H8/T8 the quantised features (model.h's ActScales), and the
+// float X plane is kept for the fp32 5x5 skip of the tail.
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -54,6 +59,27 @@ class FloatBuffer {
   size_t size_ = 0;
 };
 
+// Aligned byte storage (64 bytes), zero-initialised.
+template <class T>
+class AlignedBuffer {
+ public:
+  void resize(size_t n) {
+    storage_.assign(n * sizeof(T) + 64, 0);
+    auto addr = reinterpret_cast<uintptr_t>(storage_.data());
+    data_ = reinterpret_cast<T*>(storage_.data() + (64 - addr % 64) % 64);
+    size_ = n;
+  }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return size_; }
+  size_t bytes() const { return storage_.size(); }
+
+ private:
+  std::vector<uint8_t> storage_;
+  T* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 struct ConvLayer {
   ConvFn fn = nullptr;
   FloatBuffer weight;  // [9][cin][cout_pad]
@@ -75,9 +101,89 @@ struct PathPlan {
   int64_t macs_per_pixel = 0;
 };
 
+// int8 plan of one 3x3 conv of a path (kernels.h, ConvI8Args).
+struct ConvLayerI8 {
+  ConvI8Fn fn = nullptr;
+  AlignedBuffer<int8_t> weight;  // [groups][cout_pad][4]
+  AlignedBuffer<int32_t> init_raw, init_off;
+  AlignedBuffer<float> mul, add;  // [cout_pad]
+  float res_mul = 0;
+  int cin4 = 0, cin_cs = 0, cout_pad = 0;
+  bool signed_input = false;
+  OutI8 out = OutI8::kSigned;
+};
+
+struct PathPlanI8 {
+  std::vector<ConvLayerI8> layers;  // head, then conv1/conv2 per block
+  TailI8Fn tail_fn = nullptr;
+  AlignedBuffer<int8_t> tail_weight;  // [9 * cin4][kTailChannels][4]
+  AlignedBuffer<int32_t> tail_init_raw, tail_init_off;
+  AlignedBuffer<float> tail_mul;  // [kTailChannels]
+  int tail_cin4 = 0;
+};
+
 struct Arena {
   FloatBuffer x, h, t;  // input plane, body features (C wide), inner features (E wide)
+  // int8: luma codes, body features, inner features (bytes); x above stays
+  // the float plane of the skip.
+  AlignedBuffer<uint8_t> x8, h8, t8;
 };
+
+// Per-output-channel int8 weights of a whole tensor by model.h's rule:
+// s_o = max|W[o]| / 127 (1 when W[o] is 0), q = clamp(rne(W / s_o), -127, 127).
+// A tensor parsed from an int8 blob keeps its stored codes when they are the
+// rule's (largest |code| 127 per channel, or all 0) and still give its values
+// exactly: then the codes are used as they are (no second rounding).
+void quantize_weights(const Tensor& t, std::vector<int8_t>* q, std::vector<float>* scale) {
+  const size_t outs = size_t(t.shape[0]), per = t.data.size() / outs;
+  bool stored = t.int8.size() == t.data.size() && t.int8_scale.size() == outs;
+  for (size_t o = 0; stored && o < outs; ++o) {
+    int max_q = 0;
+    for (size_t i = o * per; i < (o + 1) * per; ++i) {
+      max_q = std::max(max_q, std::abs(int(t.int8[i])));
+      if (t.data[i] != float(t.int8[i]) * t.int8_scale[o]) stored = false;
+    }
+    if (max_q != 127 && max_q != 0) stored = false;
+    if (!(t.int8_scale[o] > 0) && max_q != 0) stored = false;
+  }
+  q->resize(t.data.size());
+  scale->resize(outs);
+  for (size_t o = 0; o < outs; ++o) {
+    if (stored) {
+      std::copy_n(t.int8.begin() + std::ptrdiff_t(o * per), per, q->begin() + std::ptrdiff_t(o * per));
+      (*scale)[o] = t.int8_scale[o] > 0 ? t.int8_scale[o] : 1.0f;
+      continue;
+    }
+    float max_abs = 0;
+    for (size_t i = o * per; i < (o + 1) * per; ++i) max_abs = std::max(max_abs, std::fabs(t.data[i]));
+    const float s = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+    (*scale)[o] = s;
+    for (size_t i = o * per; i < (o + 1) * per; ++i)
+      (*q)[i] = int8_t(std::clamp(std::nearbyint(t.data[i] / s), -127.0f, 127.0f));
+  }
+}
+
+// weight[:cout, :cin] of a [O][I][3][3] int8 tensor -> [groups][cout_pad][4]
+// (kernels.h); wsum[o] = sum of the packed weights of output o.
+void pack_conv_i8(const std::vector<int8_t>& q, const Tensor& t, int cout, int cin, int cin_cs,
+                  int cout_pad, AlignedBuffer<int8_t>* out, std::vector<int32_t>* wsum) {
+  const int in_full = t.shape[1];
+  const int cin4 = (cin + 3) / 4;
+  const int groups = cin_cs == 1 ? 3 : 9 * cin4;
+  out->resize(size_t(groups) * cout_pad * 4);
+  std::fill(out->data(), out->data() + out->size(), int8_t(0));
+  wsum->assign(size_t(cout_pad), 0);
+  for (int co = 0; co < cout; ++co)
+    for (int ci = 0; ci < cin; ++ci)
+      for (int tap = 0; tap < 9; ++tap) {
+        const int8_t w = q[(size_t(co) * in_full + ci) * 9 + tap];
+        const int ky = tap / 3, kx = tap % 3;
+        const int g = cin_cs == 1 ? ky : tap * cin4 + ci / 4;
+        const int k = cin_cs == 1 ? kx : ci % 4;
+        out->data()[(size_t(g) * cout_pad + co) * 4 + k] = w;
+        (*wsum)[size_t(co)] += w;
+      }
+}
 
 struct Job {
   int x0, y0, x1, y1;
@@ -152,6 +258,23 @@ Expected<std::optional<SimdLevel>> parse_simd_level(std::string_view name) {
 
 bool simd_level_supported(SimdLevel level) { return rt::cpu_supports(level); }
 
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::kAuto: return "auto";
+    case Precision::kFp32: return "fp32";
+    case Precision::kInt8: return "int8";
+  }
+  return "?";
+}
+
+Expected<Precision> parse_precision(std::string_view name) {
+  if (name == "auto") return Precision::kAuto;
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "int8") return Precision::kInt8;
+  return Status::error("unknown precision '" + std::string(name) +
+                       "' (expected fp32, int8 or auto)");
+}
+
 SimdLevel best_simd_level() {
   if (rt::cpu_supports(SimdLevel::kAvx512)) return SimdLevel::kAvx512;
   if (rt::cpu_supports(SimdLevel::kAvx2)) return SimdLevel::kAvx2;
@@ -177,6 +300,42 @@ bool cpu_supports(SimdLevel level) {
 #endif
   }
   return false;
+}
+
+bool cpu_has_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return cpu_supports(SimdLevel::kAvx512) && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+const KernelTableI8& kernels_i8_for(SimdLevel level) {
+  static const KernelTableI8 ref = [] {
+    KernelTableI8 t;
+    init_kernels_i8_ref(t);
+    return t;
+  }();
+  static const KernelTableI8 avx2 = [] {
+    KernelTableI8 t;
+    init_kernels_i8_avx2(t);
+    return t;
+  }();
+  switch (level) {
+    case SimdLevel::kNone: return ref;
+    case SimdLevel::kAvx2: return avx2;
+    case SimdLevel::kAvx512: {
+      if (!cpu_has_vnni()) return avx2;  // AVX-512 without VNNI: the exact AVX2 scheme
+      static const KernelTableI8 t = [] {
+        KernelTableI8 k;
+        init_kernels_i8_avx512(k);
+        return k;
+      }();
+      return t;
+    }
+  }
+  return ref;
 }
 
 const KernelTable& kernels_for(SimdLevel level) {
@@ -215,7 +374,9 @@ struct SrRuntime::Impl {
   ModelArch arch;
   RuntimeOptions options;
   SimdLevel level = SimdLevel::kNone;
+  Precision precision = Precision::kFp32;  // resolved: kFp32 or kInt8
   std::vector<rt::PathPlan> paths;
+  std::vector<rt::PathPlanI8> paths8;  // int8 only; the fp32 plan keeps the skip and biases
   std::vector<rt::Arena> arenas;  // one per worker
   int arena_w = 0, arena_h = 0;   // largest job rectangle the arenas hold (LR pixels)
   int max_halo = 2;
@@ -226,6 +387,7 @@ struct SrRuntime::Impl {
   float lut[256];                      // Y -> Y / 255.f (exactly as x = Y/255)
 
   Status validate_and_plan(const Model& model);
+  void plan_int8(const Model& model);
   void size_arenas(int job_w, int job_h);
   Status check_call(const void* lr, int w, int h, ptrdiff_t lr_stride, const void* hr,
                     ptrdiff_t hr_stride, const std::vector<uint8_t>& tile_paths) const;
@@ -233,6 +395,9 @@ struct SrRuntime::Impl {
   void run_job(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w, int h,
                ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride, float* hr_float,
                ptrdiff_t hr_float_stride) const;
+  void run_job_i8(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w, int h,
+                  ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride, float* hr_float,
+                  ptrdiff_t hr_float_stride) const;
   Status run(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, uint8_t* hr,
              ptrdiff_t hr_stride, float* hr_float, ptrdiff_t hr_float_stride,
              const std::vector<uint8_t>& tile_paths);
@@ -327,6 +492,93 @@ Status SrRuntime::Impl::validate_and_plan(const Model& model) {
   return Status::ok();
 }
 
+// The int8 plan (model.h's rules): per path, weights quantised per output
+// channel of the full tensor and sliced, the byte-offset inits, and the
+// requantisation multipliers folded in binary64 and rounded once to fp32.
+// Then the fp32 convolution weights are dropped (the global path and the
+// skip stay fp32).
+void SrRuntime::Impl::plan_int8(const Model& model) {
+  using namespace rt;
+  const ModelArch& a = model.arch;
+  const int N = a.blocks, s2 = a.scale * a.scale;
+  struct Q {
+    std::vector<int8_t> q;
+    std::vector<float> s;
+  };
+  auto quant = [&](const std::string& name) {
+    Q r;
+    quantize_weights(*model.find(name), &r.q, &r.s);
+    return r;
+  };
+  const Q head = quant("head.weight"), tail = quant("tail.weight");
+  std::vector<Q> c1(static_cast<size_t>(N)), c2(static_cast<size_t>(N));
+  for (int i = 0; i < N; ++i) {
+    c1[size_t(i)] = quant("blocks." + std::to_string(i) + ".conv1.weight");
+    c2[size_t(i)] = quant("blocks." + std::to_string(i) + ".conv2.weight");
+  }
+  const KernelTableI8& k = kernels_i8_for(level);
+  paths8.clear();
+  paths8.resize(paths.size());
+  std::vector<int32_t> wsum;
+  for (size_t pi = 0; pi < paths.size(); ++pi) {
+    PathPlan& plan = paths[pi];
+    PathPlanI8& p8 = paths8[pi];
+    const int w = plan.spec.width;
+    if (w == 0) continue;  // global path: the fp32 tail with no features
+    const std::vector<float>& act = model.act.path[pi];
+    auto add = [&](const Q& qw, const Tensor& wt, const Tensor& b, int cout, int cin, int cin_cs,
+                   bool signed_in, double a_in, double a_out, OutI8 out, double a_res) {
+      ConvLayerI8& L = p8.layers.emplace_back();
+      L.cin4 = (cin + 3) / 4;
+      L.cin_cs = cin_cs;
+      L.cout_pad = round_up_channels(cout);
+      L.signed_input = signed_in;
+      L.out = out;
+      pack_conv_i8(qw.q, wt, cout, cin, cin_cs, L.cout_pad, &L.weight, &wsum);
+      for (auto* buf : {&L.init_raw, &L.init_off}) buf->resize(size_t(L.cout_pad));
+      for (auto* buf : {&L.mul, &L.add}) buf->resize(size_t(L.cout_pad));
+      for (int c = 0; c < L.cout_pad; ++c) {
+        const int32_t ws = wsum[size_t(c)];
+        L.init_raw.data()[c] = signed_in ? -128 * ws : 0;
+        L.init_off.data()[c] = signed_in ? 0 : 128 * ws;
+        L.mul.data()[c] = c < cout ? float(double(qw.s[size_t(c)]) * a_in / a_out) : 0.f;
+        L.add.data()[c] = c < cout ? float(double(b.data[size_t(c)]) / a_out) : 0.f;
+      }
+      L.res_mul = float(a_res / a_out);
+      L.fn = k.conv3x3[cs_index(cin_cs)][L.cout_pad / kChannelAlign - 1];
+    };
+    const int e = a.inner_width(w);
+    add(head, *model.find("head.weight"), *model.find("head.bias"), w, 1, 1, false, 1.0 / 255.0,
+        act[0], OutI8::kSigned, 0.0);
+    for (int i = 0; i < plan.spec.depth; ++i) {
+      const std::string b = "blocks." + std::to_string(i) + ".";
+      const double a_h = act[size_t(2 * i)], a_r = act[size_t(1 + 2 * i)],
+                   a_h1 = act[size_t(2 + 2 * i)];
+      add(c1[size_t(i)], *model.find(b + "conv1.weight"), *model.find(b + "conv1.bias"), e, w,
+          plan.width_pad, true, a_h, a_r, OutI8::kUnsigned, 0.0);
+      add(c2[size_t(i)], *model.find(b + "conv2.weight"), *model.find(b + "conv2.bias"), w, e,
+          plan.inner_pad, false, a_r, a_h1, OutI8::kResidualSigned, a_h);
+    }
+    const double a_hd = act[size_t(2 * plan.spec.depth)];
+    p8.tail_cin4 = (w + 3) / 4;
+    pack_conv_i8(tail.q, *model.find("tail.weight"), s2, w, plan.width_pad, kTailChannels,
+                 &p8.tail_weight, &wsum);
+    p8.tail_init_raw.resize(kTailChannels);
+    p8.tail_init_off.resize(kTailChannels);
+    p8.tail_mul.resize(kTailChannels);
+    for (int c = 0; c < kTailChannels; ++c) {
+      p8.tail_init_raw.data()[c] = -128 * wsum[size_t(c)];
+      p8.tail_init_off.data()[c] = 0;
+      p8.tail_mul.data()[c] = c < s2 ? float(double(tail.s[size_t(c)]) * a_hd) : 0.f;
+    }
+    p8.tail_fn = k.tail[cs_index(plan.width_pad)];
+    // The fp32 convolutions are not needed any more.
+    plan.layers.clear();
+    plan.layers.shrink_to_fit();
+    plan.tail_weight = FloatBuffer();
+  }
+}
+
 void SrRuntime::Impl::size_arenas(int job_w, int job_h) {
   if (job_w <= arena_w && job_h <= arena_h) return;
   arena_w = std::max(arena_w, job_w);
@@ -334,8 +586,14 @@ void SrRuntime::Impl::size_arenas(int job_w, int job_h) {
   const size_t px = size_t(arena_w + 2 * max_halo) * size_t(arena_h + 2 * max_halo);
   for (auto& ar : arenas) {
     ar.x.resize(px + rt::kSlackFloats);
-    ar.h.resize(max_width_pad ? px * max_width_pad + rt::kSlackFloats : 0);
-    ar.t.resize(max_inner_pad ? px * max_inner_pad + rt::kSlackFloats : 0);
+    if (precision == Precision::kInt8) {
+      ar.x8.resize(px + rt::kSlackFloats);
+      ar.h8.resize(max_width_pad ? px * max_width_pad + rt::kSlackFloats : 0);
+      ar.t8.resize(max_inner_pad ? px * max_inner_pad + rt::kSlackFloats : 0);
+    } else {
+      ar.h.resize(max_width_pad ? px * max_width_pad + rt::kSlackFloats : 0);
+      ar.t.resize(max_inner_pad ? px * max_inner_pad + rt::kSlackFloats : 0);
+    }
   }
 }
 
@@ -504,6 +762,93 @@ void SrRuntime::Impl::run_job(const rt::Job& job, rt::Arena& arena, const uint8_
   plan.tail_fn(t);
 }
 
+// The int8 twin of run_job: same rectangles, byte buffers, int8 kernels.
+void SrRuntime::Impl::run_job_i8(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w,
+                                 int h, ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride,
+                                 float* hr_float, ptrdiff_t hr_float_stride) const {
+  using namespace rt;
+  const PathPlan& plan = paths[size_t(job.path)];
+  const PathPlanI8& p8 = paths8[size_t(job.path)];
+  const int H = plan.halo;
+  const int bx0 = job.x0 - H, by0 = job.y0 - H;
+  const int bw = job.x1 - job.x0 + 2 * H, bh = job.y1 - job.y0 + 2 * H;
+
+  // Luma codes (and x = Y / 255 for the skip), coordinates clamped to the frame.
+  float* X = arena.x.data();
+  uint8_t* X8 = arena.x8.data();
+  const int in_x0 = std::clamp(-bx0, 0, bw), in_x1 = std::clamp(w - bx0, 0, bw);
+  for (int y = 0; y < bh; ++y) {
+    float* r = X + ptrdiff_t(y) * bw;
+    uint8_t* r8 = X8 + ptrdiff_t(y) * bw;
+    const uint8_t* src = lr + std::clamp(by0 + y, 0, h - 1) * lr_stride;
+    std::memset(r8, src[0], size_t(in_x0));
+    std::memcpy(r8 + in_x0, src + bx0 + in_x0, size_t(in_x1 - in_x0));
+    std::memset(r8 + in_x1, src[w - 1], size_t(bw - in_x1));
+    for (int x = 0; x < bw; ++x) r[x] = lut[r8[x]];
+  }
+
+  uint8_t* Hb = arena.h8.data();
+  uint8_t* Tb = arena.t8.data();
+  const ptrdiff_t x_row = bw;
+  const ptrdiff_t h_row = ptrdiff_t(bw) * plan.width_pad;
+  const ptrdiff_t t_row = ptrdiff_t(bw) * plan.inner_pad;
+  for (size_t j = 0; j < p8.layers.size(); ++j) {
+    const ConvLayerI8& L = p8.layers[j];
+    const int grow = plan.convs - 1 - int(j);
+    const int rx0 = job.x0 - grow, ry0 = job.y0 - grow;
+    const bool from_x = j == 0, to_t = j % 2 == 1;  // head; conv1 writes T, conv2 writes H
+    const uint8_t* sbuf = from_x ? X8 : (to_t ? Hb : Tb);
+    const ptrdiff_t srow = from_x ? x_row : (to_t ? h_row : t_row);
+    uint8_t* dbuf = to_t ? Tb : Hb;
+    const ptrdiff_t drow = to_t ? t_row : h_row;
+    ConvI8Args a;
+    a.src = sbuf + (ry0 - 1 - by0) * srow + ptrdiff_t(rx0 - 1 - bx0) * L.cin_cs;
+    a.src_row = srow;
+    a.src_cs = L.cin_cs;
+    a.cin4 = L.cin4;
+    a.signed_input = L.signed_input;
+    a.dst = dbuf + (ry0 - by0) * drow + ptrdiff_t(rx0 - bx0) * L.cout_pad;
+    a.dst_row = drow;
+    a.cout_pad = L.cout_pad;
+    a.weight = L.weight.data();
+    a.init_raw = L.init_raw.data();
+    a.init_off = L.init_off.data();
+    a.mul = L.mul.data();
+    a.add = L.add.data();
+    a.res_mul = L.res_mul;
+    a.width = job.x1 - job.x0 + 2 * grow;
+    a.height = job.y1 - job.y0 + 2 * grow;
+    a.out = L.out;
+    L.fn(a);
+  }
+
+  TailI8Args t;
+  t.feat = Hb + (job.y0 - 1 - by0) * h_row + ptrdiff_t(job.x0 - 1 - bx0) * plan.width_pad;
+  t.feat_row = h_row;
+  t.feat_cs = plan.width_pad;
+  t.cin4 = p8.tail_cin4;
+  t.tail_weight = p8.tail_weight.data();
+  t.init_raw = p8.tail_init_raw.data();
+  t.init_off = p8.tail_init_off.data();
+  t.mul = p8.tail_mul.data();
+  t.bias = plan.tail_bias.data();
+  t.x = X + (job.y0 - 2 - by0) * x_row + (job.x0 - 2 - bx0);
+  t.x_row = x_row;
+  t.skip_weight = plan.skip_weight.data();
+  t.scale = arch.scale;
+  t.width = job.x1 - job.x0;
+  t.height = job.y1 - job.y0;
+  const int s = arch.scale;
+  if (hr_float) {
+    t.hr_float = hr_float + ptrdiff_t(job.y0) * s * hr_float_stride + ptrdiff_t(job.x0) * s;
+    t.hr_float_stride = hr_float_stride;
+  } else {
+    t.hr = hr + ptrdiff_t(job.y0) * s * hr_stride + ptrdiff_t(job.x0) * s;
+    t.hr_stride = hr_stride;
+  }
+  p8.tail_fn(t);
+}
+
 Status SrRuntime::Impl::run(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, uint8_t* hr,
                             ptrdiff_t hr_stride, float* hr_float, ptrdiff_t hr_float_stride,
                             const std::vector<uint8_t>& tile_paths) {
@@ -514,8 +859,14 @@ Status SrRuntime::Impl::run(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride
   size_arenas(std::min(w, ts * options.group_x), std::min(h, ts * options.group_y));
   build_jobs(w, h, tile_paths);
   auto fn = [&](int job, int worker) {
-    run_job(jobs[size_t(job)], arenas[size_t(worker)], lr, w, h, lr_stride, hr, hr_stride,
-            hr_float, hr_float_stride);
+    const rt::Job& j = jobs[size_t(job)];
+    // The global path (width 0) has no convolution to quantise: fp32 in both.
+    if (precision == Precision::kInt8 && paths[size_t(j.path)].convs > 0)
+      run_job_i8(j, arenas[size_t(worker)], lr, w, h, lr_stride, hr, hr_stride, hr_float,
+                 hr_float_stride);
+    else
+      run_job(j, arenas[size_t(worker)], lr, w, h, lr_stride, hr, hr_stride, hr_float,
+              hr_float_stride);
   };
   pool->run(int(jobs.size()), fn);
   return Status::ok();
@@ -541,6 +892,40 @@ Expected<SrRuntime> SrRuntime::create(const Model& model, const RuntimeOptions& 
     return Status::error(std::string("runtime: this CPU does not support SIMD level ") +
                          simd_level_name(impl->level));
   DYDCA_TRY(impl->validate_and_plan(model));
+  bool scales_ok = !model.act.empty();
+  if (scales_ok) {  // the container validated them; a Model built in memory may not be
+    if (model.act.path.size() != model.arch.paths.size())
+      return Status::error("model: int8 activation scales for " +
+                           std::to_string(model.act.path.size()) + " paths, the model has " +
+                           std::to_string(model.arch.paths.size()));
+    for (size_t p = 0; p < model.arch.paths.size(); ++p) {
+      const PathSpec& ps = model.arch.paths[p];
+      const size_t want = ps.width > 0 ? size_t(1 + 2 * ps.depth) : 0;
+      if (model.act.path[p].size() != want)
+        return Status::error("model: path " + std::to_string(p) + " has " +
+                             std::to_string(model.act.path[p].size()) +
+                             " int8 activation scales, its depth needs " + std::to_string(want));
+      for (float v : model.act.path[p])
+        if (!std::isfinite(v) || !(v > 0))
+          return Status::error("model: int8 activation scale of path " + std::to_string(p) +
+                               " is not finite and positive");
+    }
+  }
+  switch (o.precision) {
+    case Precision::kFp32: impl->precision = Precision::kFp32; break;
+    case Precision::kInt8:
+      if (!scales_ok)
+        return Status::error(
+            "runtime: int8 needs the model's int8 activation scales and this model has none "
+            "(use precision fp32 or auto)");
+      impl->precision = Precision::kInt8;
+      break;
+    case Precision::kAuto:
+      impl->precision = scales_ok && impl->level != SimdLevel::kNone ? Precision::kInt8
+                                                                     : Precision::kFp32;
+      break;
+  }
+  if (impl->precision == Precision::kInt8) impl->plan_int8(model);
   for (int i = 0; i < 256; ++i) impl->lut[i] = float(i) / 255.0f;
   impl->arenas.resize(size_t(o.threads));
   impl->size_arenas(std::min(o.max_lr_width, o.tile_size * o.group_x),
@@ -562,6 +947,7 @@ const ModelArch& SrRuntime::arch() const { return impl_->arch; }
 int SrRuntime::scale() const { return impl_->arch.scale; }
 int SrRuntime::num_paths() const { return int(impl_->paths.size()); }
 SimdLevel SrRuntime::simd_level() const { return impl_->level; }
+Precision SrRuntime::precision() const { return impl_->precision; }
 int SrRuntime::threads() const { return impl_->options.threads; }
 int SrRuntime::tile_size() const { return impl_->options.tile_size; }
 int SrRuntime::tiles_x(int lr_width) const {
@@ -652,12 +1038,109 @@ int64_t SrRuntime::frame_macs(int w, int h, const std::vector<uint8_t>& tile_pat
 
 size_t SrRuntime::memory_bytes() const {
   size_t n = 0;
-  for (const auto& a : impl_->arenas) n += (a.x.size() + a.h.size() + a.t.size()) * sizeof(float);
+  for (const auto& a : impl_->arenas)
+    n += (a.x.size() + a.h.size() + a.t.size()) * sizeof(float) + a.x8.bytes() + a.h8.bytes() +
+         a.t8.bytes();
   for (const auto& p : impl_->paths) {
     for (const auto& l : p.layers) n += (l.weight.size() + l.bias.size()) * sizeof(float);
     n += (p.tail_weight.size() + p.skip_weight.size() + p.tail_bias.size()) * sizeof(float);
   }
+  for (const auto& p : impl_->paths8) {
+    for (const auto& l : p.layers)
+      n += l.weight.bytes() + l.init_raw.bytes() + l.init_off.bytes() + l.mul.bytes() +
+           l.add.bytes();
+    n += p.tail_weight.bytes() + p.tail_init_raw.bytes() + p.tail_init_off.bytes() +
+         p.tail_mul.bytes();
+  }
   return n;
+}
+
+
+// ---- calibration ----------------------------------------------------------------
+
+Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<LumaView>& frames,
+                                         const CalibrationOptions& options) {
+  using namespace rt;
+  if (frames.empty()) return Status::error("calibrate: no frames");
+  if (!(options.percentile > 0 && options.percentile <= 100))
+    return Status::error("calibrate: percentile must be in (0, 100]");
+  for (const LumaView& f : frames)
+    if (!f.data || f.width < 1 || f.height < 1 || f.width > kMaxFrameDim ||
+        f.height > kMaxFrameDim || f.stride < f.width)
+      return Status::error("calibrate: bad frame (null, size not in 1..8192, or stride < width)");
+  SrRuntime::Impl impl;
+  impl.arch = model.arch;
+  impl.level = options.simd ? *options.simd : best_simd_level();
+  if (!cpu_supports(impl.level))
+    return Status::error(std::string("calibrate: this CPU does not support SIMD level ") +
+                         simd_level_name(impl.level));
+  DYDCA_TRY(impl.validate_and_plan(model));
+
+  ActScales out;
+  out.path.resize(impl.paths.size());
+  std::vector<float> vals;
+  for (size_t pi = 0; pi < impl.paths.size(); ++pi) {
+    const PathPlan& plan = impl.paths[pi];
+    if (plan.convs == 0) continue;
+    std::vector<float> peak(plan.layers.size(), 0.0f);
+    for (const LumaView& f : frames) {
+      const int H = plan.halo, w = f.width, h = f.height;
+      const int bw = w + 2 * H, bh = h + 2 * H;
+      const size_t px = size_t(bw) * size_t(bh);
+      FloatBuffer X, Hb, Tb;
+      X.resize(px + kSlackFloats);
+      Hb.resize(px * size_t(plan.width_pad) + kSlackFloats);
+      Tb.resize(px * size_t(std::max(plan.inner_pad, 1)) + kSlackFloats);
+      for (int y = 0; y < bh; ++y)
+        for (int x = 0; x < bw; ++x)
+          X.data()[size_t(y) * bw + x] =
+              float(f.data[std::clamp(y - H, 0, h - 1) * f.stride + std::clamp(x - H, 0, w - 1)]) /
+              255.0f;
+      const ptrdiff_t h_row = ptrdiff_t(bw) * plan.width_pad, t_row = ptrdiff_t(bw) * plan.inner_pad;
+      for (size_t j = 0; j < plan.layers.size(); ++j) {
+        const ConvLayer& L = plan.layers[j];
+        const int grow = plan.convs - 1 - int(j);
+        const bool from_x = j == 0, to_t = j % 2 == 1;
+        const float* sbuf = from_x ? X.data() : (to_t ? Hb.data() : Tb.data());
+        const ptrdiff_t srow = from_x ? bw : (to_t ? h_row : t_row);
+        float* dbuf = to_t ? Tb.data() : Hb.data();
+        const ptrdiff_t drow = to_t ? t_row : h_row;
+        ConvArgs a;
+        a.src = sbuf + (H - grow - 1) * srow + ptrdiff_t(H - grow - 1) * L.cin_cs;
+        a.src_row = srow;
+        a.src_cs = L.cin_cs;
+        a.cin = L.cin;
+        a.dst = dbuf + (H - grow) * drow + ptrdiff_t(H - grow) * L.cout_pad;
+        a.dst_row = drow;
+        a.cout_pad = L.cout_pad;
+        a.weight = L.weight.data();
+        a.bias = L.bias.data();
+        a.width = w + 2 * grow;
+        a.height = h + 2 * grow;
+        a.epilogue = L.epilogue;
+        L.fn(a);
+        // |v| over the frame's interior, real channels only.
+        vals.clear();
+        vals.reserve(size_t(w) * h * size_t(L.cout));
+        for (int y = 0; y < h; ++y) {
+          const float* r = dbuf + (H + y) * drow + ptrdiff_t(H) * L.cout_pad;
+          for (int x = 0; x < w; ++x)
+            for (int c = 0; c < L.cout; ++c) vals.push_back(std::fabs(r[ptrdiff_t(x) * L.cout_pad + c]));
+        }
+        const size_t k = std::min(
+            vals.size() - 1,
+            size_t(std::max(0.0, std::ceil(options.percentile / 100.0 * double(vals.size())) - 1)));
+        std::nth_element(vals.begin(), vals.begin() + std::ptrdiff_t(k), vals.end());
+        peak[j] = std::max(peak[j], vals[k]);
+      }
+    }
+    for (size_t j = 0; j < peak.size(); ++j) {
+      const bool is_unsigned = j % 2 == 1;  // ReLU outputs
+      const double a = std::max(double(peak[j]), 1e-6) / (is_unsigned ? 255.0 : 127.0);
+      out.path[pi].push_back(float(std::clamp(a, 1e-10, 1e10)));
+    }
+  }
+  return out;
 }
 
 }  // namespace dydca

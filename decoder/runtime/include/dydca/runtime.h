@@ -14,13 +14,14 @@
 //   st = rt->upscale_luma(lr, w, h, w, hr, w * rt->scale(), routing, frame_index, qos_level);
 //
 // What it computes (see container/include/dydca/model.h): per tile, the
-// path's network applied to the WHOLE frame (zero "same" padding at every
-// layer), restricted to the tile. Tiles carry a halo of the path's receptive
-// field and emulate the zero padding at frame borders, so the output does not
-// depend on the tiling, the thread count or the scheduling: it is bit-identical
-// to one whole-frame run of the same kernels. Different SIMD levels agree to
-// ~1e-6 in float (FMA vs separate multiply-add) and may differ by one 8-bit
-// step on rare pixels.
+// path's network applied to the WHOLE frame (valid convolutions over the
+// edge-replicated input), restricted to the tile. Tiles carry a halo of the
+// path's receptive field, so the output does not depend on the tiling, the
+// thread count or the scheduling: it is bit-identical to one whole-frame run
+// of the same kernels. In fp32, different SIMD levels agree to ~1e-6 in float
+// (FMA vs separate multiply-add) and may differ by one 8-bit step on rare
+// pixels; in int8 (Precision::kInt8, the model's ActScales) every SIMD level
+// gives the same bits as the scalar reference.
 //
 // Everything is planned at create(): packed per-path weights, kernel choice,
 // one arena per worker thread for the largest path; upscaling allocates
@@ -54,6 +55,13 @@ Expected<std::optional<SimdLevel>> parse_simd_level(std::string_view name);
 SimdLevel best_simd_level();
 bool simd_level_supported(SimdLevel level);
 
+// Arithmetic of the network's 3x3 convolutions. kInt8 follows the rules in
+// model.h (ActScales): uint8/int8 activations, int8 weights, int32 sums.
+enum class Precision { kAuto = 0, kFp32 = 1, kInt8 = 2 };
+const char* precision_name(Precision p);  // "auto", "fp32", "int8"
+// "auto" | "fp32" | "int8" (the --precision flag).
+Expected<Precision> parse_precision(std::string_view name);
+
 struct RuntimeOptions {
   int tile_size = 32;   // LR routing tile (RoutingMap::tile_size), 1..1024
   int threads = 0;      // workers incl. the caller; 0 = std::thread::hardware_concurrency()
@@ -67,7 +75,35 @@ struct RuntimeOptions {
   // frame allocates. Larger frames still work (the list grows once).
   int max_lr_width = 1920;
   int max_lr_height = 1088;
+  // kAuto: int8 when the model has ActScales and the SIMD level in use is at
+  // least AVX2 (so `simd = kNone` stays fp32), else fp32. kInt8 on a model
+  // without ActScales is an error (create() says so); kInt8 with simd = kNone
+  // runs the scalar int8 reference.
+  Precision precision = Precision::kAuto;
 };
+
+// A borrowed 8-bit luma plane.
+struct LumaView {
+  const uint8_t* data = nullptr;
+  int width = 0, height = 0;
+  ptrdiff_t stride = 0;
+};
+
+struct CalibrationOptions {
+  // Per tensor, the scale maps this percentile of |v| (over every pixel and
+  // channel of a frame, the frame's interior only) to the largest code (127
+  // signed, 255 unsigned); the largest value over the frames is kept.
+  // 100 = the maximum.
+  double percentile = 99.999;
+  int threads = 0;  // unused for now (calibration runs on the caller's thread)
+  std::optional<SimdLevel> simd;  // fp32 kernels used for the reference forward
+};
+
+// Activation scales for int8 (model.h's ActScales) calibrated from the fp32
+// forward of every path on `frames` (LR luma). The weights are the model's.
+// Errors: the model does not validate, no frames, a bad plane.
+Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<LumaView>& frames,
+                                         const CalibrationOptions& options = {});
 
 class SrRuntime {
  public:
@@ -84,6 +120,7 @@ class SrRuntime {
   int scale() const;
   int num_paths() const;
   SimdLevel simd_level() const;
+  Precision precision() const;  // kFp32 or kInt8, as resolved at create()
   int threads() const;
   int tile_size() const;
   int tiles_x(int lr_width) const;
@@ -108,7 +145,8 @@ class SrRuntime {
   // and LR size must match this runtime and the plane.
   Status upscale_luma(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, uint8_t* hr,
                       ptrdiff_t hr_stride, const RoutingMap& routing, int frame, int level);
-  // The network output before quantisation, in luma/255 units (the 8-bit
+  // The network output before quantisation (int8: after the tail's
+  // dequantisation and the fp32 skip), in luma/255 units (the 8-bit
   // output is clamp(round(255 * v))), hr_stride in floats. For comparing with
   // an oracle (LibTorch) on the same weights.
   Status upscale_luma_float(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, float* hr,
@@ -123,7 +161,8 @@ class SrRuntime {
   // excluding halo recomputation): for GFLOP/s figures.
   int64_t frame_macs(int w, int h, const std::vector<uint8_t>& tile_paths) const;
 
-  // Bytes held by the arenas and packed weights (for memory reports).
+  // Bytes held by the arenas and packed weights of the precision in use (for
+  // memory reports; int8 arenas are ~1/4 of fp32's).
   size_t memory_bytes() const;
 
   struct Impl;
