@@ -128,6 +128,22 @@ Status run(const std::string& input, int frames, int scale, int crf, const Train
   auto q = train_dynamic(c.hr, c.lr, c.routing, cfg, &rep_q);
   if (!q) return q.status();
 
+  // Post-training int8 under other calibrations (percentiles of |v|).
+  std::vector<std::pair<double, double>> ptq_pct;
+  for (double pct : {100.0, 99.999, 99.99, 99.9}) {
+    TrainConfig pc = cfg;
+    pc.calibration = TrainConfig::Calibration::kPercentile;
+    pc.calib_percentile = pct;
+    auto sc = calibrate_act_scales(*fp, c.hr, c.lr, c.routing, pc);
+    if (!sc) return sc.status();
+    Model m = *fp;
+    m.act = *sc;
+    auto ship = shipped_int8(m);
+    if (!ship) return ship.status();
+    auto v = level0_psnr(*ship, c, true, cfg.threads);
+    if (!v) return v.status();
+    ptq_pct.emplace_back(pct, *v);
+  }
   auto ptq_ship = shipped_int8(ptq);
   if (!ptq_ship) return ptq_ship.status();
   auto q_ship = shipped_int8(*q);
@@ -141,12 +157,14 @@ Status run(const std::string& input, int frames, int scale, int crf, const Train
   auto cq32 = level0_psnr(*q, c, false, cfg.threads);
   if (!cq32) return cq32.status();
 
-  std::printf("%s: %d frames %dx%d, x%d, CRF %d, %d steps (QAT run: last %d)\n", input.c_str(),
-              int(c.hr.size()), c.hr[0].width, c.hr[0].height, scale, crf, rep_fp.steps,
-              rep_q.qat_steps);
+  std::printf("%s: %d frames %dx%d, x%d, CRF %d, C%d E%d N%d, %d steps (QAT run: last %d)\n",
+              input.c_str(), int(c.hr.size()), c.hr[0].width, c.hr[0].height, scale, crf,
+              cfg.arch.channels, cfg.arch.inner, cfg.arch.blocks, rep_fp.steps, rep_q.qat_steps);
   std::printf("  bicubic                         %.3f dB\n", bicubic);
   std::printf("  (a) fp32                        %.3f dB\n", *a);
   std::printf("  (b) int8, post-training scales  %.3f dB  (%+.3f)\n", *b, *b - *a);
+  for (auto [pct, v] : ptq_pct)
+    std::printf("      int8, post-training, %7.3f %% of |v|: %.3f dB  (%+.3f)\n", pct, v, v - *a);
   std::printf("  (c) int8 after QAT              %.3f dB  (%+.3f)\n", *cq, *cq - *a);
   std::printf("      QAT run's weights in fp32   %.3f dB\n", *cq32);
   std::printf("  held-out tiles at QAT start: fp32 %.3f, int8 %.3f; after QAT int8 %.3f dB\n",
@@ -157,14 +175,18 @@ Status run(const std::string& input, int frames, int scale, int crf, const Train
     j["input"] = input;
     j["frames"] = c.hr.size();
     j["scale"] = scale;
+    j["arch"] = {cfg.arch.channels, cfg.arch.inner, cfg.arch.blocks};
     j["crf"] = crf;
     j["steps"] = rep_fp.steps;
     j["qat_steps"] = rep_q.qat_steps;
     j["qat_lr"] = cfg.qat_lr;
+    j["qat_fraction"] = cfg.qat_fraction;
+    j["calibration"] = cfg.calibration == TrainConfig::Calibration::kMse ? "mse" : "percentile";
     j["bicubic"] = bicubic;
     j["fp32"] = *a;
     j["int8_ptq"] = *b;
     j["int8_qat"] = *cq;
+    for (auto [pct, v] : ptq_pct) j["int8_ptq_percentile"][std::to_string(pct)] = v;
     j["qat_weights_fp32"] = *cq32;
     j["act_scales"] = q->act.path;
     std::ofstream(json_out) << j.dump(2) << "\n";
@@ -189,17 +211,30 @@ int main(int argc, char** argv) {
   app.add_option("--frames", frames, "frames read from the start")->capture_default_str();
   app.add_option("--scale", scale, "2, 3 or 4")->capture_default_str();
   app.add_option("--crf", crf, "x264 CRF of the LR (veryfast)")->capture_default_str();
+  app.add_option("--channels", cfg.arch.channels, "C (paths: (0,0), (N/2,C/2), (N,C))")
+      ->capture_default_str();
+  app.add_option("--inner", cfg.arch.inner, "E")->capture_default_str();
+  app.add_option("--blocks", cfg.arch.blocks, "N")->capture_default_str();
   app.add_option("--steps", cfg.steps, "training steps of each run")->capture_default_str();
   app.add_option("--qat-fraction", cfg.qat_fraction, "last fraction of the steps in QAT")
       ->capture_default_str();
   app.add_option("--qat-lr", cfg.qat_lr, "QAT peak learning rate (0: the run's cosine goes on)")->capture_default_str();
   app.add_option("--calib-tiles", cfg.calib_tiles, "calibration tiles per path")
       ->capture_default_str();
+  std::string calibration = "mse";
+  app.add_option("--calibration", calibration, "mse | percentile: scales of (b) and (c)")
+      ->check(CLI::IsMember({"mse", "percentile"}))
+      ->capture_default_str();
+  app.add_option("--calib-percentile", cfg.calib_percentile, "with --calibration percentile")
+      ->capture_default_str();
   app.add_option("--seed", cfg.seed, "training seed")->capture_default_str();
   app.add_option("--threads", cfg.threads, "LibTorch threads")->capture_default_str();
   app.add_option("--json", json_out, "write the numbers here");
   CLI11_PARSE(app, argc, argv);
   cfg.arch.scale = scale;
+  const int N = cfg.arch.blocks, C = cfg.arch.channels;
+  cfg.arch.paths = {{0, 0}, {std::max(1, N / 2), C / 2}, {N, C}};
+  if (calibration == "percentile") cfg.calibration = TrainConfig::Calibration::kPercentile;
   Status st = run(input, frames, scale, crf, cfg, json_out);
   if (!st) {
     std::fprintf(stderr, "dydca_qat_bench: %s\n", st.message().c_str());

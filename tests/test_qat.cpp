@@ -277,6 +277,12 @@ TEST_CASE("int8 fake quantisation follows model.h's rules (hand-computed)") {
   // MSE calibration: a tensor of codes exactly on a grid is kept at its max.
   CHECK(quant::mse_scale(torch::tensor({-127.f, 3.f, 64.f}) * 0.5f, false) == 0.5f);
   CHECK(quant::mse_scale(torch::zeros({4}), true) == 1.0f);
+  // Percentiles of |v| (unsigned: of max(v, 0)).
+  auto ramp = -torch::arange(1, 101, torch::kFloat32);
+  CHECK(quant::percentile_scale(ramp, false, 100) == doctest::Approx(100.0 / 127));
+  CHECK(quant::percentile_scale(ramp, false, 99) == doctest::Approx(99.0 / 127));
+  CHECK(quant::percentile_scale(-ramp, true, 50) == doctest::Approx(50.0 / 255));
+  CHECK(quant::percentile_scale(ramp, true, 100) == 1.0f);  // nothing above 0
 }
 
 TEST_CASE("the weight fake quantisation is what the int8 model blob stores") {

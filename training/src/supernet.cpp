@@ -137,12 +137,29 @@ torch::Tensor fake_quant(const torch::Tensor& v, float a, double lo, double hi) 
   return codes(v / double(a), lo, hi) * double(a);
 }
 
-float mse_scale(const torch::Tensor& v, bool is_unsigned) {
-  torch::NoGradGuard ng;
+namespace {
+// A deterministic subsample bounds the cost (the tensors are tiles x channels).
+torch::Tensor subsample(const torch::Tensor& v) {
   auto flat = v.detach().reshape(-1);
-  // A deterministic subsample bounds the cost (the tensors are tiles x channels).
   const int64_t cap = int64_t(1) << 20;
   if (flat.numel() > cap) flat = flat.slice(0, 0, flat.numel(), (flat.numel() + cap - 1) / cap);
+  return flat;
+}
+}  // namespace
+
+float percentile_scale(const torch::Tensor& v, bool is_unsigned, double percentile) {
+  torch::NoGradGuard ng;
+  auto flat = subsample(v);
+  flat = is_unsigned ? flat.clamp_min(0) : flat.abs();
+  const int64_t n = flat.numel();
+  const int64_t k = std::clamp<int64_t>(int64_t(std::ceil(percentile / 100.0 * double(n))), 1, n);
+  const double c = std::get<0>(flat.kthvalue(k)).item<double>();
+  return c > 0 ? float(c / (is_unsigned ? 255 : 127)) : 1.0f;
+}
+
+float mse_scale(const torch::Tensor& v, bool is_unsigned) {
+  torch::NoGradGuard ng;
+  auto flat = subsample(v);
   const double m = (is_unsigned ? flat.max() : flat.abs().max()).item<double>();
   if (!(m > 0)) return 1.0f;  // all zero (or all negative before a ReLU): any scale is exact
   const double top = is_unsigned ? 255 : 127, lo = is_unsigned ? 0 : -127;

@@ -75,6 +75,8 @@ torch::Tensor fake_quant(const torch::Tensor& v, float a, double lo, double hi);
 // v over a geometric grid of clipping ranges from max|v| down to max|v| / 16
 // (unsigned: max v, codes 0..255; signed: codes -127..127).
 float mse_scale(const torch::Tensor& v, bool is_unsigned);
+// The scale whose range ends at the given percentile of |v| (100: max|v|).
+float percentile_scale(const torch::Tensor& v, bool is_unsigned, double percentile);
 }  // namespace quant
 
 // Keys cubic (a = -0.5) weights of the s*s sub-pixel phases on a 5x5 LR

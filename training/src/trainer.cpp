@@ -172,7 +172,8 @@ void save_checkpoint(const std::string& path, Supernet& net, torch::optim::Adam&
 // calibrate_act_scales (training.h) on a network: `tiles` tiles per path from
 // the chunks that run it at some level (all present chunks when none does).
 PathScales calibrate_paths(Supernet& net, TrainingSampler& sampler, const RoutingMap& routing,
-                           const std::vector<int>& present, int tiles) {
+                           const std::vector<int>& present, const TrainConfig& cfg) {
+  const int tiles = cfg.calib_tiles;
   torch::NoGradGuard ng;
   PathScales act;
   TrainingBatch tb;
@@ -203,7 +204,10 @@ PathScales calibrate_paths(Supernet& net, TrainingSampler& sampler, const Routin
     std::vector<float> scales;
     net->forward_int8(x, p, {}, /*quant_skip=*/true,
                       [&](int, const torch::Tensor& v, bool is_unsigned) {
-                        scales.push_back(quant::mse_scale(v, is_unsigned));
+                        scales.push_back(
+                            cfg.calibration == TrainConfig::Calibration::kMse
+                                ? quant::mse_scale(v, is_unsigned)
+                                : quant::percentile_scale(v, is_unsigned, cfg.calib_percentile));
                         return scales.back();
                       });
     act.back() = std::move(scales);
@@ -423,7 +427,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   auto begin_qat = [&](int at_step) -> Status {
     auto cs = calibration_sampler(hr, lr, routing, cfg);
     if (!cs) return cs.status();
-    qat.act = calibrate_paths(net, *cs, routing, present, cfg.calib_tiles);
+    qat.act = calibrate_paths(net, *cs, routing, present, cfg);
     qat.begin = at_step;
     if (dist) {
       std::vector<float> flat;
@@ -641,8 +645,8 @@ Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<F
   try {
     DYDCA_TRY(check_model_arch(model.arch));
     if (config.patch < 4 || config.patch > 512 || config.calib_tiles < 1 ||
-        config.calib_tiles > 4096)
-      return Status::error("calibrate: patch or calib_tiles out of range");
+        config.calib_tiles > 4096 || !(config.calib_percentile > 0 && config.calib_percentile <= 100))
+      return Status::error("calibrate: patch, calib_tiles or calib_percentile out of range");
     if (routing.chunk_path.empty()) return Status::error("calibrate: the routing has no path table");
     for (const auto& level : routing.chunk_path)
       for (uint8_t p : level)
@@ -657,7 +661,7 @@ Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<F
     const std::vector<int> present = present_chunks(*sampler, cfg.only_chunk);
     if (present.empty()) return Status::error("calibrate: no tiles");
     ActScales act;
-    act.path = calibrate_paths(net, *sampler, routing, present, cfg.calib_tiles);
+    act.path = calibrate_paths(net, *sampler, routing, present, cfg);
     return act;
   } catch (const std::exception& e) {
     std::string m = e.what();

@@ -118,6 +118,12 @@ struct TrainConfig {
   double qat_fraction = 0.15;
   double qat_lr = 0;
   int calib_tiles = 64;
+  // How a calibrated activation scale is chosen (calibrate_act_scales). A
+  // percentile of |v| (100 = the max) is the usual alternative; measured in
+  // training/README.md.
+  enum class Calibration { kMse, kPercentile };
+  Calibration calibration = Calibration::kMse;
+  double calib_percentile = 99.99;
   // With a session (dist.world_size > 1), training uses its group instead of
   // connecting, after a barrier named session_tag; keys it shares are
   // prefixed with the tag (one tag per training run of the session).
@@ -178,7 +184,8 @@ Expected<std::vector<uint8_t>> reference_upscale_u8(const Model& model, int path
 // with the quantised weights; tensor by tensor in model.h order, each with
 // the tensors before it already quantised, the scale that minimises the
 // tensor's mean squared quantisation error over 64 clipping ranges from its
-// max |v| down to max/16. The global path (0, 0) gets no scales.
+// max |v| down to max/16 (config.calibration kMse), or the one whose range
+// ends at config.calib_percentile of |v|. The global path (0, 0) gets no scales.
 Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<Frame>& hr,
                                          const std::vector<Frame>& lr, const RoutingMap& routing,
                                          const TrainConfig& config);
