@@ -124,6 +124,7 @@ std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const Vid
   j["quality"] = p.quality;
   j["steps"] = p.train_steps;
   j["precision"] = p.precision;
+  j["int8_activations"] = p.int8_activations;
   j["threads"] = p.threads;
   j["max_frames"] = p.max_frames;
   j["seed"] = p.seed;
@@ -173,6 +174,7 @@ json outcome_json(const SegmentOutcome& o) {
   j["first_frame"] = r.first_frame;
   j["frames"] = r.frames;
   j["model_is_delta"] = r.model_is_delta;
+  j["int8_runtime"] = r.int8_runtime;
   j["bytes"] = {{"video", r.video_bytes}, {"model", r.model_bytes},
                 {"full_model", r.full_model_bytes}, {"routing", r.routing_bytes}};
   j["train_steps"] = r.train_steps;
@@ -202,6 +204,7 @@ Expected<SegmentOutcome> outcome_from(const std::string& path) {
     r.first_frame = j.at("first_frame");
     r.frames = j.at("frames");
     r.model_is_delta = j.at("model_is_delta");
+    r.int8_runtime = j.value("int8_runtime", false);
     r.video_bytes = j.at("bytes").at("video");
     r.model_bytes = j.at("bytes").at("model");
     r.full_model_bytes = j.at("bytes").at("full_model");
@@ -279,7 +282,9 @@ Expected<SegmentOutcome> finish_segment(const EncodeContext& c, const SegmentFra
   auto t = Clock::now();
   std::optional<SrRuntime> rt32;
   if (fp32) {
-    auto made = SrRuntime::create(*fp32, runtime_options(p, lr[0].width, lr[0].height));
+    RuntimeOptions o32 = runtime_options(p, lr[0].width, lr[0].height);
+    o32.precision = Precision::kFp32;  // the reference: fp32 weights, fp32 activations
+    auto made = SrRuntime::create(*fp32, o32);
     if (!made) return made.status();
     rt32.emplace(std::move(*made));
   }
@@ -290,6 +295,7 @@ Expected<SegmentOutcome> finish_segment(const EncodeContext& c, const SegmentFra
                           c.hr_height, sample, sprog);
   if (!q) return q.status();
   o.quality = std::move(*q);
+  o.rep.int8_runtime = rt.precision() == Precision::kInt8;
   o.rep.bicubic_psnr_y = o.quality.bicubic.psnr_y();
   o.rep.psnr_y = o.quality.levels[0].psnr_y();
   o.t_eval = since(t);
@@ -608,6 +614,7 @@ Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& seg
 
 void add_outcome(EncodeReport& r, const SegmentOutcome& o, SegmentQuality& total,
                  std::vector<double>& macs_sum) {
+  r.int8_runtime = r.segments.empty() ? o.rep.int8_runtime : r.int8_runtime && o.rep.int8_runtime;
   r.segments.push_back(o.rep);
   r.video_bytes += o.rep.video_bytes;
   r.model_bytes += o.rep.model_bytes;
@@ -1023,8 +1030,9 @@ std::string report_text(const EncodeReport& r) {
         l.psnr_y, l.psnr_yuv, l.ssim_y, l.macs_per_lr_pixel,
  l.frames < r.frames ? "  (sampled frames)" : "");
   if (r.quant_fp32_psnr_y > 0)
-    add("  weights  level 0 PSNR-Y fp32 %.3f -> %s %.3f dB (%+.3f dB, sampled frames)\n",
-        r.quant_fp32_psnr_y, r.precision.c_str(), r.quant_shipped_psnr_y,
+    add("  weights  level 0 PSNR-Y fp32 %.3f -> %s weights%s %.3f dB (%+.3f dB, sampled frames)\n",
+        r.quant_fp32_psnr_y, r.precision.c_str(), r.int8_runtime ? ", int8 runtime" : "",
+        r.quant_shipped_psnr_y,
         r.quant_shipped_psnr_y - r.quant_fp32_psnr_y);
   add("  training held-out tiles %.2f -> %.2f dB\n", r.holdout_psnr_before, r.holdout_psnr_after);
   if (!r.segments.empty()) {
@@ -1073,7 +1081,8 @@ std::string report_json(const EncodeReport& r) {
                 {"holdout_psnr_after", r.holdout_psnr_after},
                 {"holdout_history", r.holdout_history}};
   if (r.quant_fp32_psnr_y > 0)
-    j["quantization"] = {{"level0_psnr_y_fp32", r.quant_fp32_psnr_y},
+    j["quantization"] = {{"int8_runtime", r.int8_runtime},
+                         {"level0_psnr_y_fp32", r.quant_fp32_psnr_y},
                          {"level0_psnr_y_shipped", r.quant_shipped_psnr_y},
                          {"delta_db", r.quant_shipped_psnr_y - r.quant_fp32_psnr_y},
                          {"frames", "sampled (those of the cheaper levels)"}};
