@@ -96,14 +96,12 @@ int round_2_significant(double v) {
 }
 }  // namespace
 
-std::vector<int> pick_rates(const std::vector<ProbePoint>& probe, double lo_db, double hi_db,
-                            int count) {
+std::vector<int> log_spaced_rates(double lo, double hi, int count) {
   std::vector<int> out;
-  if (probe.empty() || count < 1) return out;
-  double lo = probe_rate_at(probe, lo_db), hi = probe_rate_at(probe, hi_db);
+  if (!(lo > 0) || !(hi > 0) || count < 1) return out;
   if (hi < lo) std::swap(lo, hi);
-  // The probe never spans the range (e.g. screen content above 32 dB at CRF
-  // 51): keep a 4x span from what it reached, so the curves still have shape.
+  // A probe that never spans the range (e.g. screen content above 32 dB at
+  // CRF 51): keep a 4x span from what it reached, so the curves have shape.
   if (hi < 1.5 * lo) hi = 4 * lo;
   for (int i = 0; i < count; ++i) {
     const double t = count == 1 ? 0.5 : double(i) / (count - 1);
@@ -111,6 +109,15 @@ std::vector<int> pick_rates(const std::vector<ProbePoint>& probe, double lo_db, 
     if (out.empty() || r > out.back()) out.push_back(r);
   }
   return out;
+}
+
+std::vector<int> pick_rates(const std::vector<ProbePoint>& probe, double lo_db, double hi_db,
+                            int count) {
+  std::vector<ProbePoint> crf;
+  for (const auto& x : probe)
+    if (x.abr_kbps == 0) crf.push_back(x);
+  if (crf.empty()) return {};
+  return log_spaced_rates(probe_rate_at(crf, lo_db), probe_rate_at(crf, hi_db), count);
 }
 
 BdNumbers bd_numbers(const std::vector<RdSample>& anchor, const std::vector<RdSample>& test) {
@@ -367,11 +374,15 @@ Expected<RdSample> run_ladder_point(const std::vector<Frame>& in, const std::vec
   return s;
 }
 
-// x264 CRF probe at the full size on a sample of the clip (up to three
-// windows of ~2 s, each encoded as its own stream), searching the CRFs where
-// PSNR-Y crosses lo_db and hi_db.
-Expected<std::vector<ProbePoint>> probe_x264_full(const std::vector<Frame>& hr, Rational fps,
-                                                  const RdBenchParams& p, int* sample_frames) {
+// The clip's rates from x264 at the full size on a sample of the clip (up to
+// three windows of ~2 s, each encoded as its own stream): a CRF search for
+// where PSNR-Y crosses lo_db and hi_db (the curve's shape, cheap), then both
+// ends refined with 2-pass runs at the estimated rates, what the anchor runs
+// (on screen content 2-pass lands up to 2-3 dB under CRF at the same rate).
+// Fills r->probe and r->probe_frames.
+Expected<std::vector<int>> probe_rates(const std::vector<Frame>& hr, Rational fps,
+                                       const RdBenchParams& p, RdResult* r) {
+  int* sample_frames = &r->probe_frames;
   const int n = int(hr.size());
   const int w = std::clamp(int(std::lround(2 * fps.to_double())), 8, n);
   std::vector<std::pair<int, int>> windows;  // [first, first + count)
@@ -448,9 +459,68 @@ Expected<std::vector<ProbePoint>> probe_x264_full(const std::vector<Frame>& hr, 
       crf = -1;
     }
   }
-  std::vector<ProbePoint> out;
-  for (const auto& [c, pt] : memo) out.push_back(pt);
-  return out;
+  for (const auto& [c, pt] : memo) r->probe.push_back(pt);
+  const std::vector<ProbePoint> crf_points = r->probe;
+  // 2-pass at a target rate on the same sample.
+  const auto abr = [&](int kbps) -> Expected<ProbePoint> {
+    X264Config cfg;
+    cfg.preset = p.preset;
+    cfg.bitrate_kbps = kbps;
+    cfg.two_pass = true;
+    cfg.threads = p.threads;
+    int64_t bytes = 0;
+    QualityAccumulator acc(false);
+    for (size_t k = 0; k < in.size(); ++k) {
+      auto enc = encode_h264(in[k], fps, cfg);
+      if (!enc) return enc.status();
+      bytes += enc->total_bytes();
+      auto q = upscaled_quality(*enc, 1, ref[k], p.threads, 0, nullptr, false);
+      if (!q) return q.status();
+      for (const auto& f : q->per_frame) acc.add(f);
+    }
+    ProbePoint pt{-1, double(bytes) * 8.0 / dur / 1000.0, acc.result().psnr_y, kbps};
+    r->probe.push_back(pt);
+    say(p, "  probe 2-pass " + std::to_string(kbps) + " kb/s: " + std::to_string(int(pt.kbps)) +
+               " kb/s, " + std::to_string(pt.psnr_y).substr(0, 5) + " dB");
+    return pt;
+  };
+  // dB per decade of rate around `db` on the CRF curve (a first slope).
+  const auto crf_slope = [&](double db) {
+    std::vector<ProbePoint> v = crf_points;
+    std::sort(v.begin(), v.end(), [](auto& x, auto& y) { return x.kbps < y.kbps; });
+    double best = 15;
+    double dist = 1e9;
+    for (size_t i = 1; i < v.size(); ++i) {
+      const double dl = std::log10(v[i].kbps) - std::log10(v[i - 1].kbps);
+      const double d = std::fabs(0.5 * (v[i].psnr_y + v[i - 1].psnr_y) - db);
+      if (dl > 1e-3 && d < dist) dist = d, best = (v[i].psnr_y - v[i - 1].psnr_y) / dl;
+    }
+    return std::clamp(best, 3.0, 60.0);
+  };
+  const std::vector<int> est = pick_rates(crf_points, p.target_lo_db, p.target_hi_db, 2);
+  if (est.empty()) return Status::error("x264 probe: no points");
+  double ends[2] = {double(est.front()), double(est.back())};
+  const double targets[2] = {p.target_lo_db, p.target_hi_db};
+  for (int e = 0; e < 2; ++e) {
+    double rate = ends[e];
+    std::vector<std::pair<double, double>> seen;  // (log10 target rate, PSNR-Y)
+    for (int iter = 0; iter < 3; ++iter) {
+      const int kbps = std::max(1, int(std::lround(rate)));
+      auto pt = abr(kbps);
+      if (!pt) return pt.status();
+      if (std::fabs(pt->psnr_y - targets[e]) <= 0.5) break;
+      seen.push_back({std::log10(double(kbps)), pt->psnr_y});
+      double slope = crf_slope(targets[e]);
+      if (seen.size() >= 2) {
+        const auto& [x0, y0] = seen[seen.size() - 2];
+        const auto& [x1, y1] = seen.back();
+        if (std::fabs(x1 - x0) > 1e-3 && (y1 - y0) / (x1 - x0) > 1) slope = (y1 - y0) / (x1 - x0);
+      }
+      rate = kbps * std::clamp(std::pow(10.0, (targets[e] - pt->psnr_y) / slope), 0.25, 4.0);
+    }
+    ends[e] = rate;
+  }
+  return log_spaced_rates(ends[0], ends[1], p.rate_count);
 }
 
 RdSample sample_from(const EncodeReport& r, int rate, size_t level) {
@@ -561,12 +631,11 @@ Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
       r.rates = p.rates;
       r.rates_from = "--rates";
     } else {
-      say(p, name + ": x264 CRF probe for rates spanning " + std::to_string(int(p.target_lo_db)) +
+      say(p, name + ": x264 probe for rates spanning " + std::to_string(int(p.target_lo_db)) +
                  "-" + std::to_string(int(p.target_hi_db)) + " dB");
-      auto probe = probe_x264_full(*hr, fps, p, &r.probe_frames);
-      if (!probe) return probe.status().with_context(clip + ": x264 probe");
-      r.probe = *probe;
-      r.rates = pick_rates(r.probe, p.target_lo_db, p.target_hi_db, p.rate_count);
+      auto rates = probe_rates(*hr, fps, p, &r);
+      if (!rates) return rates.status().with_context(clip + ": x264 probe");
+      r.rates = *rates;
       r.rates_from = "probe";
     }
     r.ref_rate = std::find(r.rates.begin(), r.rates.end(), p.ref_rate) != r.rates.end()

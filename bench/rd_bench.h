@@ -134,10 +134,12 @@ struct RdCurve {
   std::vector<RdSample> points;
 };
 
-// One point of the x264 CRF probe on the clip's sample.
+// One point of the x264 probe on the clip's sample: a CRF run (abr_kbps 0)
+// or a 2-pass run at a target rate (abr_kbps > 0, crf -1).
 struct ProbePoint {
   int crf = 0;
-  double kbps = 0, psnr_y = 0;
+  double kbps = 0, psnr_y = 0;  // measured
+  int abr_kbps = 0;
 };
 
 // The crop compared by eye (DIR/crop_<name>.png).
@@ -181,10 +183,13 @@ std::vector<RdSample> upper_hull(std::vector<RdSample> points);
 // points (extrapolated from the end segment outside); NaN with < 2 points.
 double psnr_at_rate(const std::vector<RdSample>& points, double kbps);
 
-// Rates for a clip from an x264-full probe: `count` log-spaced rates between
-// the rate where the probe reaches lo_db and the one where it reaches hi_db
-// (log-rate interpolation; clamped to the probe's ends when it never gets
-// there), rounded to two significant digits, distinct.
+// `count` log-spaced rates from lo to hi kb/s, rounded to two significant
+// digits, distinct; a span under 1.5x is widened to 4x from lo.
+std::vector<int> log_spaced_rates(double lo, double hi, int count);
+// Rates from the CRF points of an x264-full probe: log_spaced_rates between
+// the rate where they reach lo_db and the one where they reach hi_db (log-
+// rate interpolation; clamped to the probe's ends when it never gets there).
+// The bench then refines both ends with 2-pass runs (docs/bench.md).
 std::vector<int> pick_rates(const std::vector<ProbePoint>& probe, double lo_db, double hi_db,
                             int count);
 

@@ -29,7 +29,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DecodeCost, method, decoder, rat
                                                 runtime_bytes, models, models_loaded, switch_ms,
                                                 tile_switches, frame_switches)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RdCurve, method, kind, scale, points)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ProbePoint, crf, kbps, psnr_y)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ProbePoint, crf, kbps, psnr_y, abr_kbps)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CropInfo, png, frame, x, y, side, magnify, rate,
                                                 panels)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RdResult, clip, name, frames, fps, duration_s,
@@ -81,7 +81,10 @@ double margin(const RdResult& r, const RdSample& s) {
 double sr_gain(const RdSample& s) { return s.lanczos_psnr_y > 0 ? s.psnr_y - s.lanczos_psnr_y : NAN; }
 
 std::string scale_name(const RdSample& s) {
-  return s.plain_x264 ? "plain x264" : "x" + std::to_string(s.scale);
+  if (s.plain_x264) return "plain x264";
+  std::string n = "x";  // appended, not "x" + ...: GCC 12 warns falsely on that (-Wrestrict)
+  n += std::to_string(s.scale);
+  return n;
 }
 
 struct Summary {
@@ -111,7 +114,8 @@ Summary summarize(const RdResult& r) {
       const double q = p.encode_s / r.duration_s;
       if (!(q <= s.max_encode_ratio)) s.max_encode_ratio = q;
     }
-    s.scales += (s.scales.empty() ? "" : " ") + scale_name(p);
+    if (!s.scales.empty()) s.scales += ' ';
+    s.scales += scale_name(p);
   }
   if (ng) s.mean_gain = gains / ng;
   return s;
@@ -255,14 +259,17 @@ std::string rd_report_md(const RdBenchParams& p, const std::vector<RdResult>& re
     for (int x : r.rates) o << " " << x;
     if (r.rates_from == "probe") {
       o << ", log-spaced where x264-full spans " << fmt("%.0f", p.target_lo_db) << "-"
-        << fmt("%.0f", p.target_hi_db) << " dB in a CRF probe on " << r.probe_frames
-        << " frames (";
-      std::vector<ProbePoint> pr = r.probe;
-      std::sort(pr.begin(), pr.end(), [](auto& a, auto& b) { return a.crf < b.crf; });
-      for (size_t i = 0; i < pr.size(); ++i)
-        o << (i ? "; " : "") << "CRF " << pr[i].crf << ": " << fmt("%.0f", pr[i].kbps) << " kb/s "
-          << fmt("%.2f", pr[i].psnr_y) << " dB";
-      o << ")";
+        << fmt("%.0f", p.target_hi_db) << " dB in a probe on " << r.probe_frames
+        << " frames (CRF search, then the ends by 2-pass; measured kb/s, PSNR-Y): ";
+      for (size_t i = 0; i < r.probe.size(); ++i) {
+        const ProbePoint& x = r.probe[i];
+        o << (i ? "; " : "");
+        if (x.abr_kbps > 0)
+          o << "2-pass " << x.abr_kbps;
+        else
+          o << "CRF " << x.crf;
+        o << ": " << fmt("%.0f", x.kbps) << ", " << fmt("%.2f", x.psnr_y);
+      }
     } else {
       o << " (--rates)";
     }
@@ -284,8 +291,10 @@ std::string rd_report_md(const RdBenchParams& p, const std::vector<RdResult>& re
       o << "| " << c.method << " |";
       for (int rate : r.rates) {
         const RdSample* s = point_at(c, rate);
-        o << (s ? " " + fmt("%.0f", s->total_kbps) + " kb/s, " + fmt("%.2f", s->psnr_y) + " dB"
-                : std::string(" -"));
+        if (s)
+          o << " " << fmt("%.0f", s->total_kbps) << " kb/s, " << fmt("%.2f", s->psnr_y) << " dB";
+        else
+          o << " -";
         if (s && c.kind == kKindDydca) o << " (" << scale_name(*s) << ")";
         o << " |";
       }
@@ -337,8 +346,12 @@ std::string rd_report_md(const RdBenchParams& p, const std::vector<RdResult>& re
           o << "| " << s.rate << " | ";
           for (size_t i = 0; i < s.trials.size(); ++i) {
             const TrialPoint& t = s.trials[i];
-            o << (i ? "; " : "") << (t.scale == 0 ? std::string("plain") : "x" + std::to_string(t.scale))
-              << ": " << fmt("%.0f", t.total_kbps) << ", " << fmt("%.2f", t.psnr_y) << " dB";
+            o << (i ? "; " : "");
+            if (t.scale == 0)
+              o << "plain";
+            else
+              o << "x" << t.scale;
+            o << ": " << fmt("%.0f", t.total_kbps) << ", " << fmt("%.2f", t.psnr_y) << " dB";
             if (t.lanczos_psnr_y > 0) o << " (" << fmt("%.2f", t.lanczos_psnr_y) << ")";
             o << ", " << fmt("%.0f", t.seconds) << " s";
           }
@@ -554,7 +567,7 @@ Status plot_macs(const std::string& base, const RdResult& r) {
       d << "# " << c.method << "\n";
       for (const auto& l : lv)
         d << l.macs_per_lr_pixel << " " << l.psnr_y << " "
-          << dq(lv.size() > 1 ? "L" + std::to_string(l.level) : "") << "\n";
+          << dq(lv.size() > 1 ? std::string("L").append(std::to_string(l.level)) : "") << "\n";
       d << "\n\n";
       titles.push_back(c.method + " (" + scale_name(*s) + ")");
       colors.push_back(col);
