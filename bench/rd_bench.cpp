@@ -532,9 +532,11 @@ RdSample sample_from(const EncodeReport& r, int rate, size_t level) {
   s.total_kbps = r.video_kbps + r.model_kbps + r.routing_kbps;
   s.model_bytes = r.model_bytes;
   s.routing_bytes = r.routing_bytes;
-  s.psnr_y = r.levels[level].psnr_y;
-  s.ssim_y = r.levels[level].ssim_y;
-  s.macs_per_lr_pixel = r.levels[level].macs_per_lr_pixel;
+  if (level < r.levels.size()) {  // a plain x264 output may have none: measured by the bench
+    s.psnr_y = r.levels[level].psnr_y;
+    s.ssim_y = r.levels[level].ssim_y;
+    s.macs_per_lr_pixel = r.levels[level].macs_per_lr_pixel;
+  }
   s.encode_s = r.t_total;
   s.scale = r.plain_x264 ? 1 : r.scale;
   s.plain_x264 = r.plain_x264;
@@ -570,6 +572,7 @@ Status decoded_frame(const std::string& mkv, int64_t index, int threads, Frame* 
   DecodeOptions o;
   o.threads = threads;
   o.max_frames = index + 1;
+  o.plain_scale = 1;  // a plain x264 output of --scale auto is at the full size
   CaptureSink sink(index, out);
   auto st = decode_file(mkv, o, sink);
   if (!st) return st.status();
@@ -737,7 +740,7 @@ Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
         e.max_frames = p.max_frames;
         e.stop = p.stop;
         auto rep = encode_video(e);
-        if (!rep || rep->levels.empty()) {
+        if (!rep || (rep->levels.empty() && !rep->plain_x264)) {
           fs::remove(e.output, ec);
           r.errors.push_back(tag + ": " + (rep ? "no quality levels" : rep.error_message()));
           log_warning("bench: " + r.errors.back());
@@ -758,6 +761,10 @@ Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
                       : Expected<ClipQuality>(dm.status());
           if (q) {
             s.lanczos_psnr_y = q->psnr_y;
+            if (rep->levels.empty()) {  // plain x264 without a quality report: the stream is the output
+              s.psnr_y = q->psnr_y;
+              s.ssim_y = q->ssim_y;
+            }
             if (is_main && s.scale > 1) {
               mids["lr"] = std::move(m);
               mid_labels["lr"] = lr_label + "\n" + kbps_db(s.video_kbps, s.lanczos_psnr_y);
@@ -802,10 +809,12 @@ Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
                     : "SR, 1 model per " +
                           std::string(run.baseline == "per-chunk" ? "chunk" : "segment"));
           } else {
-            one(0, 0, e.output, "SR level 0 of " + std::to_string(levels));
+            one(0, 0, e.output,
+                s.plain_x264 ? std::string("H.264 full size (plain x264 output, no model)")
+                             : "SR level 0 of " + std::to_string(levels));
             if (is_main && levels > 1)
               one(levels - 1, 0, e.output, "SR level " + std::to_string(levels - 1) + " (cheapest)");
-            if (is_main) {
+            if (is_main && !s.plain_x264) {
               // The LR stream alone: what a player without the model shows.
               const std::string lr = work + "_lr.mkv";
               auto dm = demux_file(e.output);
