@@ -66,6 +66,7 @@ Subcommand add_encode(CLI::App& app) {
     EncodeParams p;
     std::string report;
     std::string paths;
+    std::string scale = "auto";
     int channels = 16, inner = 16, blocks = 2;
     int world_size = 0, rank = -1;
     std::string master;
@@ -74,11 +75,15 @@ Subcommand add_encode(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("encode", "Encode a video: LR H.264 + one dynamic SR model (.mkv)");
   sub->add_option("input", o->p.input, "Any file FFmpeg reads")->required();
   sub->add_option("-o,--output", o->p.output, "Output .mkv")->required();
-  sub->add_option("-s,--scale", o->p.scale, "Downscale factor")->check(CLI::IsMember({2, 3, 4}))
+  sub->add_option("-s,--scale", o->scale,
+                  "Downscale factor: auto (chosen from trial encodes at the target rate), 1 "
+                  "(full-size x264 + the network as a post-filter), 2, 3 or 4")
+      ->check(CLI::IsMember({"auto", "1", "2", "3", "4"}))
       ->capture_default_str();
   auto* crf = sub->add_option("--crf", o->p.crf, "x264 CRF of the LR video")
                   ->check(CLI::Range(0, 51))->capture_default_str();
-  sub->add_option("--bitrate", o->p.bitrate_kbps, "LR video kb/s instead of CRF (2-pass)")
+  sub->add_option("--bitrate", o->p.bitrate_kbps,
+                  "Total kb/s (video + model + routing; audio apart) instead of CRF")
       ->check(CLI::Range(1, 1000000))->excludes(crf);
   sub->add_option("--preset", o->p.preset, "x264 preset")->capture_default_str();
   sub->add_option("--gop", o->p.gop, "Max keyframe interval")->check(CLI::Range(1, 10000))
@@ -95,13 +100,13 @@ Subcommand add_encode(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "fp16", "int8"}))->capture_default_str();
   sub->add_option("--baseline", o->p.baseline, "Write a multi-model baseline instead")
       ->check(CLI::IsMember({"none", "per-chunk", "per-segment", "static"}))->capture_default_str();
-  sub->add_option("--channels", o->channels, "Network channels C")->check(CLI::Range(4, 64))
+  auto* arch_c = sub->add_option("--channels", o->channels, "Network channels C")->check(CLI::Range(4, 64))
       ->capture_default_str();
-  sub->add_option("--inner", o->inner, "Block inner width E")->check(CLI::Range(4, 64))
+  auto* arch_e = sub->add_option("--inner", o->inner, "Block inner width E")->check(CLI::Range(4, 64))
       ->capture_default_str();
-  sub->add_option("--blocks", o->blocks, "Residual blocks N")->check(CLI::Range(0, 16))
+  auto* arch_n = sub->add_option("--blocks", o->blocks, "Residual blocks N")->check(CLI::Range(0, 16))
       ->capture_default_str();
-  sub->add_option("--paths", o->paths,
+  auto* arch_p = sub->add_option("--paths", o->paths,
                   "Paths cheap->rich as depth:width,... (default 0:0,1:C/2,2:3C/4,N:C)");
   sub->add_option("--max-frames", o->p.max_frames, "Encode only the first N frames (0 = all)")
       ->capture_default_str();
@@ -154,9 +159,14 @@ Subcommand add_encode(CLI::App& app) {
       ->check(CLI::Range(1.0, 86400.0))->capture_default_str();
   sub->add_option("--dist-interface", o->p.dist.interface,
                   "Distributed training: network interface for Gloo (or $GLOO_SOCKET_IFNAME)");
-  return {sub, [o]() -> int {
+  return {sub, [o, arch_c, arch_e, arch_n, arch_p]() -> int {
             EncodeParams p = o->p;
             p.threads = globals().threads;
+            p.scale = o->scale == "auto" ? 0 : std::stoi(o->scale);
+            // Without network flags the encoder takes the default network of
+            // whichever scale it uses (x1 has a smaller one).
+            const bool custom_arch = arch_c->count() || arch_e->count() || arch_n->count() ||
+                                     arch_p->count();
             ModelArch a;
             a.scale = p.scale;
             a.channels = o->channels;
@@ -178,7 +188,7 @@ Subcommand add_encode(CLI::App& app) {
                 a.paths.push_back({d, w});
               }
             }
-            p.arch = a;
+            if (custom_arch) p.arch = a;
             if (auto st = resolve_dist(o->world_size, o->rank, o->master, p.dist); !st.is_ok())
               return fail(st);
             std::signal(SIGINT, on_sigint);

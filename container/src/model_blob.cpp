@@ -44,8 +44,8 @@ std::vector<ExpectedTensor> required_tensors(const ModelArch& a) {
 }
 
 Status validate_arch(const ModelArch& a) {
-  if (a.scale < 2 || a.scale > 4)
-    return Status::error("model scale " + std::to_string(a.scale) + " is not 2, 3 or 4");
+  if (a.scale < 1 || a.scale > 4)
+    return Status::error("model scale " + std::to_string(a.scale) + " is not 1, 2, 3 or 4");
   if (a.channels < 1 || a.channels > kMaxChannels)
     return Status::error("model channels C=" + std::to_string(a.channels) + " outside 1.." +
                          std::to_string(kMaxChannels));

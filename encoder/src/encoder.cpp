@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "baseline.h"
+#include "operating_point.h"
 #include "dydca/chunking.h"
 #include "dydca/container.h"
 #include "dydca/media.h"
@@ -38,10 +39,24 @@ ModelArch default_arch(int scale) {
   a.inner = 16;
   a.blocks = 2;
   a.paths = {{0, 0}, {1, 8}, {2, 16}};
+  if (scale == 1) {
+    // x1 runs on every full-size pixel: a 1080p frame is 4x the LR pixels of
+    // x2. C8 E8 N2 keeps the full path near 2 500 MACs/pixel (docs/decisions.md).
+    a.channels = 8;
+    a.inner = 8;
+    a.paths = {{0, 0}, {1, 8}, {2, 8}};
+  }
   return a;
 }
 
-EncodeParams::EncodeParams() : arch(default_arch(2)) {}
+ModelArch arch_for(const EncodeParams& p, int scale) {
+  if (p.arch.channels == 0) return default_arch(scale);
+  ModelArch a = p.arch;
+  a.scale = scale;
+  return a;
+}
+
+EncodeParams::EncodeParams() { arch.channels = 0; }
 
 namespace {
 
@@ -53,7 +68,9 @@ Status check_params(const EncodeParams& p) {
   if (p.dist.world_size < 1 || p.dist.rank < 0 || p.dist.rank >= p.dist.world_size)
     return Status::error("--rank " + std::to_string(p.dist.rank) + " does not fit --world-size " +
                          std::to_string(p.dist.world_size));
-  if (p.scale < 2 || p.scale > 4) return Status::error("--scale must be 2, 3 or 4");
+  if (p.scale < 0 || p.scale > 4) return Status::error("--scale must be auto, 1, 2, 3 or 4");
+  if (p.scale == 0 && p.baseline != "none")
+    return Status::error("--baseline needs a fixed --scale (2, 3 or 4)");
   if (p.bitrate_kbps < 0 || p.crf < 0 || p.crf > 51) return Status::error("bad --crf or --bitrate");
   if (p.chunks < 1 || p.chunks > 16) return Status::error("--chunks must be 1..16");
   if (p.tile_size < 8 || p.tile_size > 256) return Status::error("--tile must be 8..256");
@@ -90,7 +107,8 @@ std::string work_dir_path(const EncodeParams& p) {
 }
 
 // Everything that changes the output: a resume must see the same.
-std::string manifest_of(const EncodeParams& p, const VideoInfo& info, const ModelArch& arch) {
+std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const VideoInfo& info,
+                        const ModelArch& arch) {
   std::error_code ec;
   json j;
   j["dydca_work"] = 1;
@@ -98,6 +116,7 @@ std::string manifest_of(const EncodeParams& p, const VideoInfo& info, const Mode
   j["input_bytes"] = int64_t(std::filesystem::file_size(p.input, ec));
   j["input_size"] = {info.width, info.height};
   j["scale"] = p.scale;
+  j["plain"] = mode.plain;
   j["crf"] = p.crf;
   j["bitrate_kbps"] = p.bitrate_kbps;
   j["preset"] = p.preset;
@@ -163,6 +182,7 @@ json outcome_json(const SegmentOutcome& o) {
                   o.t_allreduce, r.seconds};
   j["holdout"] = {o.holdout_before, o.holdout_after};
   j["bicubic"] = sum_json(o.quality.bicubic);
+  j["lanczos"] = sum_json(o.quality.lanczos);
   json lv = json::array();
   for (const auto& q : o.quality.levels) lv.push_back(sum_json(q));
   j["levels"] = lv;
@@ -201,6 +221,7 @@ Expected<SegmentOutcome> outcome_from(const std::string& path) {
     o.holdout_before = j.at("holdout").at(0);
     o.holdout_after = j.at("holdout").at(1);
     o.quality.bicubic = sum_from(j.at("bicubic"));
+    o.quality.lanczos = sum_from(j.at("lanczos"));
     for (const auto& q : j.at("levels")) o.quality.levels.push_back(sum_from(q));
     o.level_macs = j.at("level_macs").get<std::vector<double>>();
     o.quality.quant_fp32 = sum_from(j.at("quant").at(0));
@@ -217,6 +238,7 @@ Expected<SegmentOutcome> outcome_from(const std::string& path) {
 
 struct EncodeContext {
   const EncodeParams& p;
+  const EncodeMode& mode;
   const ProgressFn& prog;
   ModelArch arch;
   VideoInfo info;
@@ -244,9 +266,86 @@ int segment_steps(const EncodeContext& c, int frames) {
 // One segment through every stage; its files land in the work folder.
 // prev: the weights the client has after the previous segment (null for the
 // first one); on return *recon holds this segment's.
+// The end of a segment: every frame through the client runtime, then the
+// segment's files in the work folder (its .json last: then it is done).
+// fp32: the unquantised weights, for the report's comparison (or null).
+Expected<SegmentOutcome> finish_segment(const EncodeContext& c, const SegmentFrames& seg,
+                                        const std::vector<Frame>& lr, const EncodedVideo& video,
+                                        const RoutingMap& routing,
+                                        const std::vector<uint8_t>& model_blob,
+                                        const Model& recon, SrRuntime& rt,
+                                        const Model* fp32, SegmentOutcome o,
+                                        Clock::time_point t_seg, const ProgressFn& sprog) {
+  const EncodeParams& p = c.p;
+  const double fps = c.info.frame_rate.to_double();
+  auto t = Clock::now();
+  std::optional<SrRuntime> rt32;
+  if (fp32) {
+    auto made = SrRuntime::create(*fp32, runtime_options(p, lr[0].width, lr[0].height));
+    if (!made) return made.status();
+    rt32.emplace(std::move(*made));
+  }
+  // Cheaper levels on an even sample: kLevelEvalFrames per 10 s of video.
+  const int sample =
+      std::max(8, int(std::lround(kLevelEvalFrames * seg.frames() / (10 * fps))));
+  auto q = evaluate_stage(rt, rt32 ? &*rt32 : nullptr, seg.hr, lr, routing, c.hr_width,
+                          c.hr_height, sample, sprog);
+  if (!q) return q.status();
+  o.quality = std::move(*q);
+  o.rep.bicubic_psnr_y = o.quality.bicubic.psnr_y();
+  o.rep.psnr_y = o.quality.levels[0].psnr_y();
+  o.t_eval = since(t);
+
+  t = Clock::now();
+  auto routing_blob = serialize_routing(routing);
+  if (!routing_blob) return routing_blob.status();
+  o.rep.routing_bytes = int64_t(routing_blob->size());
+  o.rep.model_bytes = int64_t(model_blob.size());
+  auto recon_blob = serialize_model(recon, ModelBlobOptions{WeightFormat::kFp32, 3});
+  if (!recon_blob) return recon_blob.status();
+  const WorkDir& w = *c.work;
+  DYDCA_TRY(write_packets_file(w.file(seg.index, "lr"), video));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "model"), model_blob));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "recon"), *recon_blob));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "routing"), *routing_blob));
+  o.t_write = since(t);
+  o.rep.seconds = since(t_seg);
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "json"), outcome_json(o).dump(1)));
+  std::error_code ec;
+  std::filesystem::remove(w.file(seg.index, "train"), ec);
+  return o;
+}
+
+// A segment of plain x264 at the full size: the no-op model, one chunk.
+Expected<SegmentOutcome> plain_segment(const EncodeContext& c, const SegmentFrames& seg,
+                                       LrRoundTrip trip, SegmentOutcome o, Model* recon,
+                                       Clock::time_point t_seg, const ProgressFn& sprog) {
+  const std::vector<Frame>& lr = trip.decoded;
+  RoutingMap routing;
+  routing.tile_size = c.p.tile_size;
+  routing.lr_width = lr[0].width;
+  routing.lr_height = lr[0].height;
+  routing.frames = int(lr.size());
+  routing.num_chunks = 1;
+  routing.chunk_path = {{0}};
+  routing.chunk_ids.assign(size_t(routing.frames) * routing.tiles_per_frame(), 0);
+  *recon = identity_model();
+  auto blob = serialize_model(*recon, ModelBlobOptions{WeightFormat::kInt8, 19});
+  if (!blob) return blob.status();
+  o.rep.full_model_bytes = int64_t(blob->size());
+  o.chunk_tiles = chunk_tile_counts(routing);
+  o.chunk_path = {0};
+  o.level_macs = {double(recon->arch.macs_per_lr_pixel(0))};
+  auto rt = SrRuntime::create(*recon, runtime_options(c.p, lr[0].width, lr[0].height));
+  if (!rt) return rt.status();
+  return finish_segment(c, seg, lr, trip.video, routing, *blob, *recon, *rt, nullptr,
+                        std::move(o), t_seg, sprog);
+}
+
+// video_kbps > 0: the segment's x264 target (total-rate control).
 Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& seg,
                                         const Model* prev, const Model* delta_ref, Model* recon,
-                                        bool* worker_done) {
+                                        bool* worker_done, int video_kbps) {
   const EncodeParams& p = c.p;
   const ProgressFn& prog = c.prog;
   const auto t_seg = Clock::now();
@@ -267,11 +366,19 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
 
   // x264 and decode back; the LR originals are not needed after.
   auto t = Clock::now();
-  auto rt_trip = x264_round_trip(seg.lr, c.info.frame_rate, x264_config(p), p.threads, sprog);
+  X264Config xc = x264_config(p);
+  if (video_kbps > 0) {
+    xc.bitrate_kbps = video_kbps;
+    xc.two_pass = true;
+  }
+  auto rt_trip = x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog);
   if (!rt_trip) return rt_trip.status();
   std::vector<Frame>().swap(seg.lr);
   std::vector<Frame>& lr = rt_trip->decoded;
+  o.rep.video_bytes = rt_trip->video.total_bytes();
   o.t_x264 = since(t);
+  if (c.mode.plain)
+    return plain_segment(c, seg, std::move(*rt_trip), std::move(o), recon, t_seg, sprog);
 
   t = Clock::now();
   auto chunks = chunk_stage(seg.hr, lr, p, c.arch, sprog);
@@ -345,43 +452,8 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
         mean_macs_per_lr_pixel(routing.chunk_path[size_t(l)], o.chunk_tiles, c.arch));
   o.t_refine = since(t);
 
-  t = Clock::now();
-  std::optional<SrRuntime> rt32;
-  if (p.precision != "fp32") {
-    auto made = SrRuntime::create(*model, ropt);
-    if (!made) return made.status();
-    rt32.emplace(std::move(*made));
-  }
-  // Cheaper levels on an even sample: kLevelEvalFrames per 10 s of video.
-  const int sample =
-      std::max(8, int(std::lround(kLevelEvalFrames * seg.frames() / (10 * fps))));
-  auto q = evaluate_stage(*rt, rt32 ? &*rt32 : nullptr, seg.hr, lr, routing, c.hr_width,
-                          c.hr_height, sample, sprog);
-  if (!q) return q.status();
-  o.quality = std::move(*q);
-  o.rep.bicubic_psnr_y = o.quality.bicubic.psnr_y();
-  o.rep.psnr_y = o.quality.levels[0].psnr_y();
-  o.t_eval = since(t);
-
-  // The segment's files; its .json last: then it is done.
-  t = Clock::now();
-  auto routing_blob = serialize_routing(routing);
-  if (!routing_blob) return routing_blob.status();
-  o.rep.routing_bytes = int64_t(routing_blob->size());
-  o.rep.video_bytes = rt_trip->video.total_bytes();
-  auto recon_blob = serialize_model(*recon, ModelBlobOptions{WeightFormat::kFp32, 3});
-  if (!recon_blob) return recon_blob.status();
-  const WorkDir& w = *c.work;
-  DYDCA_TRY(write_packets_file(w.file(seg.index, "lr"), rt_trip->video));
-  DYDCA_TRY(write_file_atomic(w.file(seg.index, "model"), blob));
-  DYDCA_TRY(write_file_atomic(w.file(seg.index, "recon"), *recon_blob));
-  DYDCA_TRY(write_file_atomic(w.file(seg.index, "routing"), *routing_blob));
-  o.t_write = since(t);
-  o.rep.seconds = since(t_seg);
-  DYDCA_TRY(write_file_atomic(w.file(seg.index, "json"), outcome_json(o).dump(1)));
-  std::error_code ec;
-  std::filesystem::remove(w.file(seg.index, "train"), ec);
-  return o;
+  return finish_segment(c, seg, lr, rt_trip->video, routing, blob, *recon, *rt,
+                        p.precision != "fp32" ? &*model : nullptr, std::move(o), t_seg, sprog);
 }
 
 // The SPS and PPS of the extradata as NAL units in the packets' own form
@@ -526,6 +598,7 @@ void add_outcome(EncodeReport& r, const SegmentOutcome& o, SegmentQuality& total
   }
   r.holdout_psnr_after = o.holdout_after;
   total.bicubic.merge(o.quality.bicubic);
+  total.lanczos.merge(o.quality.lanczos);
   total.quant_fp32.merge(o.quality.quant_fp32);
   total.quant_shipped.merge(o.quality.quant_shipped);
   if (total.levels.size() < o.quality.levels.size()) {
@@ -550,13 +623,15 @@ EncodeReport report_for(const EncodeParams& p) {
   return r;
 }
 
-Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn& prog,
-                                        Clock::time_point t_start) {
+Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode& mode,
+                                        const ProgressFn& prog, Clock::time_point t_start) {
   EncodeReport r = report_for(p);
+  r.plain_x264 = mode.plain;
 
   auto reader = VideoReader::open(p.input, p.threads);
   if (!reader) return reader.status();
-  EncodeContext c{p, prog, p.arch, reader->info()};
+  EncodeContext c{p, mode, prog, mode.plain ? identity_model().arch : arch_for(p, p.scale),
+                  reader->info()};
   const int s = p.scale;
   const VideoInfo& info = c.info;
   if (info.width < 16 * s || info.height < 16 * s)
@@ -565,7 +640,6 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
                          std::to_string(s) + " (needs at least " + std::to_string(16 * s) +
                          " pixels each way)");
   if (!info.frame_rate.valid()) return Status::error(p.input + ": unknown frame rate");
-  c.arch.scale = s;
   r.arch = c.arch;
   c.hr_width = info.width;
   c.hr_height = info.height;
@@ -575,11 +649,11 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
     c.est_duration_s = p.max_frames / fps;
 
   // The work folder: finished segments survive an interruption.
-  const std::string dir = work_dir_path(p);
+  const std::string dir = mode.work_dir.empty() ? work_dir_path(p) : mode.work_dir;
   // A data-parallel worker writes nothing: it only looks for rank 0's
   // finished segments (the folder is shared, or absent on its machine).
   const bool data_worker = p.dist.rank > 0 && p.dist_mode == "data";
-  auto work = WorkDir::open(dir, manifest_of(p, info, c.arch), p.resume, p.dist.world_size > 1,
+  auto work = WorkDir::open(dir, manifest_of(p, mode, info, c.arch), p.resume, p.dist.world_size > 1,
                             !data_worker);
   if (!work) return work.status();
   c.work = &*work;
@@ -614,6 +688,28 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
   int segments = 0;
   std::optional<Heartbeat> heartbeat;
   if (c.segment_parallel) heartbeat.emplace(*work, p.dist.rank);
+  // --bitrate is the total: each segment's x264 gets what the model and the
+  // routing leave (operating_point.h). Data-parallel ranks must all give
+  // x264 the same target, and only rank 0 ships the model: they charge the
+  // predicted model bytes instead of the shipped ones.
+  std::optional<TotalRate> rate;
+  const bool data_parallel = p.dist.world_size > 1 && !c.segment_parallel;
+  if (p.bitrate_kbps > 0) {
+    const int64_t full = mode.plain ? int64_t(serialize_model(identity_model(),
+                                                              ModelBlobOptions{WeightFormat::kInt8, 19})
+                                                  ->size())
+                                    : predict_model_bytes(c.arch, *parse_precision(p.precision));
+    rate.emplace(p.bitrate_kbps, full, mode.model_kbps_hint);
+  }
+  auto spent = [&](const SegmentFrames& seg, const SegmentReport& rep) {
+    if (!rate) return;
+    const double sec = seg.frames() / fps;
+    if (data_parallel)
+      rate->add(sec, rep.video_bytes, rate->predicted_model_bytes(),
+                int64_t(0.01 * p.bitrate_kbps * 1000 / 8 * sec));
+    else
+      rate->add(sec, rep.video_bytes, rep.model_bytes, rep.routing_bytes);
+  };
   while (true) {
     auto t = Clock::now();
     auto next = source.next(prog);
@@ -643,6 +739,7 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
       if (!m) return m.status().with_context(work->file(k, "recon"));
       prev = std::move(*m);
       resumed.back() = true;
+      spent(seg, o->rep);
       log_info("segment " + std::to_string(k) + ": done in an earlier run");
       continue;
     }
@@ -651,8 +748,16 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
     // Updates are coded against the previous segment in file order: only
     // when this rank made it (segment-parallel ranks ship full models).
     const Model* delta_ref = c.segment_parallel ? nullptr : (prev ? &*prev : nullptr);
-    auto o = encode_segment(c, seg, prev ? &*prev : nullptr, delta_ref, &recon, &worker);
+    int video_kbps = 0;
+    if (rate) {
+      auto v = rate->video_kbps(seg.frames() / fps);
+      if (!v) return v.status();
+      video_kbps = *v;
+    }
+    auto o = encode_segment(c, seg, prev ? &*prev : nullptr, delta_ref, &recon, &worker,
+                            video_kbps);
     if (!o) return o.status();
+    spent(seg, o->rep);
     r.train_steps += o->rep.train_steps;
     r.t_train += o->t_train;
     if (worker) continue;
@@ -698,6 +803,7 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
   r.bicubic_psnr_y = total.bicubic.psnr_y();
   r.bicubic_psnr_yuv = total.bicubic.psnr_yuv();
   r.bicubic_ssim_y = total.bicubic.ssim();
+  r.lanczos_psnr_y = total.lanczos.psnr_y();
   for (size_t l = 0; l < total.levels.size(); ++l) {
     LevelQuality lq;
     lq.level = int(l);
@@ -715,6 +821,38 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const ProgressFn&
   fill_bitrates(r);
   r.t_total = since(t_start);
   r.peak_rss_mb = peak_rss_mb();
+  return r;
+}
+
+// --scale auto: trials on a sample choose the scale (or plain x264), then
+// the title is encoded at it, at the total rate the trials used.
+Expected<EncodeReport> encode_auto(const EncodeParams& p, const ProgressFn& prog,
+                                   Clock::time_point t_start) {
+  auto reader = VideoReader::open(p.input, p.threads);
+  if (!reader) return reader.status();
+  const VideoInfo info = reader->info();
+  const double fps = info.frame_rate.to_double();
+  double title_s = info.frame_count > 0 && fps > 0 ? info.frame_count / fps : info.duration_s;
+  if (p.max_frames > 0 && fps > 0 && (title_s <= 0 || p.max_frames / fps < title_s))
+    title_s = p.max_frames / fps;
+  TrialRunner run = [&](const EncodeParams& q, const EncodeMode& m) {
+    return encode_segmented(q, m, prog, Clock::now());
+  };
+  const auto t = Clock::now();
+  auto op = choose_operating_point(p, title_s, info.width, info.height, run, prog);
+  if (!op) return op.status();
+  const double t_trials = since(t);
+  log_info("scale auto: " + op->decision);
+  EncodeParams q = p;
+  q.scale = op->scale;
+  q.bitrate_kbps = op->total_kbps;
+  EncodeMode mode;
+  mode.plain = op->plain;
+  auto r = encode_segmented(q, mode, prog, t_start);
+  if (!r) return r;
+  r->scale_trials = op->trials;
+  r->scale_decision = op->decision;
+  r->t_trials = t_trials;
   return r;
 }
 
@@ -760,8 +898,7 @@ Expected<EncodeReport> encode_baseline_clip(const EncodeParams& p, EncodeReport 
   std::vector<Frame>().swap(lr);
   r.t_x264 = since(t);
   t = Clock::now();
-  ModelArch arch = p.arch;
-  arch.scale = s;
+  const ModelArch arch = arch_for(p, s);
   r.arch = arch;
   auto chunks = chunk_stage(hr, trip->decoded, p, arch, prog);
   if (!chunks) return chunks.status();
@@ -782,7 +919,12 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   // limit) is an error like any other, not an abort.
   try {
     if (p.baseline != "none") return encode_baseline_clip(p, report_for(p), prog, t_start);
-    auto r = encode_segmented(p, prog, t_start);
+    Expected<EncodeReport> r = Status::error("no encode");
+    if (p.scale == 0) {
+      r = encode_auto(p, prog, t_start);
+    } else {
+      r = encode_segmented(p, EncodeMode{}, prog, t_start);
+    }
     if (!r && p.dist.world_size > 1 && p.dist_mode == "segments")
       report_rank_failure(work_dir_path(p), p.dist.rank, r.status().message());
     std::error_code ec;
@@ -806,6 +948,19 @@ std::string report_text(const EncodeReport& r) {
   add("%s -> %s\n", r.input.c_str(), r.output.c_str());
   add("  %d frames, %.3f fps, %.2f s; HR %dx%d, LR %dx%d (x%d)\n", r.frames, r.fps, r.duration_s,
       r.hr_width, r.hr_height, r.lr_width, r.lr_height, r.scale);
+  if (r.plain_x264)
+    add("  PLAIN x264 at the full size (a no-op model): nothing beat it at this rate\n");
+  if (!r.scale_trials.empty()) {
+    add("  scale auto: %s\n", r.scale_decision.c_str());
+    for (const auto& t : r.scale_trials) {
+      if (t.scale == 0)
+        add("    trial x264 full size  %7.1f kb/s  PSNR-Y %6.2f                  %5.1f s\n",
+            t.total_kbps, t.psnr_y, t.seconds);
+      else
+        add("    trial x%d              %7.1f kb/s  PSNR-Y %6.2f (lanczos %6.2f) %5.1f s\n",
+            t.scale, t.total_kbps, t.psnr_y, t.lanczos_psnr_y, t.seconds);
+    }
+  }
   if (r.baseline != "none")
     add("  BASELINE %s: %d single-path model(s), %zu routing ids\n", r.baseline.c_str(),
         r.chunk_path.empty() ? 0 : *std::max_element(r.chunk_path.begin(), r.chunk_path.end()) + 1,
@@ -824,6 +979,7 @@ std::string report_text(const EncodeReport& r) {
   add("\n  quality (full frames, vs HR input)        PSNR-Y  PSNR-YUV  SSIM-Y   MACs/LR px\n");
   add("    bicubic(x264 LR)                        %6.2f  %8.2f  %.4f   %10d\n", r.bicubic_psnr_y,
       r.bicubic_psnr_yuv, r.bicubic_ssim_y, 0);
+  add("    lanczos(x264 LR)                        %6.2f\n", r.lanczos_psnr_y);
   for (const auto& l : r.levels)
     add("    dydca level %-2d                         %6.2f  %8.2f  %.4f   %10.0f%s\n", l.level,
         l.psnr_y, l.psnr_yuv, l.ssim_y, l.macs_per_lr_pixel,
@@ -850,6 +1006,7 @@ std::string report_text(const EncodeReport& r) {
             sg.seconds, sg.resumed ? " (resumed)" : "");
   }
   if (r.peak_rss_mb > 0) add("  memory   peak RSS %.0f MB\n", r.peak_rss_mb);
+  if (r.t_trials > 0) add("  trials   %.1f s (included below)\n", r.t_trials);
   add("  time     read %.1f, x264 %.1f, chunking %.1f, training %.1f, refine %.1f, evaluate %.1f, "
       "write %.1f = %.1f s (%.1fx the clip)\n",
       r.t_read, r.t_x264, r.t_chunking, r.t_train, r.t_refine, r.t_eval, r.t_write, r.t_total,
@@ -890,13 +1047,20 @@ std::string report_json(const EncodeReport& r) {
   j["chunks"] = {{"tiles", r.chunk_tiles}, {"path_level0", r.chunk_path}};
   j["bicubic"] = {{"psnr_y", r.bicubic_psnr_y}, {"psnr_yuv", r.bicubic_psnr_yuv},
                   {"ssim_y", r.bicubic_ssim_y}};
+  j["lanczos"] = {{"psnr_y", r.lanczos_psnr_y}};
+  j["plain_x264"] = r.plain_x264;
+  nlohmann::json trials = nlohmann::json::array();
+  for (const auto& t : r.scale_trials)
+    trials.push_back({{"scale", t.scale}, {"total_kbps", t.total_kbps}, {"psnr_y", t.psnr_y},
+                      {"lanczos_psnr_y", t.lanczos_psnr_y}, {"seconds", t.seconds}});
+  j["scale_auto"] = {{"trials", trials}, {"decision", r.scale_decision}};
   nlohmann::json lv = nlohmann::json::array();
   for (const auto& l : r.levels)
     lv.push_back({{"level", l.level}, {"psnr_y", l.psnr_y}, {"psnr_yuv", l.psnr_yuv},
                   {"ssim_y", l.ssim_y}, {"macs_per_lr_pixel", l.macs_per_lr_pixel},
                   {"frames_measured", l.frames}});
   j["levels"] = lv;
-  j["seconds"] = {{"read", r.t_read}, {"x264", r.t_x264}, {"chunking", r.t_chunking},
+  j["seconds"] = {{"trials", r.t_trials}, {"read", r.t_read}, {"x264", r.t_x264}, {"chunking", r.t_chunking},
                   {"train", r.t_train}, {"allreduce", r.t_allreduce}, {"refine", r.t_refine}, {"evaluate", r.t_eval},
                   {"write", r.t_write}, {"total", r.t_total}};
   nlohmann::json segs = nlohmann::json::array();

@@ -163,6 +163,13 @@ Expected<SegmentQuality> evaluate_stage(SrRuntime& rt, SrRuntime* rt_fp32,
     if (!up) return up.status();
     const Frame ref = crop(H, hr_width, hr_height);
     DYDCA_TRY(measure(ref, *up, q.bicubic));
+    if (L.width == H.width) {
+      DYDCA_TRY(measure(ref, *up, q.lanczos));  // x1: both are the stream itself
+    } else {
+      auto lz = resize(L, H.width, H.height, ScaleFilter::kLanczos);
+      if (!lz) return lz.status();
+      DYDCA_TRY(measure(ref, *lz, q.lanczos));
+    }
     for (int l = 0; l < routing.levels(); ++l) {
       if (l > 0 && f % stride != 0) continue;
       DYDCA_TRY(rt.upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(), up->width,

@@ -66,7 +66,7 @@ struct QualitySum {
 };
 
 struct SegmentQuality {
-  QualitySum bicubic;
+  QualitySum bicubic, lanczos;
   std::vector<QualitySum> levels;   // level 0 on every frame, others sampled
   QualitySum quant_fp32, quant_shipped;  // level 0 on the sampled frames
 };

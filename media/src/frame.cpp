@@ -95,7 +95,8 @@ Expected<Frame> resize(const Frame& in, int width, int height, ScaleFilter filte
 }
 
 Expected<Frame> downscale(const Frame& in, int scale, ScaleFilter filter) {
-  if (scale < 2 || scale > 4) return Status::error("downscale: scale must be 2, 3 or 4");
+  if (scale < 1 || scale > 4) return Status::error("downscale: scale must be 1, 2, 3 or 4");
+  if (scale == 1) return in;
   if (in.width % scale || in.height % scale)
     return Status::error("downscale: " + std::to_string(in.width) + "x" +
                          std::to_string(in.height) + " is not a multiple of " +

@@ -22,6 +22,7 @@ struct VideoReader::Impl {
   bool drained = false;
   int64_t decoded = 0;
   int corrupt_packets = 0;
+  int64_t skip_before = AV_NOPTS_VALUE;  // after a seek: drop frames before this pts
 };
 
 VideoReader::VideoReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -102,6 +103,14 @@ Expected<bool> VideoReader::read(Frame& out) {
   while (!m.drained) {
     int err = avcodec_receive_frame(m.dec.get(), m.frame.get());
     if (err == 0) {
+      if (m.skip_before != AV_NOPTS_VALUE) {
+        const int64_t ts = m.frame->best_effort_timestamp;
+        if (ts != AV_NOPTS_VALUE && ts < m.skip_before) {
+          av_frame_unref(m.frame.get());
+          continue;
+        }
+        m.skip_before = AV_NOPTS_VALUE;
+      }
       Status s = av::frame_from_av(m.frame.get(), out, m.sws);
       out.pts = m.decoded++;
       av_frame_unref(m.frame.get());
@@ -137,6 +146,23 @@ Expected<bool> VideoReader::read(Frame& out) {
     av_packet_unref(m.pkt.get());
   }
   return false;
+}
+
+Status VideoReader::seek(double seconds) {
+  Impl& m = *impl_;
+  if (!(seconds >= 0)) return Status::error(m.info.path + ": cannot seek to " + std::to_string(seconds) + " s");
+  const AVStream* st = m.fmt->streams[m.stream];
+  const int64_t start = st->start_time != AV_NOPTS_VALUE ? st->start_time : 0;
+  const int64_t target = start + av_rescale_q(int64_t(std::llround(seconds * 1e6)),
+                                              AVRational{1, 1000000}, st->time_base);
+  const int err = av_seek_frame(m.fmt.get(), m.stream, target, AVSEEK_FLAG_BACKWARD);
+  if (err < 0) return Status::error(m.info.path + ": cannot seek: " + av::error_string(err));
+  avcodec_flush_buffers(m.dec.get());
+  m.input_done = false;
+  m.drained = false;
+  m.skip_before = target;
+  m.decoded = std::llround(seconds * m.info.frame_rate.to_double());
+  return Status::ok();
 }
 
 Expected<std::vector<Frame>> read_all_frames(const std::string& path, VideoInfo* info_out,

@@ -17,7 +17,7 @@
 namespace dydca {
 
 Status check_model_arch(const ModelArch& a) {
-  if (a.scale < 2 || a.scale > 4) return Status::error("model: scale must be 2, 3 or 4");
+  if (a.scale < 1 || a.scale > 4) return Status::error("model: scale must be 1, 2, 3 or 4");
   if (a.channels < 1 || a.channels > 256 || a.inner < 1 || a.inner > 512 || a.blocks < 0 ||
       a.blocks > 64)
     return Status::error("model: channels, inner width or blocks out of range");

@@ -40,7 +40,7 @@ struct PathSpec {
 };
 
 struct ModelArch {
-  int scale = 2;      // 2, 3 or 4
+  int scale = 2;      // 1 (post-filter at the same size), 2, 3 or 4
   int channels = 32;  // C
   int inner = 32;     // E
   int blocks = 4;     // N

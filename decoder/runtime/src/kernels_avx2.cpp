@@ -39,7 +39,9 @@ constexpr ConvFn conv() {
 // on xmm issue as fast as on ymm, so this doubles the useful lanes).
 template <int CS>
 void tail(const TailArgs& a) {
-  if (a.scale == 2)
+  if (a.scale == 1)  // x1 (post-filter): one channel, in an xmm
+    tail_rows<V128, CS, 1, 12, 4, 1>(a);
+  else if (a.scale == 2)
     tail_rows<V128, CS, 1, 12, 4, 2>(a);
   else if (a.scale == 3)
     tail_rows<V256, CS, 2, 6, 2, 3>(a);

@@ -29,7 +29,9 @@ constexpr ConvFn conv() {
 // fast as zmm ones, with 4 of 4 lanes useful instead of 4 of 16).
 template <int CS>
 void tail(const TailArgs& a) {
-  if (a.scale == 2)
+  if (a.scale == 1)  // x1 (post-filter): one channel, in an xmm
+    tail_rows<V128, CS, 1, 24, 4, 1>(a);
+  else if (a.scale == 2)
     tail_rows<V128, CS, 1, 24, 4, 2>(a);
   else if (a.scale == 3)
     tail_rows<V512, CS, 1, 16, 4, 3>(a);

@@ -241,8 +241,8 @@ struct SrRuntime::Impl {
 Status SrRuntime::Impl::validate_and_plan(const Model& model) {
   using namespace rt;
   const ModelArch& a = model.arch;
-  if (a.scale < 2 || a.scale > kMaxScale)
-    return Status::error("model: scale " + std::to_string(a.scale) + " not in 2..4");
+  if (a.scale < 1 || a.scale > kMaxScale)
+    return Status::error("model: scale " + std::to_string(a.scale) + " not in 1..4");
   if (a.channels < 1 || a.channels > kMaxChannels || a.inner < 1 || a.inner > kMaxChannels)
     return Status::error("model: channels C=" + std::to_string(a.channels) + ", E=" +
                          std::to_string(a.inner) + " must be in 1..64");

@@ -61,7 +61,9 @@ struct EncodeParams {
   double train_max_norm = 0;
   bool refine = true;                 // re-pick each chunk's path from measured PSNR
   double refine_tolerance_db = 0.05;
-  ModelArch arch;                     // scale is taken from `scale`; paths default below
+  // The network; scale is taken from `scale`. channels == 0 (the default):
+  // default_arch(scale) for whichever scale is used.
+  ModelArch arch;
   const std::atomic<bool>* stop = nullptr;
   // Work folder of finished segments ("" = OUTPUT.parts beside the output).
   // It is removed when the output is complete.
@@ -132,6 +134,9 @@ struct EncodeReport {
   int64_t video_bytes = 0, model_bytes = 0, routing_bytes = 0, audio_bytes = 0;
   // Quality against the HR input (original size, full frames).
   double bicubic_psnr_y = 0, bicubic_psnr_yuv = 0, bicubic_ssim_y = 0;
+  // The LR stream upscaled by lanczos: the free upscale every SR gain is
+  // measured against (x1: the decoded stream itself).
+  double lanczos_psnr_y = 0;
   std::vector<LevelQuality> levels;
   std::vector<int64_t> chunk_tiles;
   std::vector<int> chunk_path;  // level 0 after refinement
@@ -148,6 +153,7 @@ struct EncodeReport {
   int dist_world_size = 1;
   double t_allreduce = 0;    // part of t_train spent in the gradient all-reduce
   // Seconds per stage.
+  double t_trials = 0;  // --scale auto's trials (part of t_total)
   double t_read = 0, t_x264 = 0, t_chunking = 0, t_train = 0, t_refine = 0, t_eval = 0,
          t_write = 0, t_total = 0;
 };
@@ -158,7 +164,10 @@ Expected<EncodeReport> encode_video(const EncodeParams& params, const ProgressFn
 std::string report_text(const EncodeReport& r);
 std::string report_json(const EncodeReport& r);
 
-// The default path family for a network (cheap -> rich).
+// The default network and path family (cheap -> rich) for a scale; x1 is a
+// smaller post-filter (real time at 1080p).
 ModelArch default_arch(int scale);
+// p.arch at `scale`, or default_arch(scale) when p.arch.channels == 0.
+ModelArch arch_for(const EncodeParams& p, int scale);
 
 }  // namespace dydca

@@ -88,6 +88,11 @@ class VideoReader {
   // Next frame (true), or end of stream after the decoder is drained (false).
   // Corrupt packets are concealed by the decoder and logged, not fatal.
   Expected<bool> read(Frame& out);
+  // Moves to the first frame at or after `seconds` from the stream's start
+  // (seek to the keyframe before it, then decode and drop up to it). Frame
+  // pts after a seek count from round(seconds * frame rate). An input that
+  // cannot seek gives an error (and stays where it was).
+  Status seek(double seconds);
 
  private:
   struct Impl;
@@ -117,7 +122,7 @@ Frame pad_to_multiple(const Frame& in, int multiple);
 Frame crop(const Frame& in, int width, int height);
 // swscale resize of all three planes (chroma follows luma's 4:2:0 geometry).
 Expected<Frame> resize(const Frame& in, int width, int height, ScaleFilter filter);
-// Divides both sizes by `scale` (2, 3 or 4); they must be exact multiples.
+// Divides both sizes by `scale` (1..4; 1 returns the frame); they must be exact multiples.
 Expected<Frame> downscale(const Frame& in, int scale, ScaleFilter filter = ScaleFilter::kArea);
 
 // ---- compressed video ----------------------------------------------------------

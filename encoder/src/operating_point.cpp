@@ -1,0 +1,299 @@
+#include "operating_point.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <chrono>
+#include <random>
+
+#include "dydca/log.h"
+
+namespace dydca::detail {
+
+namespace {
+
+Tensor tensor(std::string name, std::vector<int> shape) {
+  size_t n = 1;
+  for (int d : shape) n *= size_t(d);
+  return Tensor{std::move(name), std::move(shape), std::vector<float>(n, 0.0f)};
+}
+
+std::vector<Tensor> arch_tensors(const ModelArch& a) {
+  const int C = a.channels, E = a.inner, s2 = a.scale * a.scale;
+  std::vector<Tensor> t;
+  t.push_back(tensor("head.weight", {C, 1, 3, 3}));
+  t.push_back(tensor("head.bias", {C}));
+  for (int i = 0; i < a.blocks; ++i) {
+    const std::string b = "blocks." + std::to_string(i);
+    t.push_back(tensor(b + ".conv1.weight", {E, C, 3, 3}));
+    t.push_back(tensor(b + ".conv1.bias", {E}));
+    t.push_back(tensor(b + ".conv2.weight", {C, E, 3, 3}));
+    t.push_back(tensor(b + ".conv2.bias", {C}));
+  }
+  t.push_back(tensor("tail.weight", {s2, C, 3, 3}));
+  t.push_back(tensor("tail.bias", {s2}));
+  t.push_back(tensor("skip.weight", {s2, 1, 5, 5}));
+  t.push_back(tensor("skip.bias", {s2}));
+  return t;
+}
+
+// PSNR-Y difference worth a rate ratio: trials land within a few percent of
+// the target, and are compared at the target by this slope (dB per doubling
+// of the rate; x264's PSNR-rate curves on the sample clips run 2-3 dB per
+// doubling at the full size, less for LR + SR: 2 is a middle).
+constexpr double kDbPerDoubling = 2.0;
+// A scale must beat plain x264 on the trials by this much to be chosen.
+constexpr double kMarginDb = 0.02;
+// Trials train this many steps at most (the same for every scale).
+constexpr int kTrialSteps = 300;
+
+}  // namespace
+
+Model identity_model() {
+  Model m;
+  m.arch.scale = 1;
+  m.arch.channels = 1;
+  m.arch.inner = 1;
+  m.arch.blocks = 0;
+  m.arch.paths = {{0, 0}};
+  m.tensors = arch_tensors(m.arch);
+  for (Tensor& t : m.tensors)
+    if (t.name == "skip.weight") t.data[12] = 1.0f;  // centre tap of the 5x5
+  return m;
+}
+
+int64_t predict_model_bytes(const ModelArch& arch, WeightFormat format) {
+  Model m;
+  m.arch = arch;
+  m.tensors = arch_tensors(arch);
+  std::mt19937 rng(12345);
+  for (Tensor& t : m.tensors) {
+    const bool bias = t.shape.size() == 1;
+    int fan_in = 1;
+    for (size_t d = 1; d < t.shape.size(); ++d) fan_in *= t.shape[d];
+    std::normal_distribution<float> nd(0.0f, bias ? 0.01f : std::sqrt(2.0f / float(fan_in)));
+    for (float& v : t.data) v = nd(rng);
+  }
+  ModelBlobOptions o;
+  o.weights = format;
+  auto blob = serialize_model(m, o);
+  return blob ? int64_t(blob->size()) : 0;
+}
+
+double predict_title_model_kbps(int64_t full_model_bytes, double duration_s,
+                                double segment_seconds) {
+  const double d = duration_s > 0 ? duration_s : segment_seconds;
+  const double segments = std::max(1.0, std::ceil(d / segment_seconds - 0.01));
+  const double bytes = full_model_bytes * (1.0 + 0.5 * (segments - 1));
+  return bytes * 8 / 1000 / d;
+}
+
+TotalRate::TotalRate(double total_kbps, int64_t full_model_bytes, double model_kbps_hint)
+    : total_kbps_(total_kbps), full_model_bytes_(full_model_bytes),
+      model_kbps_hint_(model_kbps_hint) {}
+
+int64_t TotalRate::predicted_model_bytes() const {
+  return last_model_bytes_ >= 0 ? last_model_bytes_ : full_model_bytes_;
+}
+
+Expected<int> TotalRate::video_kbps(double seconds) const {
+  seconds = std::max(seconds, 1e-3);
+  // Routing: the last segment's rate; before any, 1 % of the total (a frame
+  // of 32-pixel tiles costs tens of bytes; the correction takes the rest).
+  const double routing_kbps = routing_kbps_ >= 0 ? routing_kbps_ : 0.01 * total_kbps_;
+  const double model_bits = model_kbps_hint_ >= 0 ? model_kbps_hint_ * 1000 * seconds
+                                                  : double(predicted_model_bytes()) * 8;
+  const double side_kbps = model_bits / 1000 / seconds + routing_kbps;
+  const double plain_kbps = total_kbps_ - side_kbps;  // this segment alone
+  if (plain_kbps < 0.2 * total_kbps_) {
+    char msg[200];
+    std::snprintf(msg, sizeof msg,
+                  "--bitrate %.0f kb/s is too low for the model at this scale (model and routing "
+                  "take %.1f kb/s)",
+                  total_kbps_, side_kbps);
+    return Status::error(msg);
+  }
+  // What the earlier segments over- or under-spent is paid back over this
+  // one, at most 30 % either way (x264 lands within a few percent).
+  const double owed_bits = total_kbps_ * 1000 * seconds_ - spent_bits_;
+  const double v = std::clamp(plain_kbps + owed_bits / 1000 / seconds, 0.7 * plain_kbps,
+                              1.3 * plain_kbps);
+  return std::max(1, int(std::lround(v)));
+}
+
+void TotalRate::add(double seconds, int64_t video_bytes, int64_t model_bytes,
+                    int64_t routing_bytes) {
+  const double model_bits =
+      model_kbps_hint_ >= 0 ? model_kbps_hint_ * 1000 * seconds : double(model_bytes) * 8;
+  spent_bits_ += double(video_bytes + routing_bytes) * 8 + model_bits;
+  seconds_ += seconds;
+  ++segments_;
+  last_model_bytes_ = model_bytes;
+  if (seconds > 0) routing_kbps_ = double(routing_bytes) * 8 / 1000 / seconds;
+}
+
+Expected<double> write_sample(const std::string& input, const std::string& path,
+                              double title_seconds, double sample_seconds, int threads,
+                              const ProgressFn& progress) {
+  auto reader = VideoReader::open(input, threads);
+  if (!reader) return reader.status();
+  const VideoInfo info = reader->info();
+  const double fps = info.frame_rate.to_double();
+  auto writer = Y4mWriter::open(path, info.width, info.height, info.frame_rate);
+  if (!writer) return writer.status();
+  const int total = std::max(1, int(std::lround(sample_seconds * fps)));
+  // Short titles: the start of the clip; longer ones: three windows at the
+  // middles of its thirds (a film's opening titles are not its content).
+  int windows = title_seconds > 2.5 * sample_seconds ? 3 : 1;
+  int written = 0;
+  Frame f;
+  for (int w = 0; w < windows; ++w) {
+    const int n = total / windows + (w < total % windows ? 1 : 0);
+    if (windows > 1) {
+      const double start = title_seconds * (w + 0.5) / windows - 0.5 * n / fps;
+      if (Status s = reader->seek(std::max(0.0, start)); !s) {
+        log_info("sample: " + s.message() + "; the trials use the start of the input");
+        windows = 1;  // the reader is where it was: go on reading from there
+      }
+    }
+    for (int i = 0; i < n || (windows == 1 && written < total); ++i) {
+      auto got = reader->read(f);
+      if (!got) return got.status();
+      if (!*got) break;
+      DYDCA_TRY(writer->write(f));
+      ++written;
+      if (progress && !progress({"sample", written, total})) return Status::error("interrupted");
+      if (written >= total) break;
+    }
+    if (written >= total) break;
+  }
+  DYDCA_TRY(writer->close());
+  if (written == 0) return Status::error(input + ": no video frames");
+  return written / fps;
+}
+
+Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double title_seconds,
+                                                int hr_width, int hr_height,
+                                                const TrialRunner& run,
+                                                const ProgressFn& progress) {
+  namespace fs = std::filesystem;
+  OperatingPoint op;
+  const std::string dir = p.output + ".trials" + (p.dist.rank > 0 ? "-r" + std::to_string(p.dist.rank) : "");
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (!fs::create_directories(dir, ec) && ec)
+    return Status::error("cannot create " + dir + ": " + ec.message());
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(d, e);
+    }
+  } cleanup{dir};
+
+  const double sample_target =
+      title_seconds > 0 ? std::clamp(0.4 * title_seconds, 2.0, 6.0) : 6.0;
+  const std::string sample = dir + "/sample.y4m";
+  auto sample_s = write_sample(p.input, sample, title_seconds, sample_target, p.threads, progress);
+  if (!sample_s) return sample_s.status();
+
+  EncodeParams q = p;
+  q.input = sample;
+  q.max_frames = 0;
+  q.resume = false;
+  q.dist = DistConfig{};  // every rank runs the same trials on its own
+  q.stop = p.stop;
+  q.train_steps = p.train_steps > 0 ? std::min(p.train_steps, kTrialSteps) : kTrialSteps;
+  auto trial = [&](int scale, bool plain, double model_hint) -> Expected<EncodeReport> {
+    q.scale = scale;
+    q.output = dir + "/trial-" + (plain ? std::string("x264") : "x" + std::to_string(scale)) + ".mkv";
+    q.checkpoint = q.output + ".parts";
+    EncodeMode mode;
+    mode.plain = plain;
+    mode.model_kbps_hint = model_hint;
+    const std::string tag = plain ? "trial x264" : "trial x" + std::to_string(scale);
+    ProgressFn tp = [&](const Progress& pr) {
+      const std::string stage = tag + " " + std::string(pr.stage);
+      return progress ? progress(Progress(stage, pr.done, pr.total, pr.detail)) : true;
+    };
+    auto r = run(q, mode);
+    if (!r) return r.status().with_context(tag);
+    return r;
+  };
+  auto adjusted = [&](const ScaleTrial& t) {
+    return t.psnr_y + kDbPerDoubling * std::log2(double(op.total_kbps) / std::max(t.total_kbps, 1e-3));
+  };
+
+  // Plain x264 at the full size: the anchor (in CRF mode it also sets the
+  // rate every scale is tried at).
+  const auto t0 = std::chrono::steady_clock::now();
+  q.bitrate_kbps = p.bitrate_kbps;
+  auto plain = trial(1, true, -1);
+  if (!plain) return plain.status();
+  ScaleTrial pt;
+  pt.scale = 0;
+  pt.total_kbps = plain->video_kbps + plain->model_kbps + plain->routing_kbps;
+  pt.psnr_y = plain->levels.empty() ? 0 : plain->levels[0].psnr_y;
+  pt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  op.total_kbps = p.bitrate_kbps > 0 ? p.bitrate_kbps : std::max(1, int(std::lround(pt.total_kbps)));
+  op.trials.push_back(pt);
+  q.bitrate_kbps = op.total_kbps;
+
+  int best = -1;
+  double best_db = adjusted(pt) + kMarginDb;
+  std::string skipped;
+  for (int s : p.scale_candidates) {
+    if (s < 1 || s > 4) continue;
+    if (hr_width < 16 * s || hr_height < 16 * s) {
+      skipped += " x" + std::to_string(s) + " (frame too small)";
+      continue;
+    }
+    const ModelArch arch = arch_for(p, s);
+    auto format = WeightFormat::kInt8;
+    if (p.precision == "fp32") format = WeightFormat::kFp32;
+    if (p.precision == "fp16") format = WeightFormat::kFp16;
+    const double model_kbps = predict_title_model_kbps(predict_model_bytes(arch, format),
+                                                       title_seconds, p.segment_seconds);
+    if (model_kbps > 0.5 * op.total_kbps) {
+      char why[96];
+      std::snprintf(why, sizeof why, " x%d (its model alone is %.0f kb/s)", s, model_kbps);
+      skipped += why;
+      continue;
+    }
+    const auto t = std::chrono::steady_clock::now();
+    auto r = trial(s, false, model_kbps);
+    if (!r) return r.status();
+    ScaleTrial st;
+    st.scale = s;
+    st.total_kbps = r->video_kbps + model_kbps + r->routing_kbps;
+    st.psnr_y = r->levels.empty() ? 0 : r->levels[0].psnr_y;
+    st.lanczos_psnr_y = s > 1 ? r->lanczos_psnr_y : 0;
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    op.trials.push_back(st);
+    if (adjusted(st) > best_db) {
+      best_db = adjusted(st);
+      best = int(op.trials.size()) - 1;
+    }
+  }
+  char line[256];
+  if (best < 0) {
+    op.plain = true;
+    op.scale = 1;
+    std::snprintf(line, sizeof line,
+                  "plain x264 at the full size: no scale beat it on a %.1f s sample at %d kb/s "
+                  "(x264 %.2f dB)",
+                  *sample_s, op.total_kbps, pt.psnr_y);
+  } else {
+    const ScaleTrial& b = op.trials[size_t(best)];
+    op.scale = b.scale;
+    std::snprintf(line, sizeof line,
+                  "x%d: %.2f dB vs x264 at the full size %.2f dB on a %.1f s sample at %d kb/s",
+                  b.scale, b.psnr_y, pt.psnr_y, *sample_s, op.total_kbps);
+  }
+  op.decision = line;
+  if (!skipped.empty()) op.decision += "; not tried:" + skipped;
+  return op;
+}
+
+}  // namespace dydca::detail

@@ -1,0 +1,102 @@
+// The encoder's operating point (issue 15): how many bits the video gets
+// when --bitrate is a total (video + model + routing), and which scale a
+// title is encoded at when --scale is auto.
+//
+//   total rate:  each segment's x264 target = what is left of the budget
+//                after the predicted model and routing bytes, corrected by
+//                what the earlier segments over- or under-spent.
+//   scale auto:  short trial encodes of a sample of the title (a few windows
+//                spread over it) at the target rate, one per candidate scale
+//                and one of plain x264 at the full size; the best measured
+//                PSNR-Y wins, plain x264 when no scale beats it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dydca/container.h"
+#include "dydca/encoder.h"
+#include "dydca/media.h"
+
+namespace dydca::detail {
+
+// How encode_segmented runs beyond EncodeParams (set by the trials and the
+// plain-x264 decision, never by users).
+struct EncodeMode {
+  // x264 at the full size with a no-op model (scale 1, global path = the
+  // identity): what ships when nothing beats plain x264.
+  bool plain = false;
+  // Trials: charge the title's predicted model rate rather than the
+  // sample's own full model (a sample of a few seconds would pay a whole
+  // model in that time).
+  double model_kbps_hint = -1;
+  std::string work_dir;  // "" = EncodeParams' work folder
+};
+
+// The network that changes nothing: scale 1, only the global path, whose
+// 5x5 skip is the identity (exact in 8 bits).
+Model identity_model();
+
+// Bytes of a full model blob of `arch` in `format`. Pseudo-random weights of
+// the trained models' spread: trained int8 weights compress no better.
+int64_t predict_model_bytes(const ModelArch& arch, WeightFormat format);
+
+// Model kb/s a title of `duration_s` will carry: one full model, then an
+// update per segment (about half a full model each, measured on the sample
+// clips with warm starts).
+double predict_title_model_kbps(int64_t full_model_bytes, double duration_s,
+                                double segment_seconds);
+
+// Total-rate control over segments.
+class TotalRate {
+ public:
+  // model_kbps_hint >= 0: charge this model rate instead of the measured
+  // model bytes (trials).
+  TotalRate(double total_kbps, int64_t full_model_bytes, double model_kbps_hint = -1);
+  // x264 kb/s for the next segment, of `seconds`; an error when the budget
+  // cannot pay the model.
+  Expected<int> video_kbps(double seconds) const;
+  // What a finished segment spent.
+  void add(double seconds, int64_t video_bytes, int64_t model_bytes, int64_t routing_bytes);
+  // Model bytes the controller expects for the next segment.
+  int64_t predicted_model_bytes() const;
+
+ private:
+  double total_kbps_;
+  int64_t full_model_bytes_;
+  double model_kbps_hint_;
+  double seconds_ = 0;
+  double spent_bits_ = 0;
+  int segments_ = 0;
+  int64_t last_model_bytes_ = -1;
+  double routing_kbps_ = -1;
+};
+
+// A sample of the title for the trials: up to `windows` windows of
+// `window_s` seconds spread over it (the whole clip when it is short),
+// written to `path` as y4m. Returns the sample's duration in seconds.
+Expected<double> write_sample(const std::string& input, const std::string& path,
+                              double title_seconds, double sample_seconds, int threads,
+                              const ProgressFn& progress);
+
+// Runs one trial encode (encode_segmented on the sample).
+using TrialRunner =
+    std::function<Expected<EncodeReport>(const EncodeParams&, const EncodeMode&)>;
+
+struct OperatingPoint {
+  int scale = 2;            // chosen (1..4); with plain: 1
+  bool plain = false;       // plain x264 at the full size
+  int total_kbps = 0;       // the target of the encode (CRF mode: from the plain trial)
+  std::vector<ScaleTrial> trials;
+  std::string decision;
+};
+
+// --scale auto. `title_seconds` is the input's duration (0 = unknown).
+Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double title_seconds,
+                                                int hr_width, int hr_height,
+                                                const TrialRunner& run,
+                                                const ProgressFn& progress);
+
+}  // namespace dydca::detail
