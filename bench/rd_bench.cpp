@@ -730,7 +730,7 @@ Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
         e.output = work + "_" + (run.scale ? "x" + std::to_string(run.scale) : "auto") + "_" +
                    std::to_string(rate) + "_" + run.baseline + ".mkv";
         e.scale = run.scale;
-        if (run.scale > 0) e.arch = default_arch(run.scale);
+        // e.arch stays the encoder's default: default_arch of whichever scale it uses.
         e.bitrate_kbps = rate;
         e.preset = p.preset;
         e.quality = p.quality;

@@ -53,7 +53,8 @@ if not m["dydca auto"]["points"]:
     assert any("dydca auto" in e for e in r["errors"]), r["errors"]
 else:
     for p in m["dydca auto"]["points"]:
-        assert 1 <= p["scale"] <= 4, p
+        assert 1 <= p["scale"] <= 4 and p["decision"] and p["trials"], p
+        assert not p["plain_x264"] or p["scale"] == 1, p
 main = m[r["main_curve"]]
 assert len(main["points"]) == 4, (main, r["errors"])
 for k in ("bd_rate_vs_x264_full", "bd_psnr_vs_x264_full", "bd_rate_vs_hull", "bd_psnr_vs_hull"):
@@ -71,8 +72,12 @@ assert len(m["static x2"]["points"]) == 4, m["static x2"]
 # Decoders at the reference rate: x264-full, the main dydca file (level 0) and
 # its LR stream alone, the static baseline.
 dec = {(x["method"], x["decoder"]): x for x in r["decodes"]}
-want = [("x264-full", "H.264"), (r["main_curve"], "SR level 0"), (r["main_curve"], "plain video, no model"),
-        ("static x2", "SR, 1 model")]
+ref_main = [p for p in main["points"] if p["rate"] == r["ref_rate"]][0]
+want = [("x264-full", "H.264"), ("dydca x2", "SR level 0"), ("static x2", "SR, 1 model")]
+if ref_main["plain_x264"]:  # auto shipped plain x264 at this rate: no model, no LR stream
+    want.append((r["main_curve"], "plain x264 output"))
+else:
+    want += [(r["main_curve"], "SR level 0"), (r["main_curve"], "plain video, no model")]
 for meth, what in want:
     hits = [x for (mm, dd), x in dec.items() if mm == meth and what in dd]
     assert hits, "no decode of %s (%s): %s %s" % (meth, what, list(dec), r["errors"])
