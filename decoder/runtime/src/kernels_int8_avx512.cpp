@@ -24,7 +24,9 @@ constexpr ConvI8Fn conv() {
 // x2: 4 output channels = one xmm per pixel; x3, x4: one zmm.
 template <int CS>
 void tail(const TailI8Args& a) {
-  if (a.scale == 2)
+  if (a.scale == 1)  // x1 (post-filter): one channel, in an xmm
+    tail_rows_i8<I128, CS, 1, 24, 4, 1>(a);
+  else if (a.scale == 2)
     tail_rows_i8<I128, CS, 1, 24, 4, 2>(a);
   else if (a.scale == 3)
     tail_rows_i8<I512, CS, 1, 16, 4, 3>(a);
