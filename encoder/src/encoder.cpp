@@ -557,6 +557,7 @@ Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& seg
   auto writer = DydcaFileWriter::open(p.output, params, records, wp);
   if (!writer) return writer.status();
   records.clear();
+  std::vector<uint8_t> active_sets = params.extradata;
   for (size_t k = 0; k < segs.size(); ++k) {
     auto v = k == 0 ? std::move(first) : read_packets_file(w.file(int(k), "lr"));
     if (!v) {
@@ -568,7 +569,11 @@ Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& seg
       writer->abort();
       return Status::error("segment " + std::to_string(k) + " does not fit segment 0's stream");
     }
-    if (v->extradata != params.extradata) {
+    // In-band sets stay in force until the next ones: compare with the sets
+    // the decoder holds at this point, not with the avcC's (a segment like
+    // segment 0 after one that differs needs its sets back in band).
+    if (v->extradata != active_sets) {
+      active_sets = v->extradata;
       const int length_size = params.extradata.size() > 4 ? (params.extradata[4] & 3) + 1 : 4;
       auto sets = parameter_sets_in_band(v->extradata, length_size);
       if (!sets) {
