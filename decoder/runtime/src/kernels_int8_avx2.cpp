@@ -35,7 +35,9 @@ void conv(const ConvI8Args& a) {
 
 template <int CS>
 void tail(const TailI8Args& a) {
-  if (a.scale == 2)
+  if (a.scale == 1)  // x1 (post-filter): one channel, in an xmm
+    tail_rows_i8<A128, CS, 1, 8, 4, 1>(a);
+  else if (a.scale == 2)
     tail_rows_i8<A128, CS, 1, 8, 4, 2>(a);
   else if (a.scale == 3)
     tail_rows_i8<A256, CS, 2, 4, 2, 3>(a);
