@@ -1,5 +1,6 @@
-// `dydca bench CLIP...`: rate-distortion comparison of dydca against x264 at
-// HR, LR x264 + bicubic and the model baselines (see bench/rd_bench.h).
+// `dydca bench CLIP...`: rate-distortion comparison of dydca (--scale auto and
+// fixed scales) against x264 at the full size and the x264 hull over scales
+// (see bench/rd_bench.h).
 #include <algorithm>
 #include <atomic>
 #include <csignal>
@@ -33,6 +34,23 @@ bool parse_int_list(const std::string& s, std::vector<int>* out) {
     } catch (...) {
       return false;
     }
+  }
+  return !out->empty();
+}
+
+// "auto,2,4" -> {0, 2, 4} (0 = --scale auto).
+bool parse_scale_list(const std::string& s, std::vector<int>* out) {
+  out->clear();
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::vector<int> one;
+    if (item == "auto")
+      out->push_back(0);
+    else if (parse_int_list(item, &one) && one[0] <= 4)
+      out->push_back(one[0]);
+    else
+      return false;
   }
   return !out->empty();
 }
@@ -80,18 +98,34 @@ int run_decode_probe(const std::string& file, int level, int plain_scale, int ru
 Subcommand add_bench(CLI::App& app) {
   struct Opts {
     bench::RdBenchParams p;
-    std::string scales = "2,4", rates = "100,200,400,800";
+    std::string scales = "auto", ladder = "1,2,3,4", rates, baselines;
     bool quick = false;
-    bool no_multi = false;
+    bool no_crops = false;
     std::string probe_file, replot;
     int probe_level = 0, probe_scale = 2, probe_runs = 2, probe_decode_threads = 1;
   };
   auto o = std::make_shared<Opts>();
   CLI::App* sub = app.add_subcommand(
-      "bench", "Rate-distortion bench: dydca vs x264 at HR, LR+bicubic and model baselines");
+      "bench",
+      "Rate-distortion bench: dydca (--scale auto) vs x264 at the full size and the x264 hull");
   sub->add_option("clips", o->p.clips, "Input clips (any file FFmpeg reads)");
-  sub->add_option("--scales", o->scales, "Scales, comma separated (2,3,4)")->capture_default_str();
-  sub->add_option("--rates", o->rates, "LR video kb/s, comma separated (>= 4 for BD numbers)")
+  sub->add_option("--scales", o->scales,
+                  "dydca curves: auto and/or fixed scales 1-4, comma separated (the first with "
+                  "points is the main curve), e.g. auto,2,4")
+      ->capture_default_str();
+  sub->add_option("--ladder-scales", o->ladder,
+                  "x264 ladder: scales encoded and upscaled by lanczos for the hull (1 is always "
+                  "in: the anchor)")
+      ->capture_default_str();
+  sub->add_option("--rates", o->rates,
+                  "Total kb/s for every clip, comma separated (>= 4 for BD numbers); default: "
+                  "chosen per clip from an x264 CRF probe");
+  sub->add_option("--rate-count", o->p.rate_count, "Rates chosen per clip")
+      ->check(CLI::Range(1, 12))
+      ->capture_default_str();
+  sub->add_option("--min-db", o->p.target_lo_db, "x264-full PSNR-Y at the lowest chosen rate")
+      ->capture_default_str();
+  sub->add_option("--max-db", o->p.target_hi_db, "x264-full PSNR-Y at the highest chosen rate")
       ->capture_default_str();
   sub->add_option("--preset", o->p.preset, "x264 preset (all methods)")->capture_default_str();
   sub->add_option("--out", o->p.out_dir, "Output directory")->capture_default_str();
@@ -102,14 +136,19 @@ Subcommand add_bench(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--steps", o->p.steps, "Training steps (overrides the preset)")
       ->check(CLI::Range(1, 10000000));
-  sub->add_flag("--no-multi-model", o->no_multi, "Skip the per-chunk and per-segment baselines");
+  sub->add_option("--baselines", o->baselines,
+                  "Model baselines, comma separated: static, per-chunk, per-segment");
+  sub->add_option("--baseline-scale", o->p.baseline_scale, "Scale of the model baselines")
+      ->check(CLI::Range(2, 4))
+      ->capture_default_str();
   sub->add_option("--ref-rate", o->p.ref_rate,
-                  "Rate whose files are decoded (fps, RSS) and make the MACs and bytes charts "
-                  "(0 = middle of --rates)")
+                  "Rate whose files are decoded (fps, RSS) and make the crop, MACs and bytes "
+                  "charts (0 or not one of a clip's rates = the middle of them)")
       ->capture_default_str();
   sub->add_option("--decode-runs", o->p.decode_runs, "Decode fps = best of N runs (0 = no decode)")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
+  sub->add_flag("--no-crops", o->no_crops, "No crop PNG per clip");
   sub->add_option("--replot", o->replot,
                   "Only rewrite DIR/report.md and the plots from DIR/report.json of a run");
   // Internal: the child process of the decoder measurement (see rd_bench.h).
@@ -118,8 +157,10 @@ Subcommand add_bench(CLI::App& app) {
   sub->add_option("--probe-scale", o->probe_scale)->group("");
   sub->add_option("--probe-runs", o->probe_runs)->group("");
   sub->add_option("--probe-decode-threads", o->probe_decode_threads)->group("");
-  sub->add_flag("--quick", o->quick,
-                "CI run: a tiny generated clip, 2 rates, x2, 20 steps, static baseline only");
+  sub->add_flag("--quick",
+                o->quick,
+                "CI run: a tiny generated clip, 4 probed rates, auto and x2, 20 steps, veryfast, "
+                "static baseline");
   return {sub, [o]() -> int {
             if (!o->probe_file.empty())
               return run_decode_probe(o->probe_file, o->probe_level, o->probe_scale,
@@ -132,33 +173,50 @@ Subcommand add_bench(CLI::App& app) {
             bench::RdBenchParams p = o->p;
             p.threads = globals().threads;
             p.quiet = globals().quiet;
+            p.crops = !o->no_crops;
 #ifdef DYDCA_HAVE_DECODER
             if (p.decode_runs > 0) {
               std::error_code ec;
               p.probe_exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
             }
 #endif
-            if (o->no_multi) p.multi_model = false;
-            if (!parse_int_list(o->scales, &p.scales))
-              return fail(Status::error("--scales: '" + o->scales + "' is not a list of integers"));
-            for (int s : p.scales)
-              if (s < 2 || s > 4) return fail(Status::error("--scales: each must be 2, 3 or 4"));
-            if (!parse_int_list(o->rates, &p.rates))
+            if (!parse_scale_list(o->scales, &p.scales))
+              return fail(Status::error("--scales: '" + o->scales +
+                                        "' is not a list of auto and 1-4"));
+            if (!parse_int_list(o->ladder, &p.ladder_scales) ||
+                std::any_of(p.ladder_scales.begin(), p.ladder_scales.end(),
+                            [](int s) { return s > 4; }))
+              return fail(Status::error("--ladder-scales: '" + o->ladder + "' is not a list of 1-4"));
+            if (!o->rates.empty() && !parse_int_list(o->rates, &p.rates))
               return fail(Status::error("--rates: '" + o->rates + "' is not a list of kb/s"));
-            if (p.ref_rate > 0 &&
-                std::find(p.rates.begin(), p.rates.end(), p.ref_rate) == p.rates.end() && !o->quick)
-              return fail(Status::error("--ref-rate: must be one of --rates"));
+            p.baselines.clear();
+            if (!o->baselines.empty()) {
+              std::stringstream ss(o->baselines);
+              std::string b;
+              while (std::getline(ss, b, ',')) {
+                if (b != "static" && b != "per-chunk" && b != "per-segment")
+                  return fail(Status::error("--baselines: '" + b +
+                                            "' is not static, per-chunk or per-segment"));
+                p.baselines.push_back(b);
+              }
+            }
+            if (!(p.target_lo_db < p.target_hi_db))
+              return fail(Status::error("--min-db must be below --max-db"));
             if (o->quick) {
               std::error_code ec;
               std::filesystem::create_directories(p.out_dir, ec);
               const std::string clip = p.out_dir + "/quick.y4m";
               if (auto s = bench::write_quick_clip(clip); !s) return fail(s);
               p.clips = {clip};
-              p.scales = {2};
-              p.rates = {60, 150};
-              p.ref_rate = 150;
+              p.scales = {0, 2};
+              p.rates.clear();
+              p.rate_count = 4;
+              p.ref_rate = 0;
+              p.preset = "veryfast";
+              p.quality = "fast";
               if (p.steps <= 0) p.steps = 20;
-              p.multi_model = false;
+              p.baselines = {"static"};
+              p.baseline_scale = 2;
             }
             if (p.clips.empty())
               return fail(Status::error("bench: give at least one clip or --quick"));

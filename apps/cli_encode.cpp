@@ -98,6 +98,10 @@ Subcommand add_encode(CLI::App& app) {
       ->check(CLI::Range(1, 10000000));
   sub->add_option("--model-precision", o->p.precision, "Model weights in the file")
       ->check(CLI::IsMember({"fp32", "fp16", "int8"}))->capture_default_str();
+  sub->add_option("--int8-activations", o->p.int8_activations,
+                  "With int8 weights: quantisation-aware training and int8 activation scales, "
+                  "so the client runs the int8 runtime")
+      ->capture_default_str();
   sub->add_option("--baseline", o->p.baseline, "Write a multi-model baseline instead")
       ->check(CLI::IsMember({"none", "per-chunk", "per-segment", "static"}))->capture_default_str();
   auto* arch_c = sub->add_option("--channels", o->channels, "Network channels C")->check(CLI::Range(4, 64))

@@ -1,6 +1,6 @@
-// `dydca bench`: see rd_bench.h.
-#include "rd_bench.h"
-
+// `dydca bench`: the runs (probe, x264 ladder, dydca, baselines, decoders,
+// crop). Analysis helpers are here too; reports and plots in rd_report.cpp,
+// the crop PNG in rd_crops.cpp. See rd_bench.h.
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,114 +15,129 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "dydca/encoder.h"
 #include "dydca/media.h"
 #include "dydca/metrics.h"
 #include "dydca/synthetic.h"
+#include "rd_bench.h"
+#ifdef DYDCA_BENCH_HAVE_DECODER
+#include "dydca/decoder.h"
+#endif
 
 namespace dydca::bench {
 namespace fs = std::filesystem;
+
+// ---- analysis ---------------------------------------------------------------------
+
+std::vector<RdSample> upper_hull(std::vector<RdSample> pts) {
+  // The best point of each nominal rate (every scale targeted the same rates;
+  // their measured rates differ only by x264's rate-control error).
+  std::map<int, RdSample> best;
+  for (const auto& s : pts) {
+    if (!(s.total_kbps > 0) || !std::isfinite(s.psnr_y)) continue;
+    auto it = best.find(s.rate);
+    if (it == best.end() || s.psnr_y > it->second.psnr_y) best[s.rate] = s;
+  }
+  std::vector<RdSample> hull;
+  for (const auto& [rate, s] : best) hull.push_back(s);
+  std::sort(hull.begin(), hull.end(), [](const RdSample& a, const RdSample& b) {
+    return a.total_kbps < b.total_kbps;
+  });
+  // A point that costs more than another one and is worse is not on the
+  // envelope (drop it while 4 points are left for BD).
+  for (size_t i = 1; i < hull.size() && hull.size() > 4;) {
+    if (hull[i].psnr_y <= hull[i - 1].psnr_y)
+      hull.erase(hull.begin() + long(i));
+    else
+      ++i;
+  }
+  return hull;
+}
+
+double psnr_at_rate(const std::vector<RdSample>& points, double kbps) {
+  std::vector<std::pair<double, double>> v;
+  for (const auto& s : points)
+    if (s.total_kbps > 0) v.push_back({std::log10(s.total_kbps), s.psnr_y});
+  if (v.size() < 2 || !(kbps > 0)) return NAN;
+  std::sort(v.begin(), v.end());
+  const double x = std::log10(kbps);
+  size_t i = 1;
+  while (i + 1 < v.size() && x > v[i].first) ++i;
+  const auto& [x0, y0] = v[i - 1];
+  const auto& [x1, y1] = v[i];
+  if (x1 - x0 < 1e-12) return 0.5 * (y0 + y1);
+  return y0 + (y1 - y0) * (x - x0) / (x1 - x0);
+}
+
 namespace {
-
-const char* kHr = "x264-HR";
-const char* kBicubic = "LR+bicubic";
-
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
+// Rate (kb/s) where the probe reaches `db`: log-rate interpolation between
+// the probe points around it; the nearest end when it never gets there.
+double probe_rate_at(std::vector<ProbePoint> probe, double db) {
+  std::sort(probe.begin(), probe.end(),
+            [](const ProbePoint& a, const ProbePoint& b) { return a.psnr_y < b.psnr_y; });
+  if (db <= probe.front().psnr_y) return probe.front().kbps;
+  if (db >= probe.back().psnr_y) return probe.back().kbps;
+  for (size_t i = 1; i < probe.size(); ++i) {
+    const ProbePoint& a = probe[i - 1];
+    const ProbePoint& b = probe[i];
+    if (db > b.psnr_y) continue;
+    if (b.psnr_y - a.psnr_y < 1e-9) return std::max(a.kbps, b.kbps);
+    const double t = (db - a.psnr_y) / (b.psnr_y - a.psnr_y);
+    return std::pow(10.0, std::log10(a.kbps) + t * (std::log10(b.kbps) - std::log10(a.kbps)));
+  }
+  return probe.back().kbps;
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+int round_2_significant(double v) {
+  if (v < 1) return 1;
+  const double mag = std::pow(10.0, std::floor(std::log10(v)) - 1);
+  return std::max(1, int(std::lround(std::round(v / mag) * mag)));
+}
+}  // namespace
+
+std::vector<int> log_spaced_rates(double lo, double hi, int count) {
+  std::vector<int> out;
+  if (!(lo > 0) || !(hi > 0) || count < 1) return out;
+  if (hi < lo) std::swap(lo, hi);
+  // A probe that never spans the range (e.g. screen content above 32 dB at
+  // CRF 51): keep a 4x span from what it reached, so the curves have shape.
+  if (hi < 1.5 * lo) hi = 4 * lo;
+  for (int i = 0; i < count; ++i) {
+    const double t = count == 1 ? 0.5 : double(i) / (count - 1);
+    const int r = round_2_significant(lo * std::pow(hi / lo, t));
+    if (out.empty() || r > out.back()) out.push_back(r);
+  }
+  return out;
 }
 
-void say(const RdBenchParams& p, const std::string& m) {
-  if (!p.quiet) std::fprintf(stderr, "[bench] %s\n", m.c_str());
+std::vector<int> pick_rates(const std::vector<ProbePoint>& probe, double lo_db, double hi_db,
+                            int count) {
+  std::vector<ProbePoint> crf;
+  for (const auto& x : probe)
+    if (x.abr_kbps == 0) crf.push_back(x);
+  if (crf.empty()) return {};
+  return log_spaced_rates(probe_rate_at(crf, lo_db), probe_rate_at(crf, hi_db), count);
 }
 
-RdCurve& curve(RdResult& r, const std::string& method) {
-  for (auto& c : r.curves)
-    if (c.method == method) return c;
-  r.curves.push_back({method, {}, {}});
-  return r.curves.back();
-}
-
-// x264 at HR resolution, 2-pass at `rate` kb/s, same preset.
-// `keep` non-empty: the stream is also written there (for the decode probe).
-Expected<RdSample> run_hr_x264(const std::vector<Frame>& hr, Rational fps, int rate,
-                               const RdBenchParams& p, const std::string& keep = {}) {
-  const double t0 = now_s();
-  std::vector<Frame> padded;
-  padded.reserve(hr.size());
-  for (const auto& f : hr) padded.push_back(pad_to_multiple(f, 2));
-  X264Config cfg;
-  cfg.preset = p.preset;
-  cfg.bitrate_kbps = rate;
-  cfg.two_pass = true;
-  cfg.threads = p.threads;
-  auto enc = encode_h264(padded, fps, cfg);
-  if (!enc) return enc.status();
-  if (!keep.empty()) DYDCA_TRY(write_video_file(keep, *enc));
-  auto dec = decode_h264(*enc, p.threads);
-  if (!dec) return dec.status();
-  if (dec->size() != hr.size()) return Status::error("HR x264: frame count changed");
-  for (size_t i = 0; i < dec->size(); ++i) (*dec)[i] = crop((*dec)[i], hr[i].width, hr[i].height);
-  auto q = compare_clips(hr, *dec, true);
-  if (!q) return q.status();
-  RdSample s;
-  s.rate = rate;
-  const double dur = double(hr.size()) / fps.to_double();
-  s.video_kbps = s.total_kbps = double(enc->total_bytes()) * 8.0 / dur / 1000.0;
-  s.psnr_y = q->psnr_y;
-  s.ssim_y = q->ssim_y;
-  s.encode_s = now_s() - t0;
-  return s;
-}
-
-RdSample sample_from(const EncodeReport& r, int rate, size_t level) {
-  RdSample s;
-  s.rate = rate;
-  s.video_kbps = r.video_kbps;
-  s.model_kbps = r.model_kbps;
-  s.routing_kbps = r.routing_kbps;
-  s.total_kbps = r.video_kbps + r.model_kbps + r.routing_kbps;
-  s.model_bytes = r.model_bytes;
-  s.psnr_y = r.levels[level].psnr_y;
-  s.ssim_y = r.levels[level].ssim_y;
-  s.macs_per_lr_pixel = r.levels[level].macs_per_lr_pixel;
-  s.encode_s = r.t_total;
-  s.routing_bytes = r.routing_bytes;
-  for (const auto& l : r.levels)
-    s.levels.push_back({l.level, l.psnr_y, l.ssim_y, l.macs_per_lr_pixel});
-  return s;
-}
-
-const RdSample* point_at(const RdCurve& c, int rate) {
-  for (const auto& s : c.points)
-    if (s.rate == rate) return &s;
-  return nullptr;
-}
-
-// gnuplot string literal (single quotes; a quote is doubled).
-std::string gq(const std::string& s) {
-  std::string o = "'";
-  for (char ch : s) o += ch == '\'' ? std::string("''") : std::string(1, ch);
-  return o + "'";
-}
-// Data-file string (double quotes; gnuplot reads "a b" as one column).
-std::string dq(const std::string& s) {
-  std::string o = "\"";
-  for (char ch : s) o += ch == '"' ? '\'' : ch;
-  return o + "\"";
-}
-
-std::vector<RdPoint> rd_points(const RdCurve& c) {
-  std::vector<RdPoint> v;
-  for (const auto& s : c.points) v.push_back({s.total_kbps, s.psnr_y});
-  return v;
+BdNumbers bd_numbers(const std::vector<RdSample>& anchor, const std::vector<RdSample>& test) {
+  BdNumbers out{NAN, NAN};
+  if (anchor.size() < 4 || test.size() < 4) return out;
+  std::vector<RdPoint> a, t;
+  for (const auto& s : anchor) a.push_back({s.total_kbps, s.psnr_y});
+  for (const auto& s : test) t.push_back({s.total_kbps, s.psnr_y});
+  constexpr double kMinOverlapDb = 0.25;
+  const auto range = [](const std::vector<RdPoint>& v) {
+    double lo = v[0].psnr, hi = v[0].psnr;
+    for (const auto& x : v) lo = std::min(lo, x.psnr), hi = std::max(hi, x.psnr);
+    return std::pair<double, double>{lo, hi};
+  };
+  const auto [alo, ahi] = range(a);
+  const auto [tlo, thi] = range(t);
+  if (std::min(ahi, thi) - std::max(alo, tlo) >= kMinOverlapDb)
+    if (auto r = bd_rate(a, t)) out.rate_pct = *r;
+  if (auto q = bd_psnr(a, t)) out.psnr_db = *q;
+  return out;
 }
 
 const RdCurve* find_curve(const RdResult& r, const std::string& m) {
@@ -131,45 +146,13 @@ const RdCurve* find_curve(const RdResult& r, const std::string& m) {
   return nullptr;
 }
 
-// BD-rate (%) and BD-PSNR (dB) of `test` against `anchor`; NaN when not computable.
-std::pair<double, double> bd(const RdCurve* anchor, const RdCurve& test) {
-  if (!anchor || anchor->points.size() < 4 || test.points.size() < 4) return {NAN, NAN};
-  auto a = rd_points(*anchor), t = rd_points(test);
-  // BD-rate integrates over the common PSNR range: on (nearly) flat curves it
-  // is noise, so it is only given when the ranges overlap by >= kMinOverlapDb.
-  constexpr double kMinOverlapDb = 0.25;
-  auto range = [](const std::vector<RdPoint>& v) {
-    double lo = v[0].psnr, hi = v[0].psnr;
-    for (const auto& x : v) lo = std::min(lo, x.psnr), hi = std::max(hi, x.psnr);
-    return std::pair<double, double>{lo, hi};
-  };
-  const auto [alo, ahi] = range(a);
-  const auto [tlo, thi] = range(t);
-  const bool overlap = std::min(ahi, thi) - std::max(alo, tlo) >= kMinOverlapDb;
-  auto r = overlap ? bd_rate(a, t) : Expected<double>(Status::error("no overlap"));
-  auto q = bd_psnr(a, t);
-  return {r ? *r : NAN, q ? *q : NAN};
+const RdCurve* main_dydca_curve(const RdResult& r) {
+  for (const auto& c : r.curves)
+    if (c.kind == kKindDydca && !c.points.empty()) return &c;
+  return nullptr;
 }
 
-std::string na(double v, const char* f) { return std::isnan(v) ? "n/a" : fmt(f, v); }
-
-Status make_quick_clip(const std::string& path) {
-  auto frames = synthetic_clip(192, 128, 24, 1, true);
-  auto w = Y4mWriter::open(path, 192, 128, Rational{24, 1});
-  if (!w) return w.status();
-  for (const auto& f : frames)
-    if (auto s = w->write(f); !s) return s;
-  return w->close();
-}
-
-}  // namespace
-
-int reference_rate(const RdBenchParams& p) {
-  if (p.ref_rate > 0) return p.ref_rate;
-  return p.rates.empty() ? 0 : p.rates[p.rates.size() / 2];
-}
-
-// ---- decode probe -------------------------------------------------------------
+// ---- decode probe -------------------------------------------------------------------
 
 std::string decode_probe_json(const DecodeProbeResult& r) {
   nlohmann::json j{{"frames", r.frames},
@@ -277,527 +260,354 @@ Expected<DecodeCost> measure_decode(const RdBenchParams& p, const std::string& f
   return c;
 }
 
-std::string rd_report_json(const RdBenchParams& p, const std::vector<RdResult>& results) {
-  using nlohmann::json;
-  json j;
-  j["preset"] = p.preset;
-  j["rates"] = p.rates;
-  j["scales"] = p.scales;
-  j["steps"] = p.steps;
-  j["quality"] = p.quality;
-  j["max_frames"] = p.max_frames;
-  j["reference_rate"] = reference_rate(p);
-  j["decode_runs"] = p.decode_runs;
-  j["threads"] = p.threads;
-  json rs = json::array();
-  for (const auto& r : results) {
-    json jr;
-    jr["clip"] = r.clip;
-    jr["name"] = r.name;
-    jr["scale"] = r.scale;
-    jr["frames"] = r.frames;
-    jr["fps"] = r.fps;
-    jr["hr"] = {r.hr_width, r.hr_height};
-    jr["lr"] = {r.lr_width, r.lr_height};
-    jr["errors"] = r.errors;
-    const RdCurve* hr = find_curve(r, kHr);
-    const RdCurve* bic = find_curve(r, kBicubic);
-    json cs = json::array();
-    for (const auto& c : r.curves) {
-      json jc;
-      jc["method"] = c.method;
-      json pts = json::array();
-      for (const auto& s : c.points) {
-        json lv = json::array();
-        for (const auto& l : s.levels)
-          lv.push_back({{"level", l.level},
-                        {"psnr_y", l.psnr_y},
-                        {"ssim_y", l.ssim_y},
-                        {"macs_per_lr_pixel", l.macs_per_lr_pixel}});
-        pts.push_back({{"rate", s.rate},
-                       {"total_kbps", s.total_kbps},
-                       {"video_kbps", s.video_kbps},
-                       {"model_kbps", s.model_kbps},
-                       {"routing_kbps", s.routing_kbps},
-                       {"model_bytes", s.model_bytes},
-                       {"routing_bytes", s.routing_bytes},
-                       {"psnr_y", s.psnr_y},
-                       {"ssim_y", s.ssim_y},
-                       {"macs_per_lr_pixel", s.macs_per_lr_pixel},
-                       {"encode_s", s.encode_s},
-                       {"levels", lv}});
-      }
-      jc["points"] = pts;
-      if (c.decode) {
-        const DecodeCost& d = *c.decode;
-        jc["decode"] = {{"decoder", d.decoder},
-                        {"rate", d.rate},
-                        {"level", d.level},
-                        {"frames", d.frames},
-                        {"fps", d.fps},
-                        {"setup_s", d.setup_s},
-                        {"rss_idle_kb", d.rss_idle_kb},
-                        {"rss_peak_kb", d.rss_peak_kb},
-                        {"runtime_bytes", d.runtime_bytes},
-                        {"models", d.models},
-                        {"models_loaded", d.models_loaded},
-                        {"switch_ms", d.switch_ms},
-                        {"tile_switches", d.tile_switches},
-                        {"frame_switches", d.frame_switches}};
-      } else {
-        jc["decode"] = nullptr;
-      }
-      auto [r1, p1] = bd(hr, c);
-      auto [r2, p2] = bd(bic, c);
-      auto num = [](double v) { return std::isnan(v) ? json(nullptr) : json(v); };
-      jc["bd_rate_vs_x264_hr"] = num(r1);
-      jc["bd_psnr_vs_x264_hr"] = num(p1);
-      jc["bd_rate_vs_bicubic"] = num(r2);
-      jc["bd_psnr_vs_bicubic"] = num(p2);
-      cs.push_back(jc);
-    }
-    jr["methods"] = cs;
-    rs.push_back(jr);
-  }
-  j["results"] = rs;
-  return j.dump(2);
-}
-
-std::string rd_report_md(const RdBenchParams& p, const std::vector<RdResult>& results) {
-  std::ostringstream o;
-  o << "# dydca bench: rate-distortion\n\n";
-  o << "Total kb/s = LR video + models + routing (audio excluded). PSNR-Y is full-frame against "
-       "the "
-       "HR input. Rates are the LR video targets (2-pass x264, preset "
-    << p.preset << "); x264-HR uses the same list as its total rate. Training steps: "
-    << (p.steps > 0 ? std::to_string(p.steps) : "preset '" + p.quality + "'")
-    << (p.max_frames > 0 ? ", first " + std::to_string(p.max_frames) + " frames" : "") << ".\n\n";
-  for (const auto& r : results) {
-    o << "## " << r.name << " x" << r.scale << " (" << r.hr_width << "x" << r.hr_height << " <- "
-      << r.lr_width << "x" << r.lr_height << ", " << r.frames << " frames @ " << fmt("%.3g", r.fps)
-      << " fps)\n\n";
-    // RD table: rows = methods, columns = rate points.
-    o << "| method |";
-    for (int rate : p.rates) o << " " << rate << " |";
-    o << "\n|---|";
-    for (size_t i = 0; i < p.rates.size(); ++i) o << "---|";
-    o << "\n";
-    for (const auto& c : r.curves) {
-      o << "| " << c.method << " |";
-      for (int rate : p.rates) {
-        const RdSample* s = nullptr;
-        for (const auto& x : c.points)
-          if (x.rate == rate) s = &x;
-        if (s)
-          o << " " << fmt("%.0f", s->total_kbps) << " kb/s, " << fmt("%.2f", s->psnr_y) << " dB |";
-        else
-          o << " - |";
-      }
-      o << "\n";
-    }
-    o << "\n";
-    // BD table.
-    const RdCurve* hr = find_curve(r, kHr);
-    const RdCurve* bic = find_curve(r, kBicubic);
-    o << "| method | BD-rate vs x264-HR | BD-PSNR vs x264-HR | BD-rate vs LR+bicubic | BD-PSNR vs "
-         "LR+bicubic |\n|---|---|---|---|---|\n";
-    for (const auto& c : r.curves) {
-      auto [r1, p1] = bd(hr, c);
-      auto [r2, p2] = bd(bic, c);
-      o << "| " << c.method << " | " << na(r1, "%+.1f %%") << " | " << na(p1, "%+.2f dB") << " | "
-        << na(r2, "%+.1f %%") << " | " << na(p2, "%+.2f dB") << " |\n";
-    }
-    o << "BD-rate is n/a where the two curves' PSNR ranges overlap by < 0.25 dB (it would "
-         "extrapolate); BD-PSNR integrates over the common rate range.\n\n";
-    // Cost table: model bytes, MACs, encode time (mean over rates).
-    o << "| method | model bytes (mean) | routing bytes (mean) | model+routing kb/s (mean) | MACs "
-         "/ "
-         "LR pixel | encode s (mean) |\n|---|---|---|---|---|---|\n";
-    for (const auto& c : r.curves) {
-      if (c.points.empty()) continue;
-      double mb = 0, rb = 0, mk = 0, macs = 0, t = 0;
-      for (const auto& s : c.points) {
-        mb += double(s.model_bytes);
-        rb += double(s.routing_bytes);
-        mk += s.model_kbps + s.routing_kbps;
-        macs += s.macs_per_lr_pixel;
-        t += s.encode_s;
-      }
-      const double n = double(c.points.size());
-      o << "| " << c.method << " | " << fmt("%.0f", mb / n) << " | " << fmt("%.0f", rb / n) << " | "
-        << fmt("%.1f", mk / n) << " | " << fmt("%.0f", macs / n) << " | " << fmt("%.1f", t / n)
-        << " |\n";
-    }
-    o << "\n";
-    // Quality vs compute at the reference rate: every QoS level of every file.
-    const int ref = reference_rate(p);
-    o << "Quality vs compute at " << ref
-      << " kb/s (every QoS level of each file; levels > 0 are "
-         "measured by the encoder on an even frame sample):\n\n";
-    o << "| method | level | MACs / LR pixel | PSNR-Y dB | SSIM-Y |\n|---|---|---|---|---|\n";
-    for (const auto& c : r.curves) {
-      if (c.method == kHr || c.method == "dydca cheapest") continue;  // no SR / same file as L0
-      const RdSample* s = point_at(c, ref);
-      if (!s) continue;
-      if (c.method == kBicubic) {
-        o << "| " << c.method << " | - | 0 | " << fmt("%.2f", s->psnr_y) << " | "
-          << fmt("%.4f", s->ssim_y) << " |\n";
-        continue;
-      }
-      const std::string m = c.method == "dydca L0" ? "dydca" : c.method;
-      for (const auto& l : s->levels)
-        o << "| " << m << " | " << l.level << " | " << fmt("%.0f", l.macs_per_lr_pixel) << " | "
-          << fmt("%.2f", l.psnr_y) << " | " << fmt("%.4f", l.ssim_y) << " |\n";
-    }
-    o << "\n";
-    // Decoder cost of each method's file at the reference rate.
-    bool any_decode = false;
-    for (const auto& c : r.curves) any_decode = any_decode || c.decode.has_value();
-    if (any_decode) {
-      o << "Decoders (file at " << ref << " kb/s, dydca::decode_file into a null sink, "
-        << p.threads << " threads, best of " << p.decode_runs << " runs, in a child process):\n\n";
-      o << "| method | decoder | fps | setup s | peak RSS MB | idle RSS MB | decode RSS MB | SR "
-           "runtime MB | models loaded | switch ms | tile switches | frame switches "
-           "|\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-      for (const auto& c : r.curves) {
-        if (!c.decode) continue;
-        const DecodeCost& d = *c.decode;
-        const bool multi = d.models > 1;
-        o << "| " << c.method << " | " << d.decoder << " | " << fmt("%.1f", d.fps) << " | "
-          << fmt("%.2f", d.setup_s) << " | " << fmt("%.0f", d.rss_peak_kb / 1024.0) << " | "
-          << fmt("%.0f", d.rss_idle_kb / 1024.0) << " | "
-          << fmt("%.0f", (d.rss_peak_kb - d.rss_idle_kb) / 1024.0) << " | "
-          << fmt("%.1f", double(d.runtime_bytes) / (1 << 20)) << " | "
-          << (d.models > 0 ? std::to_string(d.models_loaded) + "/" + std::to_string(d.models)
-                           : std::string("-"))
-          << " | " << (multi ? fmt("%.1f", d.switch_ms) : std::string("-")) << " | "
-          << (multi ? std::to_string(d.tile_switches) : std::string("-")) << " | "
-          << (multi ? std::to_string(d.frame_switches) : std::string("-")) << " |\n";
-      }
-      o << "\nidle RSS = the child process before decoding (binary and shared libraries; this "
-           "binary links LibTorch for the encoder), decode RSS = peak - idle. Switch ms = creating "
-           "the runtimes of multi-model files on first use (the model switch); a tile or frame "
-           "switch after that picks an already created runtime.\n\n";
-    }
-    if (!r.errors.empty()) {
-      o << "Failed runs:\n\n";
-      for (const auto& e : r.errors) o << "- " << e << "\n";
-      o << "\n";
-    }
-    const std::string tag = r.name + "_x" + std::to_string(r.scale);
-    o << "![RD " << r.name << " x" << r.scale << "](rd_" << tag << ".png)\n";
-    o << "![PSNR-Y vs MACs " << r.name << " x" << r.scale << "](macs_" << tag << ".png)\n";
-    if (any_decode)
-      o << "![decode fps and RSS " << r.name << " x" << r.scale << "](decode_" << tag << ".png)\n";
-    o << "![model bytes " << r.name << " x" << r.scale << "](bytes_" << tag << ".png)\n\n";
-  }
-  o << "Encode time of dydca rows is the whole server pipeline (x264 + training + eval) per rate; "
-       "the LR+bicubic row comes from the dynamic run (no separate encode). The LR+bicubic decoder "
-       "is the dynamic file's LR stream remuxed alone and decoded by the plain-video fallback "
-       "(swscale bicubic, all planes); x264-HR is its HR stream through the same path at x1.\n";
-  return o.str();
-}
+// ---- runs ---------------------------------------------------------------------------
 
 namespace {
 
-// Feeds one script to gnuplot; a failure is a warning (plots are extras).
-void run_gnuplot(const std::string& script, const std::string& png) {
-  FILE* g = popen("gnuplot", "w");
-  if (!g) {
-    log_warning("bench: cannot start gnuplot for " + png);
-    return;
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void say(const RdBenchParams& p, const std::string& m) {
+  if (!p.quiet) std::fprintf(stderr, "[bench] %s\n", m.c_str());
+}
+
+std::string dydca_method(int scale) {
+  return scale == 0 ? "dydca auto" : "dydca x" + std::to_string(scale);
+}
+std::string ladder_method(int scale) {
+  return scale == 1 ? "x264-full" : "x264 x" + std::to_string(scale) + "+lanczos";
+}
+
+// The clip as x264 at `scale` sees it: padded to a multiple of 2 x scale
+// (even LR sizes, as the encoder does), area-downscaled. Scale 1 without
+// padding need returns an empty vector (use the HR frames themselves).
+Expected<std::vector<Frame>> ladder_input(const std::vector<Frame>& hr, int scale) {
+  std::vector<Frame> out;
+  const int m = 2 * scale;
+  if (scale == 1 && hr[0].width % m == 0 && hr[0].height % m == 0) return out;
+  out.reserve(hr.size());
+  for (const auto& f : hr) {
+    Frame padded = pad_to_multiple(f, m);
+    if (scale == 1) {
+      out.push_back(std::move(padded));
+      continue;
+    }
+    auto d = downscale(padded, scale, ScaleFilter::kArea);
+    if (!d) return d.status();
+    out.push_back(std::move(*d));
   }
-  std::fputs(script.c_str(), g);
-  if (pclose(g) != 0) log_warning("bench: gnuplot failed for " + png);
+  return out;
 }
 
-const char* kTerm = "set terminal pngcairo size 900,600 enhanced font 'sans,10'\n";
-
-// One colour per method in every plot.
-std::string method_color(const std::string& m) {
-  static const std::map<std::string, std::string> colors{
-      {kHr, "#000000"},          {kBicubic, "#999999"},
-      {"dydca L0", "#0072b2"},   {"dydca cheapest", "#56b4e9"},
-      {"static", "#e69f00"},     {"per-chunk", "#d55e00"},
-      {"per-segment", "#009e73"}};
-  auto it = colors.find(m);
-  return it == colors.end() ? "#cc79a7" : it->second;
+// Decodes `video`, upscales every frame by `scale` with lanczos (the free
+// upscale; scale 1: as decoded), crops to the HR size and measures it against
+// `hr`. Streams: one decoded frame at a time. `mid_out` receives frame `mid`.
+Expected<ClipQuality> upscaled_quality(const EncodedVideo& video, int scale,
+                                       const std::vector<Frame>& hr, int threads, size_t mid,
+                                       Frame* mid_out, bool with_ssim = true) {
+  if (video.width * scale < hr[0].width || video.height * scale < hr[0].height)
+    return Status::error("stream " + std::to_string(video.width) + "x" +
+                         std::to_string(video.height) + " x" + std::to_string(scale) +
+                         " is smaller than the input");
+  auto dec = VideoDecoder::open(video, threads);
+  if (!dec) return dec.status();
+  QualityAccumulator acc(with_ssim);
+  size_t i = 0;
+  Frame f;
+  const auto drain = [&]() -> Status {
+    for (;;) {
+      auto got = dec->receive(f);
+      if (!got) return got.status();
+      if (!*got) return Status::ok();
+      if (i >= hr.size()) return Status::error("the stream has more frames than the input");
+      Frame up;
+      if (scale > 1) {
+        auto r = resize(f, f.width * scale, f.height * scale, ScaleFilter::kLanczos);
+        if (!r) return r.status();
+        up = crop(*r, hr[i].width, hr[i].height);
+      } else {
+        up = crop(f, hr[i].width, hr[i].height);
+      }
+      DYDCA_TRY(acc.add(hr[i], up));
+      if (i == mid && mid_out) *mid_out = std::move(up);
+      ++i;
+    }
+  };
+  for (const auto& pkt : video.packets) {
+    DYDCA_TRY(dec->send(&pkt));
+    DYDCA_TRY(drain());
+  }
+  DYDCA_TRY(dec->send(nullptr));
+  DYDCA_TRY(drain());
+  if (i != hr.size())
+    return Status::error("decoded " + std::to_string(i) + " frames of " +
+                         std::to_string(hr.size()));
+  return acc.result();
 }
 
-Status plot_rd(const std::string& base, const RdResult& r) {
-  if (std::none_of(r.curves.begin(), r.curves.end(),
-                   [](const RdCurve& c) { return !c.points.empty(); }))
+// One x264 ladder point: 2-pass at `rate` kb/s on `in` (the clip at `scale`),
+// lanczos back to the full size. `keep` non-empty: the stream is written
+// there too (for the decode probe).
+Expected<RdSample> run_ladder_point(const std::vector<Frame>& in, const std::vector<Frame>& hr,
+                                    Rational fps, int scale, int rate, const RdBenchParams& p,
+                                    size_t mid, Frame* mid_out, const std::string& keep) {
+  const double t0 = now_s();
+  X264Config cfg;
+  cfg.preset = p.preset;
+  cfg.bitrate_kbps = rate;
+  cfg.two_pass = true;
+  cfg.threads = p.threads;
+  auto enc = encode_h264(in, fps, cfg);
+  if (!enc) return enc.status();
+  if (!keep.empty()) DYDCA_TRY(write_video_file(keep, *enc));
+  auto q = upscaled_quality(*enc, scale, hr, p.threads, mid, mid_out);
+  if (!q) return q.status();
+  RdSample s;
+  s.rate = rate;
+  s.scale = scale;
+  const double dur = double(hr.size()) / fps.to_double();
+  s.video_kbps = s.total_kbps = double(enc->total_bytes()) * 8.0 / dur / 1000.0;
+  s.psnr_y = q->psnr_y;
+  s.ssim_y = q->ssim_y;
+  s.encode_s = now_s() - t0;
+  return s;
+}
+
+// The clip's rates from x264 at the full size on a sample of the clip (up to
+// three windows of ~2 s, each encoded as its own stream): a CRF search for
+// where PSNR-Y crosses lo_db and hi_db (the curve's shape, cheap), then both
+// ends refined with 2-pass runs at the estimated rates, what the anchor runs
+// (on screen content 2-pass lands up to 2-3 dB under CRF at the same rate).
+// Fills r->probe and r->probe_frames.
+Expected<std::vector<int>> probe_rates(const std::vector<Frame>& hr, Rational fps,
+                                       const RdBenchParams& p, RdResult* r) {
+  int* sample_frames = &r->probe_frames;
+  const int n = int(hr.size());
+  const int w = std::clamp(int(std::lround(2 * fps.to_double())), 8, n);
+  std::vector<std::pair<int, int>> windows;  // [first, first + count)
+  if (n <= 3 * w) {
+    windows.push_back({0, n});
+  } else {
+    for (int k = 0; k < 3; ++k)
+      windows.push_back({std::clamp(int(n * (2 * k + 1) / 6.0) - w / 2, 0, n - w), w});
+  }
+  std::vector<std::vector<Frame>> in, ref;
+  int total = 0;
+  for (const auto& [first, count] : windows) {
+    in.emplace_back();
+    ref.emplace_back();
+    for (int i = first; i < first + count; ++i) {
+      in.back().push_back(pad_to_multiple(hr[size_t(i)], 2));
+      ref.back().push_back(hr[size_t(i)]);
+    }
+    total += count;
+  }
+  *sample_frames = total;
+  const double dur = double(total) / fps.to_double();
+  std::map<int, ProbePoint> memo;
+  const auto at = [&](int crf) -> Expected<ProbePoint> {
+    if (auto it = memo.find(crf); it != memo.end()) return it->second;
+    X264Config cfg;
+    cfg.preset = p.preset;
+    cfg.crf = crf;
+    cfg.threads = p.threads;
+    int64_t bytes = 0;
+    QualityAccumulator acc(false);
+    for (size_t k = 0; k < in.size(); ++k) {
+      auto enc = encode_h264(in[k], fps, cfg);
+      if (!enc) return enc.status();
+      bytes += enc->total_bytes();
+      auto q = upscaled_quality(*enc, 1, ref[k], p.threads, 0, nullptr, false);
+      if (!q) return q.status();
+      for (const auto& f : q->per_frame) acc.add(f);
+    }
+    ProbePoint pt{crf, double(bytes) * 8.0 / dur / 1000.0, acc.result().psnr_y};
+    memo[crf] = pt;
+    say(p, "  probe crf " + std::to_string(crf) + ": " + std::to_string(int(pt.kbps)) +
+               " kb/s, " + std::to_string(pt.psnr_y).substr(0, 5) + " dB");
+    return pt;
+  };
+  constexpr double kDbPerCrf = 0.6;  // a first guess of the slope; the probes refine it
+  for (double target : {p.target_hi_db, p.target_lo_db}) {
+    int crf = memo.empty() ? 26 : -1;
+    for (int iter = 0; iter < 6; ++iter) {
+      if (crf < 0) {
+        // The probes around the target: a = highest CRF still >= target,
+        // b = lowest CRF below it.
+        const ProbePoint *a = nullptr, *b = nullptr;
+        for (const auto& [c, pt] : memo) {
+          if (pt.psnr_y >= target && (!a || c > a->crf)) a = &pt;
+          if (pt.psnr_y < target && (!b || c < b->crf)) b = &pt;
+        }
+        if (a && b) {
+          if (b->crf - a->crf <= 1) break;
+          const double t = (a->psnr_y - target) / std::max(1e-6, a->psnr_y - b->psnr_y);
+          crf = std::clamp(int(std::lround(a->crf + t * (b->crf - a->crf))), a->crf + 1,
+                           b->crf - 1);
+        } else if (a) {
+          if (a->crf >= 51) break;
+          crf = std::min(51, a->crf + std::max(1, int(std::ceil((a->psnr_y - target) / kDbPerCrf))));
+        } else {
+          if (b->crf <= 0) break;
+          crf = std::max(0, b->crf - std::max(1, int(std::ceil((target - b->psnr_y) / kDbPerCrf))));
+        }
+      }
+      auto pt = at(crf);
+      if (!pt) return pt.status();
+      if (std::fabs(pt->psnr_y - target) <= 0.5) break;
+      crf = -1;
+    }
+  }
+  for (const auto& [c, pt] : memo) r->probe.push_back(pt);
+  const std::vector<ProbePoint> crf_points = r->probe;
+  // 2-pass at a target rate on the same sample.
+  const auto abr = [&](int kbps) -> Expected<ProbePoint> {
+    X264Config cfg;
+    cfg.preset = p.preset;
+    cfg.bitrate_kbps = kbps;
+    cfg.two_pass = true;
+    cfg.threads = p.threads;
+    int64_t bytes = 0;
+    QualityAccumulator acc(false);
+    for (size_t k = 0; k < in.size(); ++k) {
+      auto enc = encode_h264(in[k], fps, cfg);
+      if (!enc) return enc.status();
+      bytes += enc->total_bytes();
+      auto q = upscaled_quality(*enc, 1, ref[k], p.threads, 0, nullptr, false);
+      if (!q) return q.status();
+      for (const auto& f : q->per_frame) acc.add(f);
+    }
+    ProbePoint pt{-1, double(bytes) * 8.0 / dur / 1000.0, acc.result().psnr_y, kbps};
+    r->probe.push_back(pt);
+    say(p, "  probe 2-pass " + std::to_string(kbps) + " kb/s: " + std::to_string(int(pt.kbps)) +
+               " kb/s, " + std::to_string(pt.psnr_y).substr(0, 5) + " dB");
+    return pt;
+  };
+  // dB per decade of rate around `db` on the CRF curve (a first slope).
+  const auto crf_slope = [&](double db) {
+    std::vector<ProbePoint> v = crf_points;
+    std::sort(v.begin(), v.end(), [](auto& x, auto& y) { return x.kbps < y.kbps; });
+    double best = 15;
+    double dist = 1e9;
+    for (size_t i = 1; i < v.size(); ++i) {
+      const double dl = std::log10(v[i].kbps) - std::log10(v[i - 1].kbps);
+      const double d = std::fabs(0.5 * (v[i].psnr_y + v[i - 1].psnr_y) - db);
+      if (dl > 1e-3 && d < dist) dist = d, best = (v[i].psnr_y - v[i - 1].psnr_y) / dl;
+    }
+    return std::clamp(best, 3.0, 60.0);
+  };
+  const std::vector<int> est = pick_rates(crf_points, p.target_lo_db, p.target_hi_db, 2);
+  if (est.empty()) return Status::error("x264 probe: no points");
+  double ends[2] = {double(est.front()), double(est.back())};
+  const double targets[2] = {p.target_lo_db, p.target_hi_db};
+  for (int e = 0; e < 2; ++e) {
+    double rate = ends[e];
+    std::vector<std::pair<double, double>> seen;  // (log10 target rate, PSNR-Y)
+    for (int iter = 0; iter < 3; ++iter) {
+      const int kbps = std::max(1, int(std::lround(rate)));
+      auto pt = abr(kbps);
+      if (!pt) return pt.status();
+      if (std::fabs(pt->psnr_y - targets[e]) <= 0.5) break;
+      seen.push_back({std::log10(double(kbps)), pt->psnr_y});
+      double slope = crf_slope(targets[e]);
+      if (seen.size() >= 2) {
+        const auto& [x0, y0] = seen[seen.size() - 2];
+        const auto& [x1, y1] = seen.back();
+        if (std::fabs(x1 - x0) > 1e-3 && (y1 - y0) / (x1 - x0) > 1) slope = (y1 - y0) / (x1 - x0);
+      }
+      rate = kbps * std::clamp(std::pow(10.0, (targets[e] - pt->psnr_y) / slope), 0.25, 4.0);
+    }
+    ends[e] = rate;
+  }
+  return log_spaced_rates(ends[0], ends[1], p.rate_count);
+}
+
+RdSample sample_from(const EncodeReport& r, int rate, size_t level) {
+  RdSample s;
+  s.rate = rate;
+  s.video_kbps = r.video_kbps;
+  s.model_kbps = r.model_kbps;
+  s.routing_kbps = r.routing_kbps;
+  s.total_kbps = r.video_kbps + r.model_kbps + r.routing_kbps;
+  s.model_bytes = r.model_bytes;
+  s.routing_bytes = r.routing_bytes;
+  if (level < r.levels.size()) {  // a plain x264 output may have none: measured by the bench
+    s.psnr_y = r.levels[level].psnr_y;
+    s.ssim_y = r.levels[level].ssim_y;
+    s.macs_per_lr_pixel = r.levels[level].macs_per_lr_pixel;
+  }
+  s.encode_s = r.t_total;
+  s.scale = r.plain_x264 ? 1 : r.scale;
+  s.plain_x264 = r.plain_x264;
+  s.decision = r.scale_decision;
+  for (const auto& t : r.scale_trials)
+    s.trials.push_back({t.scale, t.total_kbps, t.psnr_y, t.lanczos_psnr_y, t.seconds});
+  for (const auto& l : r.levels)
+    s.levels.push_back({l.level, l.psnr_y, l.ssim_y, l.macs_per_lr_pixel});
+  return s;
+}
+
+#ifdef DYDCA_BENCH_HAVE_DECODER
+// Keeps frame `index` of a decode (what the client shows).
+class CaptureSink final : public FrameSink {
+ public:
+  CaptureSink(int64_t index, Frame* out) : index_(index), out_(out) {}
+  Status open(const SinkFormat&) override { return Status::ok(); }
+  Status write(const Frame& f) override {
+    if (n_++ == index_) *out_ = f;
     return Status::ok();
-  {
-    std::ofstream d(base + ".dat");
-    for (const auto& c : r.curves) {
-      if (c.points.empty()) continue;  // a run still going or failed: no block
-      d << "# " << c.method << "\n";
-      for (const auto& s : c.points) d << s.total_kbps << " " << s.psnr_y << "\n";
-      d << "\n\n";
-    }
-    if (!d) return Status::error("cannot write " + base + ".dat");
   }
-  std::ostringstream g;
-  g << kTerm << "set output " << gq(base + ".png") << "\n";
-  g << "set title "
-    << gq(r.name + " x" + std::to_string(r.scale) + ": PSNR-Y vs total kb/s (video+model+routing)")
-    << "\n";
-  g << "set xlabel 'total kb/s'\nset ylabel 'PSNR-Y (dB)'\nset logscale x 2\n";
-  g << "set grid\nset key outside right top\n";
-  g << "plot ";
-  int idx = 0;
-  for (const auto& c : r.curves) {
-    if (c.points.empty()) continue;
-    if (idx) g << ", ";
-    g << gq(base + ".dat") << " index " << idx << " with linespoints lw 2 lc rgb "
-      << gq(method_color(c.method)) << " title " << gq(c.method);
-    ++idx;
-  }
-  g << "\n";
-  run_gnuplot(g.str(), base + ".png");
+  Status finish() override { return Status::ok(); }
+
+ private:
+  int64_t index_, n_ = 0;
+  Frame* out_;
+};
+#endif
+
+// Frame `index` of a dydca file as the client decodes it (level 0).
+Status decoded_frame(const std::string& mkv, int64_t index, int threads, Frame* out) {
+#ifdef DYDCA_BENCH_HAVE_DECODER
+  DecodeOptions o;
+  o.threads = threads;
+  o.max_frames = index + 1;
+  o.plain_scale = 1;  // a plain x264 output of --scale auto is at the full size
+  CaptureSink sink(index, out);
+  auto st = decode_file(mkv, o, sink);
+  if (!st) return st.status();
+  if (out->empty()) return Status::error(mkv + ": frame " + std::to_string(index) + " not decoded");
   return Status::ok();
+#else
+  (void)mkv, (void)index, (void)threads, (void)out;
+  return Status::error("this build has no decoder");
+#endif
 }
 
-// PSNR-Y vs MACs per LR pixel at the reference rate: dydca's QoS levels as a
-// labelled line, the model baselines' levels, bicubic at 0 MACs.
-Status plot_macs(const std::string& base, const RdResult& r, int ref) {
-  std::vector<std::string> titles, colors;
-  {
-    std::ofstream d(base + ".dat");
-    for (const auto& c : r.curves) {
-      if (c.method == kHr || c.method == "dydca cheapest") continue;
-      const RdSample* s = point_at(c, ref);
-      if (!s) continue;
-      std::vector<LevelPoint> lv = s->levels;
-      if (c.method == kBicubic) lv = {{0, s->psnr_y, s->ssim_y, 0.0}};
-      if (lv.empty()) continue;
-      std::sort(lv.begin(), lv.end(), [](const LevelPoint& x, const LevelPoint& y) {
-        return x.macs_per_lr_pixel < y.macs_per_lr_pixel;
-      });
-      d << "# " << c.method << "\n";
-      for (const auto& l : lv)
-        d << l.macs_per_lr_pixel << " " << l.psnr_y << " "
-          << dq(lv.size() > 1 ? "L" + std::to_string(l.level) : "") << "\n";
-      d << "\n\n";
-      titles.push_back(c.method == "dydca L0" ? "dydca (QoS levels)" : c.method);
-      colors.push_back(method_color(c.method));
-    }
-    if (!d) return Status::error("cannot write " + base + ".dat");
-  }
-  if (titles.empty()) return Status::ok();
-  std::ostringstream g;
-  g << kTerm << "set output " << gq(base + ".png") << "\n";
-  g << "set title "
-    << gq(r.name + " x" + std::to_string(r.scale) + ": PSNR-Y vs MACs per LR pixel (" +
-          std::to_string(ref) + " kb/s LR video)")
-    << "\n";
-  g << "set xlabel 'MACs per LR pixel'\nset ylabel 'PSNR-Y (dB)'\nset grid\n";
-  g << "set key outside right top\nset xrange [0:*]\n";
-  g << "set offsets 0, graph 0.05, graph 0.1, graph 0.1\n";
-  g << "plot ";
-  for (size_t i = 0; i < titles.size(); ++i) {
-    if (i) g << ", ";
-    g << gq(base + ".dat") << " index " << i
-      << " using 1:2 with linespoints lw 2 pt 7 ps 1.2 lc rgb " << gq(colors[i]) << " title "
-      << gq(titles[i]) << ", " << gq(base + ".dat") << " index " << i
-      << " using 1:2:3 with labels offset char 0,1 notitle";
-  }
-  g << "\n";
-  run_gnuplot(g.str(), base + ".png");
-  return Status::ok();
-}
-
-// Decode fps and peak RSS (idle + decode) per decoder, two bar panels.
-Status plot_decode(const std::string& base, const RdResult& r, const RdBenchParams& p) {
-  int n = 0;
-  {
-    std::ofstream d(base + ".dat");
-    d << "# method fps idle_MB decode_MB\n";
-    for (const auto& c : r.curves) {
-      if (!c.decode) continue;
-      const DecodeCost& x = *c.decode;
-      d << dq(c.method) << " " << x.fps << " " << x.rss_idle_kb / 1024.0 << " "
-        << std::max<int64_t>(0, x.rss_peak_kb - x.rss_idle_kb) / 1024.0 << "\n";
-      ++n;
-    }
-    if (!d) return Status::error("cannot write " + base + ".dat");
-  }
-  if (n == 0) return Status::ok();
-  std::ostringstream g;
-  g << "set terminal pngcairo size 1100,550 enhanced font 'sans,10'\n";
-  g << "set output " << gq(base + ".png") << "\n";
-  g << "set multiplot layout 1,2 title "
-    << gq(r.name + " x" + std::to_string(r.scale) + ": decoders (" +
-          std::to_string(reference_rate(p)) + " kb/s files, " + std::to_string(r.frames) +
-          " frames, " + std::to_string(p.threads) + " threads, null sink)")
-    << "\n";
-  g << "set style data histograms\nset style fill solid 0.8 border -1\nset boxwidth 0.7\n";
-  g << "set xtics rotate by -30 nomirror\nset grid ytics\nset yrange [0:*]\n";
-  g << "set style histogram clustered gap 1\nset title 'decode fps (best run)'\n";
-  g << "set ylabel 'frames/s'\nset offsets 0, 0, graph 0.1, 0\n";
-  g << "plot " << gq(base + ".dat") << " using 2:xtic(1) lc rgb '#4477aa' notitle, '' using "
-    << "0:2:(sprintf('%.1f',$2)) with labels offset char 0,0.7 notitle\n";
-  g << "set style histogram rowstacked\nset title 'peak RSS of the decoder process'\n";
-  g << "set ylabel 'MB'\nset key outside top center horizontal\n";
-  g << "plot " << gq(base + ".dat")
-    << " using 3:xtic(1) lc rgb '#bbbbbb' title 'idle (binary + libs)', "
-    << "'' using 4 lc rgb '#cc6677' title 'decoding'\n";
-  g << "unset multiplot\n";
-  run_gnuplot(g.str(), base + ".png");
-  return Status::ok();
-}
-
-// Model + routing bytes per model method at the reference rate.
-Status plot_bytes(const std::string& base, const RdResult& r, int ref) {
-  int n = 0;
-  {
-    std::ofstream d(base + ".dat");
-    d << "# method model_kB routing_kB\n";
-    for (const auto& c : r.curves) {
-      const RdSample* s = point_at(c, ref);
-      if (!s || s->model_bytes <= 0 || c.method == "dydca cheapest") continue;
-      d << dq(c.method == "dydca L0" ? "dydca" : c.method) << " " << s->model_bytes / 1000.0 << " "
-        << s->routing_bytes / 1000.0 << "\n";
-      ++n;
-    }
-    if (!d) return Status::error("cannot write " + base + ".dat");
-  }
-  if (n == 0) return Status::ok();
-  std::ostringstream g;
-  g << "set terminal pngcairo size 700,500 enhanced font 'sans,10'\n";
-  g << "set output " << gq(base + ".png") << "\n";
-  g << "set title "
-    << gq(r.name + " x" + std::to_string(r.scale) + ": model + routing bytes (" +
-          std::to_string(ref) + " kb/s run)")
-    << "\n";
-  g << "set style data histograms\nset style histogram rowstacked\n";
-  g << "set style fill solid 0.8 border -1\nset boxwidth 0.6\nset grid ytics\nset yrange [0:*]\n";
-  g << "set ylabel 'kB'\nset key outside top center horizontal\nset offsets 0, 0, graph 0.1, 0\n";
-  g << "plot " << gq(base + ".dat")
-    << " using 2:xtic(1) lc rgb '#4477aa' title 'model', '' using 3 "
-    << "lc rgb '#ddcc77' title 'routing', '' using 0:($2+$3):(sprintf('%.1f kB',$2+$3)) with "
-       "labels "
-    << "offset char 0,0.7 notitle\n";
-  run_gnuplot(g.str(), base + ".png");
-  return Status::ok();
+std::string kbps_db(double kbps, double db) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.0f kb/s, %.2f dB", kbps, db);
+  return b;
 }
 
 }  // namespace
-
-Status write_rd_plots(const RdBenchParams& p, const std::vector<RdResult>& results) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
-    log_warning("bench: gnuplot not found, no plots written");
-    return Status::ok();
-  }
-  const int ref = reference_rate(p);
-  for (const auto& r : results) {
-    const std::string tag = r.name + "_x" + std::to_string(r.scale);
-    DYDCA_TRY(plot_rd(p.out_dir + "/rd_" + tag, r));
-    DYDCA_TRY(plot_macs(p.out_dir + "/macs_" + tag, r, ref));
-    DYDCA_TRY(plot_decode(p.out_dir + "/decode_" + tag, r, p));
-    DYDCA_TRY(plot_bytes(p.out_dir + "/bytes_" + tag, r, ref));
-  }
-  return Status::ok();
-}
-
-Status replot_rd_report(const std::string& dir) {
-  using nlohmann::json;
-  std::ifstream f(dir + "/report.json");
-  if (!f) return Status::error("cannot read " + dir + "/report.json");
-  json j = json::parse(f, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Status::error(dir + "/report.json: not JSON");
-  RdBenchParams p;
-  p.out_dir = dir;
-  try {
-    p.preset = j.value("preset", p.preset);
-    p.rates = j.value("rates", p.rates);
-    p.scales = j.value("scales", p.scales);
-    p.steps = j.value("steps", 0);
-    p.quality = j.value("quality", p.quality);
-    p.max_frames = j.value("max_frames", int64_t{0});
-    p.ref_rate = j.value("reference_rate", 0);
-    p.decode_runs = j.value("decode_runs", p.decode_runs);
-    p.threads = j.value("threads", p.threads);
-    std::vector<RdResult> results;
-    for (const auto& jr : j.at("results")) {
-      RdResult r;
-      r.clip = jr.value("clip", "");
-      r.name = jr.value("name", "");
-      r.scale = jr.value("scale", 2);
-      r.frames = jr.value("frames", 0);
-      r.fps = jr.value("fps", 0.0);
-      r.hr_width = jr.at("hr").at(0), r.hr_height = jr.at("hr").at(1);
-      r.lr_width = jr.at("lr").at(0), r.lr_height = jr.at("lr").at(1);
-      r.errors = jr.value("errors", std::vector<std::string>{});
-      for (const auto& jc : jr.at("methods")) {
-        RdCurve c;
-        c.method = jc.value("method", "");
-        for (const auto& jp : jc.at("points")) {
-          RdSample s;
-          s.rate = jp.value("rate", 0);
-          s.total_kbps = jp.value("total_kbps", 0.0);
-          s.video_kbps = jp.value("video_kbps", 0.0);
-          s.model_kbps = jp.value("model_kbps", 0.0);
-          s.routing_kbps = jp.value("routing_kbps", 0.0);
-          s.model_bytes = jp.value("model_bytes", int64_t{0});
-          s.routing_bytes = jp.value("routing_bytes", int64_t{0});
-          s.psnr_y = jp.value("psnr_y", 0.0);
-          s.ssim_y = jp.value("ssim_y", 0.0);
-          s.macs_per_lr_pixel = jp.value("macs_per_lr_pixel", 0.0);
-          s.encode_s = jp.value("encode_s", 0.0);
-          if (jp.contains("levels"))
-            for (const auto& jl : jp.at("levels"))
-              s.levels.push_back({jl.value("level", 0), jl.value("psnr_y", 0.0),
-                                  jl.value("ssim_y", 0.0), jl.value("macs_per_lr_pixel", 0.0)});
-          c.points.push_back(s);
-        }
-        if (jc.contains("decode") && jc.at("decode").is_object()) {
-          const json& jd = jc.at("decode");
-          DecodeCost d;
-          d.decoder = jd.value("decoder", "");
-          d.rate = jd.value("rate", 0);
-          d.level = jd.value("level", 0);
-          d.frames = jd.value("frames", int64_t{0});
-          d.fps = jd.value("fps", 0.0);
-          d.setup_s = jd.value("setup_s", 0.0);
-          d.rss_idle_kb = jd.value("rss_idle_kb", int64_t{0});
-          d.rss_peak_kb = jd.value("rss_peak_kb", int64_t{0});
-          d.runtime_bytes = jd.value("runtime_bytes", int64_t{0});
-          d.models = jd.value("models", 0);
-          d.models_loaded = jd.value("models_loaded", 0);
-          d.switch_ms = jd.value("switch_ms", 0.0);
-          d.tile_switches = jd.value("tile_switches", int64_t{0});
-          d.frame_switches = jd.value("frame_switches", int64_t{0});
-          c.decode = d;
-        }
-        r.curves.push_back(std::move(c));
-      }
-      results.push_back(std::move(r));
-    }
-    std::ofstream m(dir + "/report.md");
-    m << rd_report_md(p, results);
-    if (!m) return Status::error("cannot write " + dir + "/report.md");
-    return write_rd_plots(p, results);
-  } catch (const json::exception& e) {
-    return Status::error(dir + "/report.json: " + e.what());
-  }
-}
 
 Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
   std::error_code ec;
   fs::create_directories(p.out_dir + "/work", ec);
   if (ec) return Status::error("cannot create " + p.out_dir + ": " + ec.message());
-  const int ref = reference_rate(p);
   std::vector<RdResult> results;
-  const auto write_all = [&]() -> Status {
+  const auto write_all = [&](const RdResult* partial) -> Status {
+    std::vector<RdResult> all = results;
+    if (partial) all.push_back(*partial);
     std::ofstream j(p.out_dir + "/report.json");
-    j << rd_report_json(p, results) << "\n";
+    j << rd_report_json(p, all) << "\n";
     std::ofstream m(p.out_dir + "/report.md");
-    m << rd_report_md(p, results);
+    m << rd_report_md(p, all);
     if (!j || !m) return Status::error("cannot write the reports in " + p.out_dir);
     return Status::ok();
   };
+  const auto stopped = [&] { return p.stop && p.stop->load(); };
   for (const auto& clip : p.clips) {
     VideoInfo info;
     ReadOptions ro;
@@ -807,164 +617,274 @@ Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
     if (!hr) return hr.status().with_context(clip);
     if (hr->empty()) return Status::error(clip + ": no frames");
     const Rational fps = info.frame_rate.valid() ? info.frame_rate : Rational{25, 1};
-    std::string name = fs::path(clip).stem().string();
-    // One HR x264 curve per clip, shared by all scales.
-    RdCurve hr_curve{kHr, {}, {}};
-    std::vector<std::string> hr_errors;
-    for (int rate : p.rates) {
-      if (p.stop && *p.stop) return Status::error("interrupted");
-      say(p, name + ": x264 HR " + std::to_string(rate) + " kb/s");
-      const bool probe = rate == ref && !p.probe_exe.empty();
-      const std::string keep =
-          probe ? p.out_dir + "/work/" + name + "_hr_" + std::to_string(rate) + ".mkv" : "";
-      auto s = run_hr_x264(*hr, fps, rate, p, keep);
-      if (s)
-        hr_curve.points.push_back(*s);
-      else
-        hr_errors.push_back("x264-HR " + std::to_string(rate) + ": " + s.error_message());
-      if (s && probe) {
-        say(p, name + ": decode x264 HR " + std::to_string(rate) + " kb/s");
-        auto d = measure_decode(p, keep, 0, 1, true);
-        if (d) {
-          d->decoder = "H.264 at HR (plain video, x1)";
-          d->rate = rate;
-          hr_curve.decode = *d;
-        } else {
-          hr_errors.push_back("decode x264-HR: " + d.error_message());
-        }
-      }
-      if (!keep.empty()) fs::remove(keep, ec);
+    RdResult r;
+    r.clip = clip;
+    r.name = fs::path(clip).stem().string();
+    r.frames = int(hr->size());
+    r.fps = fps.to_double();
+    r.duration_s = r.frames / r.fps;
+    r.hr_width = (*hr)[0].width;
+    r.hr_height = (*hr)[0].height;
+    const std::string& name = r.name;
+    const size_t mid = hr->size() / 2;
+    const std::string work = p.out_dir + "/work/" + name;
+
+    // Rates.
+    if (!p.rates.empty()) {
+      r.rates = p.rates;
+      r.rates_from = "--rates";
+    } else {
+      say(p, name + ": x264 probe for rates spanning " + std::to_string(int(p.target_lo_db)) +
+                 "-" + std::to_string(int(p.target_hi_db)) + " dB");
+      auto rates = probe_rates(*hr, fps, p, &r);
+      if (!rates) return rates.status().with_context(clip + ": x264 probe");
+      r.rates = *rates;
+      r.rates_from = "probe";
     }
-    for (int scale : p.scales) {
-      RdResult r;
-      r.clip = clip;
-      r.name = name;
-      r.scale = scale;
-      r.frames = int(hr->size());
-      r.fps = fps.to_double();
-      r.hr_width = (*hr)[0].width;
-      r.hr_height = (*hr)[0].height;
-      r.curves.push_back(hr_curve);
-      r.errors = hr_errors;
-      std::vector<std::string> baselines{"none", "static"};
-      if (p.multi_model) {
-        baselines.push_back("per-chunk");
-        baselines.push_back("per-segment");
+    r.ref_rate = std::find(r.rates.begin(), r.rates.end(), p.ref_rate) != r.rates.end()
+                     ? p.ref_rate
+                     : r.rates[r.rates.size() / 2];
+    std::string rl;
+    for (int x : r.rates) rl += (rl.empty() ? "" : ",") + std::to_string(x);
+    say(p, name + ": rates " + rl + " kb/s (reference " + std::to_string(r.ref_rate) + ")");
+    const bool probe_decodes = !p.probe_exe.empty() && p.decode_runs > 0;
+
+    // Frames for the crop PNG (frame `mid` at the reference rate).
+    std::map<std::string, Frame> mids;
+    std::map<std::string, std::string> mid_labels;
+
+    // x264 ladder: full size (the anchor) and each LR scale + lanczos.
+    std::vector<int> ladder = p.ladder_scales;
+    if (std::find(ladder.begin(), ladder.end(), 1) == ladder.end()) ladder.insert(ladder.begin(), 1);
+    for (int s : ladder) {
+      RdCurve c{ladder_method(s), kKindX264, s, {}};
+      auto in = ladder_input(*hr, s);
+      if (!in) {
+        r.errors.push_back(c.method + ": " + in.error_message());
+        continue;
       }
-      // Fixed row order in tables and plots.
-      curve(r, kBicubic);
-      curve(r, "dydca L0");
-      curve(r, "dydca cheapest");
-      for (size_t b = 1; b < baselines.size(); ++b) curve(r, baselines[b]);
-      // Decoder cost of the file of method `b` (dydca: L0, cheapest level and
-      // its LR stream alone through the plain-video bicubic fallback).
-      const auto probe_file = [&](RdResult& res, const std::string& b, const std::string& mkv,
-                                  const EncodeReport& rep, int rate) {
-        // plain_scale 0: a dydca file; > 0: a plain video upscaled bicubically.
-        const auto one = [&](const std::string& method, const std::string& file, int level,
-                             int plain_scale, const std::string& decoder) {
-          say(p, name + " x" + std::to_string(scale) + ": decode " + method);
-          auto d = measure_decode(p, file, level, std::max(1, plain_scale), plain_scale > 0);
-          if (!d) {
-            res.errors.push_back("decode " + method + ": " + d.error_message());
-            log_warning("bench: " + res.errors.back());
-            return;
-          }
-          d->decoder = decoder;
-          d->rate = rate;
-          curve(res, method).decode = *d;
-        };
-        const int levels = int(rep.levels.size());
-        if (b != "none") {
-          const std::string models =
-              b == "static" ? "1 model"
-                            : "1 model per " + std::string(b == "per-chunk" ? "chunk" : "segment");
-          one(b, mkv, 0, 0, "SR, " + models);
-          return;
+      const std::vector<Frame>& src = in->empty() ? *hr : *in;
+      for (int rate : r.rates) {
+        if (stopped()) return Status::error("interrupted");
+        say(p, name + ": " + c.method + " " + std::to_string(rate) + " kb/s");
+        const bool ref = rate == r.ref_rate;
+        const std::string keep =
+            ref && s == 1 && probe_decodes ? work + "_x264_full_" + std::to_string(rate) + ".mkv" : "";
+        Frame m;
+        auto pt = run_ladder_point(src, *hr, fps, s, rate, p, mid, ref ? &m : nullptr, keep);
+        if (!pt) {
+          r.errors.push_back(c.method + " " + std::to_string(rate) + ": " + pt.error_message());
+          log_warning("bench: " + r.errors.back());
+          continue;
         }
-        one("dydca L0", mkv, 0, 0, "SR dynamic, level 0 of " + std::to_string(levels));
-        if (levels > 1)
-          one("dydca cheapest", mkv, levels - 1, 0,
-              "SR dynamic, level " + std::to_string(levels - 1));
-        // The LR stream alone: what a player without the model would show.
-        const std::string lr =
-            p.out_dir + "/work/" + name + "_x" + std::to_string(scale) + "_lr.mkv";
-        auto dm = demux_file(mkv);
-        Status st = dm ? write_video_file(lr, dm->video) : dm.status();
-        if (st)
-          one(kBicubic, lr, 0, scale,
-              "H.264 LR + bicubic x" + std::to_string(scale) + " (plain video)");
-        else
-          res.errors.push_back("LR stream of " + mkv + ": " + st.message());
-        fs::remove(lr, ec);
-      };
-      // Method outer, rate inner: a run cut short still has whole curves.
-      for (const auto& b : baselines) {
-        for (int rate : p.rates) {
-          if (p.stop && *p.stop) return Status::error("interrupted");
-          const std::string tag = name + " x" + std::to_string(scale) + " " + std::to_string(rate) +
-                                  " kb/s " + (b == "none" ? "dydca" : b);
-          say(p, tag);
-          EncodeParams e;
-          e.input = clip;
-          e.output = p.out_dir + "/work/" + name + "_x" + std::to_string(scale) + "_" +
-                     std::to_string(rate) + "_" + b + ".mkv";
-          e.scale = scale;
-          e.bitrate_kbps = rate;
-          e.preset = p.preset;
-          e.quality = p.quality;
-          e.train_steps = p.steps;
-          e.baseline = b;
-          e.threads = p.threads;
-          e.max_frames = p.max_frames;
-          e.arch = default_arch(scale);
-          e.stop = p.stop;
-          auto rep = encode_video(e);
-          if (!rep || rep->levels.empty()) {
-            fs::remove(e.output, ec);
-            r.errors.push_back(tag + ": " + (rep ? "no quality levels" : rep.error_message()));
-            log_warning("bench: " + r.errors.back());
-            continue;
-          }
-          if (rate == ref && !p.probe_exe.empty()) probe_file(r, b, e.output, *rep, rate);
-          fs::remove(e.output, ec);
-          r.lr_width = rep->lr_width;
-          r.lr_height = rep->lr_height;
-          if (b == "none") {
-            RdSample bic;
-            bic.rate = rate;
-            bic.video_kbps = bic.total_kbps = rep->video_kbps;
-            bic.psnr_y = rep->bicubic_psnr_y;
-            bic.ssim_y = rep->bicubic_ssim_y;
-            bic.encode_s = rep->t_x264;
-            curve(r, kBicubic).points.push_back(bic);
-            curve(r, "dydca L0").points.push_back(sample_from(*rep, rate, 0));
-            const size_t last = rep->levels.size() - 1;
-            if (last > 0)
-              curve(r, "dydca cheapest").points.push_back(sample_from(*rep, rate, last));
+        c.points.push_back(*pt);
+        if (ref) {
+          mids[c.method] = std::move(m);
+          mid_labels[c.method] = (s == 1 ? std::string("x264 full size")
+                                         : "x264 x" + std::to_string(s) + " + lanczos") +
+                                 "\n" + kbps_db(pt->total_kbps, pt->psnr_y);
+        }
+        if (!keep.empty()) {
+          say(p, name + ": decode " + c.method + " " + std::to_string(rate) + " kb/s");
+          auto d = measure_decode(p, keep, 0, 1, true);
+          if (d) {
+            d->method = c.method;
+            d->decoder = "H.264 full size (plain video)";
+            d->rate = rate;
+            r.decodes.push_back(*d);
           } else {
-            curve(r, b).points.push_back(sample_from(*rep, rate, 0));
+            r.errors.push_back("decode " + c.method + ": " + d.error_message());
+          }
+          fs::remove(keep, ec);
+        }
+      }
+      r.curves.push_back(std::move(c));
+    }
+    {
+      std::vector<RdSample> all;
+      for (const auto& c : r.curves)
+        if (c.kind == kKindX264) all.insert(all.end(), c.points.begin(), c.points.end());
+      r.curves.push_back({"x264 hull", kKindHull, 0, upper_hull(all)});
+    }
+    DYDCA_TRY(write_all(&r));
+
+    // dydca curves (auto first: the main one) and the model baselines.
+    struct Run {
+      std::string method, kind, baseline;
+      int scale;
+    };
+    std::vector<Run> runs;
+    for (int s : p.scales) runs.push_back({dydca_method(s), kKindDydca, "none", s});
+    for (const auto& b : p.baselines)
+      runs.push_back({b + " x" + std::to_string(p.baseline_scale), kKindBaseline, b,
+                      p.baseline_scale});
+    bool main_done = false;  // the first dydca file at the reference rate gets every measurement
+    for (const auto& run : runs) {
+      RdCurve c{run.method, run.kind, run.scale, {}};
+      for (int rate : r.rates) {
+        if (stopped()) return Status::error("interrupted");
+        const std::string tag = name + " " + run.method + " " + std::to_string(rate) + " kb/s";
+        say(p, tag);
+        EncodeParams e;
+        e.input = clip;
+        e.output = work + "_" + (run.scale ? "x" + std::to_string(run.scale) : "auto") + "_" +
+                   std::to_string(rate) + "_" + run.baseline + ".mkv";
+        e.scale = run.scale;
+        // e.arch stays the encoder's default: default_arch of whichever scale it uses.
+        e.bitrate_kbps = rate;
+        e.preset = p.preset;
+        e.quality = p.quality;
+        e.train_steps = p.steps;
+        e.baseline = run.baseline;
+        e.threads = p.threads;
+        e.max_frames = p.max_frames;
+        e.stop = p.stop;
+        auto rep = encode_video(e);
+        if (!rep || (rep->levels.empty() && !rep->plain_x264)) {
+          fs::remove(e.output, ec);
+          r.errors.push_back(tag + ": " + (rep ? "no quality levels" : rep.error_message()));
+          log_warning("bench: " + r.errors.back());
+          continue;
+        }
+        RdSample s = sample_from(*rep, rate, 0);
+        const bool ref = rate == r.ref_rate;
+        const bool is_main = run.kind == kKindDydca && ref && !main_done;
+        const std::string lr_label =
+            s.scale > 1 ? "dydca's LR x" + std::to_string(s.scale) + " + lanczos"
+                        : std::string("dydca's x264 stream (no SR)");
+        // The file's own LR stream, upscaled by lanczos: the SR gain's reference.
+        if (run.kind == kKindDydca) {
+          auto dm = demux_file(e.output);
+          Frame m;
+          auto q = dm ? upscaled_quality(dm->video, s.scale, *hr, p.threads, mid,
+                                         is_main ? &m : nullptr)
+                      : Expected<ClipQuality>(dm.status());
+          if (q) {
+            s.lanczos_psnr_y = q->psnr_y;
+            if (rep->levels.empty()) {  // plain x264 without a quality report: the stream is the output
+              s.psnr_y = q->psnr_y;
+              s.ssim_y = q->ssim_y;
+            }
+            if (is_main && s.scale > 1) {
+              mids["lr"] = std::move(m);
+              mid_labels["lr"] = lr_label + "\n" + kbps_db(s.video_kbps, s.lanczos_psnr_y);
+            }
+          } else {
+            r.errors.push_back(tag + ": LR + lanczos: " + q.error_message());
           }
         }
-        // Partial reports after every curve, so a long run can be read early.
-        std::vector<RdResult> keep = results;
-        results.push_back(r);
-        if (auto s = write_all(); !s) return s;
-        results = std::move(keep);
+        if (is_main && p.crops) {
+          Frame m;
+          if (auto st = decoded_frame(e.output, int64_t(mid), p.threads, &m); st) {
+            mids["dydca"] = std::move(m);
+            // auto: say what it chose.
+            const std::string chose = s.plain_x264 ? std::string(" (plain x264)")
+                                      : run.scale == 0 ? " (x" + std::to_string(s.scale) + ")"
+                                                       : std::string();
+            mid_labels["dydca"] = run.method + chose + "\n" + kbps_db(s.total_kbps, s.psnr_y);
+          } else {
+            r.errors.push_back(tag + ": decode for the crop: " + st.message());
+          }
+        }
+        if (ref && probe_decodes) {
+          const auto one = [&](int level, int plain_scale, const std::string& file,
+                               const std::string& decoder) {
+            say(p, name + ": decode " + run.method + " (" + decoder + ")");
+            auto d = measure_decode(p, file, level, std::max(1, plain_scale), plain_scale > 0);
+            if (!d) {
+              r.errors.push_back("decode " + run.method + ": " + d.error_message());
+              log_warning("bench: " + r.errors.back());
+              return;
+            }
+            d->method = run.method;
+            d->decoder = decoder;
+            d->rate = rate;
+            r.decodes.push_back(*d);
+          };
+          const int levels = int(rep->levels.size());
+          if (run.kind == kKindBaseline) {
+            one(0, 0, e.output,
+                run.baseline == "static"
+                    ? "SR, 1 model"
+                    : "SR, 1 model per " +
+                          std::string(run.baseline == "per-chunk" ? "chunk" : "segment"));
+          } else {
+            one(0, 0, e.output,
+                s.plain_x264 ? std::string("H.264 full size (plain x264 output, no model)")
+                             : "SR level 0 of " + std::to_string(levels));
+            if (is_main && levels > 1)
+              one(levels - 1, 0, e.output, "SR level " + std::to_string(levels - 1) + " (cheapest)");
+            if (is_main && !s.plain_x264) {
+              // The LR stream alone: what a player without the model shows.
+              const std::string lr = work + "_lr.mkv";
+              auto dm = demux_file(e.output);
+              Status st = dm ? write_video_file(lr, dm->video) : dm.status();
+              if (st)
+                one(0, s.scale, lr,
+                    "H.264 LR + bicubic x" + std::to_string(s.scale) + " (plain video, no model)");
+              else
+                r.errors.push_back("LR stream of " + e.output + ": " + st.message());
+              fs::remove(lr, ec);
+            }
+          }
+        }
+        if (is_main) main_done = true;
+        fs::remove(e.output, ec);
+        c.points.push_back(std::move(s));
       }
-      results.push_back(std::move(r));
-      if (auto s = write_all(); !s) return s;
-      if (auto s = write_rd_plots(p, results); !s) return s;
+      r.curves.push_back(std::move(c));
+      // Partial reports after every curve, so a long run can be read early.
+      DYDCA_TRY(write_all(&r));
     }
+
+    // The crop compared by eye: original, x264 full size, LR + lanczos, dydca.
+    if (p.crops) {
+      const Frame& orig = (*hr)[mid];
+      const int side = std::clamp((std::min(orig.width, orig.height) / 4) & ~1, 16, 160);
+      const CropRect rect = pick_detail_crop(orig, side);
+      const int magnify = std::max(2, (300 + rect.side - 1) / rect.side);
+      std::vector<CropPanel> panels{{&orig, "original\nframe " + std::to_string(mid)}};
+      const auto add = [&](const std::string& key) {
+        auto it = mids.find(key);
+        if (it != mids.end() && it->second.width == orig.width &&
+            it->second.height == orig.height)
+          panels.push_back({&it->second, mid_labels[key]});
+      };
+      add("x264-full");
+      if (mids.count("lr"))
+        add("lr");
+      else
+        add("x264 x2+lanczos");  // the main file has no LR stream (x1 / plain x264)
+      add("dydca");
+      const std::string png = "crop_" + name + ".png";
+      if (auto st = write_crop_png(p.out_dir + "/" + png, panels, rect, magnify); st) {
+        r.crop = {png, int(mid), rect.x, rect.y, rect.side, magnify, r.ref_rate, {}};
+        for (const auto& pn : panels) r.crop.panels.push_back(pn.label);
+      } else {
+        r.errors.push_back("crop PNG: " + st.message());
+      }
+    }
+    results.push_back(std::move(r));
+    DYDCA_TRY(write_all(nullptr));
+    DYDCA_TRY(write_rd_plots(p, results));
   }
-  if (auto s = write_all(); !s) return s;
-  if (auto s = write_rd_plots(p, results); !s) return s;
+  DYDCA_TRY(write_all(nullptr));
+  DYDCA_TRY(write_rd_plots(p, results));
   fs::remove_all(p.out_dir + "/work", ec);
   if (out) *out = std::move(results);
   return Status::ok();
 }
 
-// Quick CI mode helper lives in the CLI; exposed through this symbol.
-Status write_quick_clip(const std::string& path) { return make_quick_clip(path); }
+Status write_quick_clip(const std::string& path) {
+  const Rational fps{24, 1};
+  auto w = Y4mWriter::open(path, 384, 256, fps);
+  if (!w) return w.status();
+  for (const auto& f : synthetic_clip(192, 128, 24, 1, /*noise=*/false)) {
+    auto up = resize(f, 384, 256, ScaleFilter::kBicubic);
+    if (!up) return up.status();
+    DYDCA_TRY(w->write(*up));
+  }
+  return w->close();
+}
 
 }  // namespace dydca::bench

@@ -841,3 +841,27 @@ TEST_CASE("damaged dydca files: one clear error each, no crash") {
   expect_error(ebml_noise, "ebml_noise.mkv");
   CHECK_FALSE(read_dydca_file(dir + "/does_not_exist.mkv"));
 }
+
+TEST_CASE("model blob: the x1 post-filter round-trips; scales outside 1..4 are refused") {
+  const Model m = test::random_model(1, 8, 8, 2, {{0, 0}, {1, 8}, {2, 8}}, 3);
+  for (WeightFormat f : {WeightFormat::kFp32, WeightFormat::kFp16, WeightFormat::kInt8}) {
+    ModelBlobOptions o;
+    o.weights = f;
+    auto blob = serialize_model(m, o);
+    REQUIRE_MESSAGE(blob, blob.status().message());
+    auto back = parse_model(*blob);
+    REQUIRE_MESSAGE(back, back.status().message());
+    CHECK(back->arch.scale == 1);
+    CHECK(back->arch.paths == m.arch.paths);
+    REQUIRE(back->find("tail.weight"));
+    CHECK(back->find("tail.weight")->shape == std::vector<int>{1, 8, 3, 3});
+    if (f == WeightFormat::kFp32) CHECK(back->tensors[0].data == m.tensors[0].data);
+  }
+  for (int bad : {0, 5}) {
+    Model b = m;
+    b.arch.scale = bad;
+    auto blob = serialize_model(b, {});
+    CHECK_FALSE(blob);
+    if (!blob) CHECK(blob.status().message().find("scale") != std::string::npos);
+  }
+}

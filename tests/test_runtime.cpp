@@ -282,7 +282,7 @@ TEST_CASE("tail kernels match the scalar reference") {
     if (level == SimdLevel::kNone) continue;
     CAPTURE(simd_level_name(level));
     const rt::KernelTable& k = rt::kernels_for(level);
-    for (int scale : {2, 3, 4})
+    for (int scale : {1, 2, 3, 4})
       for (int cs : {1, 8, 16, 24, 32, 48, 64})
         for (int width : {1, 3, 4, 7, 16, 17, 33})
           for (int height : {1, 2, 5}) {
@@ -351,7 +351,7 @@ TEST_CASE("tail kernels match the scalar reference") {
 
 // ---- the runtime vs the naive network -----------------------------------------------------
 
-TEST_CASE("runtime matches the naive whole-frame network (every path, scales 2/3/4)") {
+TEST_CASE("runtime matches the naive whole-frame network (every path, scales 1/2/3/4)") {
   struct Arch {
     int scale, C, E, N;
     std::vector<PathSpec> paths;
@@ -360,6 +360,7 @@ TEST_CASE("runtime matches the naive whole-frame network (every path, scales 2/3
       {2, 32, 32, 4, default_paths()},
       {3, 16, 16, 2, {{0, 0}, {1, 8}, {2, 16}}},
       {4, 16, 32, 2, {{0, 0}, {1, 16}, {2, 12}}},  // E != C, widths not multiples of 16
+      {1, 8, 8, 2, {{0, 0}, {1, 8}, {2, 8}}},       // the x1 post-filter
   };
   const int w = 37, h = 23;
   const std::vector<uint8_t> lr = random_plane(w, h, 3);
@@ -392,27 +393,30 @@ TEST_CASE("runtime matches the naive whole-frame network (every path, scales 2/3
 }
 
 TEST_CASE("tiled output is bit-identical to the whole-frame run, every path and level") {
-  const Model m = random_model(2, 32, 32, 4, default_paths(), 9);
-  struct Size { int w, h; };
-  for (Size sz : {Size{37, 23}, Size{64, 40}, Size{9, 7}, Size{1, 1}, Size{2, 13}}) {
-    const std::vector<uint8_t> lr = random_plane(sz.w, sz.h, uint32_t(sz.w * 100 + sz.h));
-    for (SimdLevel level : supported_levels()) {
-      SrRuntime whole = whole_frame_runtime(m, sz.w, sz.h, level);
-      SrRuntime tiled = make_runtime(m, 8, 2, level, 1, 1);
-      SrRuntime grouped = make_runtime(m, 8, 2, level, 3, 2);
-      SrRuntime pixel = make_runtime(m, 1, 2, level, 1, 1);  // 1-pixel tiles
-      const bool small = sz.w * sz.h <= 400;
-      for (int p = 0; p < 4; ++p) {
-        CAPTURE(sz.w);
-        CAPTURE(sz.h);
-        CAPTURE(p);
-        CAPTURE(simd_level_name(level));
-        const auto wf = run_float(whole, lr, sz.w, sz.h, uniform(whole, sz.w, sz.h, p));
-        const auto w8 = run_u8(whole, lr, sz.w, sz.h, uniform(whole, sz.w, sz.h, p));
-        CHECK(same_bits(wf, run_float(tiled, lr, sz.w, sz.h, uniform(tiled, sz.w, sz.h, p))));
-        CHECK(w8 == run_u8(tiled, lr, sz.w, sz.h, uniform(tiled, sz.w, sz.h, p)));
-        CHECK(w8 == run_u8(grouped, lr, sz.w, sz.h, uniform(grouped, sz.w, sz.h, p)));
-        if (small) CHECK(w8 == run_u8(pixel, lr, sz.w, sz.h, uniform(pixel, sz.w, sz.h, p)));
+  for (int scale : {2, 1}) {  // x1: the post-filter
+    CAPTURE(scale);
+    const Model m = random_model(scale, 32, 32, 4, default_paths(), 9);
+    struct Size { int w, h; };
+    for (Size sz : {Size{37, 23}, Size{64, 40}, Size{9, 7}, Size{1, 1}, Size{2, 13}}) {
+      const std::vector<uint8_t> lr = random_plane(sz.w, sz.h, uint32_t(sz.w * 100 + sz.h));
+      for (SimdLevel level : supported_levels()) {
+        SrRuntime whole = whole_frame_runtime(m, sz.w, sz.h, level);
+        SrRuntime tiled = make_runtime(m, 8, 2, level, 1, 1);
+        SrRuntime grouped = make_runtime(m, 8, 2, level, 3, 2);
+        SrRuntime pixel = make_runtime(m, 1, 2, level, 1, 1);  // 1-pixel tiles
+        const bool small = sz.w * sz.h <= 400;
+        for (int p = 0; p < 4; ++p) {
+          CAPTURE(sz.w);
+          CAPTURE(sz.h);
+          CAPTURE(p);
+          CAPTURE(simd_level_name(level));
+          const auto wf = run_float(whole, lr, sz.w, sz.h, uniform(whole, sz.w, sz.h, p));
+          const auto w8 = run_u8(whole, lr, sz.w, sz.h, uniform(whole, sz.w, sz.h, p));
+          CHECK(same_bits(wf, run_float(tiled, lr, sz.w, sz.h, uniform(tiled, sz.w, sz.h, p))));
+          CHECK(w8 == run_u8(tiled, lr, sz.w, sz.h, uniform(tiled, sz.w, sz.h, p)));
+          CHECK(w8 == run_u8(grouped, lr, sz.w, sz.h, uniform(grouped, sz.w, sz.h, p)));
+          if (small) CHECK(w8 == run_u8(pixel, lr, sz.w, sz.h, uniform(pixel, sz.w, sz.h, p)));
+        }
       }
     }
   }

@@ -69,8 +69,6 @@ Status check_params(const EncodeParams& p) {
     return Status::error("--rank " + std::to_string(p.dist.rank) + " does not fit --world-size " +
                          std::to_string(p.dist.world_size));
   if (p.scale < 0 || p.scale > 4) return Status::error("--scale must be auto, 1, 2, 3 or 4");
-  if (p.scale == 0 && p.baseline != "none")
-    return Status::error("--baseline needs a fixed --scale (2, 3 or 4)");
   if (p.bitrate_kbps < 0 || p.crf < 0 || p.crf > 51) return Status::error("bad --crf or --bitrate");
   if (p.chunks < 1 || p.chunks > 16) return Status::error("--chunks must be 1..16");
   if (p.tile_size < 8 || p.tile_size > 256) return Status::error("--tile must be 8..256");
@@ -126,6 +124,7 @@ std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const Vid
   j["quality"] = p.quality;
   j["steps"] = p.train_steps;
   j["precision"] = p.precision;
+  j["int8_activations"] = p.int8_activations;
   j["threads"] = p.threads;
   j["max_frames"] = p.max_frames;
   j["seed"] = p.seed;
@@ -175,6 +174,7 @@ json outcome_json(const SegmentOutcome& o) {
   j["first_frame"] = r.first_frame;
   j["frames"] = r.frames;
   j["model_is_delta"] = r.model_is_delta;
+  j["int8_runtime"] = r.int8_runtime;
   j["bytes"] = {{"video", r.video_bytes}, {"model", r.model_bytes},
                 {"full_model", r.full_model_bytes}, {"routing", r.routing_bytes}};
   j["train_steps"] = r.train_steps;
@@ -204,6 +204,7 @@ Expected<SegmentOutcome> outcome_from(const std::string& path) {
     r.first_frame = j.at("first_frame");
     r.frames = j.at("frames");
     r.model_is_delta = j.at("model_is_delta");
+    r.int8_runtime = j.value("int8_runtime", false);
     r.video_bytes = j.at("bytes").at("video");
     r.model_bytes = j.at("bytes").at("model");
     r.full_model_bytes = j.at("bytes").at("full_model");
@@ -281,7 +282,9 @@ Expected<SegmentOutcome> finish_segment(const EncodeContext& c, const SegmentFra
   auto t = Clock::now();
   std::optional<SrRuntime> rt32;
   if (fp32) {
-    auto made = SrRuntime::create(*fp32, runtime_options(p, lr[0].width, lr[0].height));
+    RuntimeOptions o32 = runtime_options(p, lr[0].width, lr[0].height);
+    o32.precision = Precision::kFp32;  // the reference: fp32 weights, fp32 activations
+    auto made = SrRuntime::create(*fp32, o32);
     if (!made) return made.status();
     rt32.emplace(std::move(*made));
   }
@@ -292,6 +295,7 @@ Expected<SegmentOutcome> finish_segment(const EncodeContext& c, const SegmentFra
                           c.hr_height, sample, sprog);
   if (!q) return q.status();
   o.quality = std::move(*q);
+  o.rep.int8_runtime = rt.precision() == Precision::kInt8;
   o.rep.bicubic_psnr_y = o.quality.bicubic.psnr_y();
   o.rep.psnr_y = o.quality.levels[0].psnr_y();
   o.t_eval = since(t);
@@ -342,10 +346,12 @@ Expected<SegmentOutcome> plain_segment(const EncodeContext& c, const SegmentFram
                         std::move(o), t_seg, sprog);
 }
 
-// video_kbps > 0: the segment's x264 target (total-rate control).
+// video_kbps > 0: the segment's x264 target (total-rate control);
+// target_bits > 0: what the segment should spend in all, video + model +
+// routing (x264 runs again when the shipped model makes it stray).
 Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& seg,
                                         const Model* prev, const Model* delta_ref, Model* recon,
-                                        bool* worker_done, int video_kbps) {
+                                        bool* worker_done, int video_kbps, double target_bits) {
   const EncodeParams& p = c.p;
   const ProgressFn& prog = c.prog;
   const auto t_seg = Clock::now();
@@ -373,7 +379,9 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   }
   auto rt_trip = x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog);
   if (!rt_trip) return rt_trip.status();
-  std::vector<Frame>().swap(seg.lr);
+  // The LR originals stay while x264 may have to run again (the segment's
+  // memory bound counts them beside the decoded LR).
+  if (target_bits <= 0) std::vector<Frame>().swap(seg.lr);
   std::vector<Frame>& lr = rt_trip->decoded;
   o.rep.video_bytes = rt_trip->video.total_bytes();
   o.t_x264 = since(t);
@@ -440,6 +448,33 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   }
   o.rep.model_bytes = int64_t(blob.size());
   *recon = *shipped;
+
+  // Total rate: the model's size is known now. When the segment strays more
+  // than 3 % from its share, x264 runs again at the rate that closes the gap
+  // (x264's rate is close to linear in its target). The network, trained on
+  // the first pass's LR, sees the same kind of artifacts; refine and
+  // evaluate use the new LR.
+  if (target_bits > 0) {
+    auto rb = serialize_routing(routing);
+    if (!rb) return rb.status();
+    const double sec = seg.frames() / fps;
+    const double actual = double(o.rep.video_bytes + o.rep.model_bytes + int64_t(rb->size())) * 8;
+    if (std::fabs(actual - target_bits) > 0.03 * target_bits) {
+      const double v2 = std::clamp(video_kbps + (target_bits - actual) / 1000 / sec,
+                                   0.5 * video_kbps, 1.5 * video_kbps);
+      xc.bitrate_kbps = std::max(1, int(std::lround(v2)));
+      log_info(tag + ": total " + std::to_string(int(actual / 1000 / sec)) + " kb/s, target " +
+               std::to_string(int(target_bits / 1000 / sec)) + ": x264 again at " +
+               std::to_string(xc.bitrate_kbps) + " kb/s");
+      t = Clock::now();
+      auto again = x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog);
+      if (!again) return again.status();
+      *rt_trip = std::move(*again);  // in place: `lr` refers to its frames
+      o.rep.video_bytes = rt_trip->video.total_bytes();
+      o.t_x264 += since(t);
+    }
+    std::vector<Frame>().swap(seg.lr);
+  }
 
   const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
   auto rt = SrRuntime::create(*recon, ropt);
@@ -579,6 +614,7 @@ Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& seg
 
 void add_outcome(EncodeReport& r, const SegmentOutcome& o, SegmentQuality& total,
                  std::vector<double>& macs_sum) {
+  r.int8_runtime = r.segments.empty() ? o.rep.int8_runtime : r.int8_runtime && o.rep.int8_runtime;
   r.segments.push_back(o.rep);
   r.video_bytes += o.rep.video_bytes;
   r.model_bytes += o.rep.model_bytes;
@@ -754,8 +790,13 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
       if (!v) return v.status();
       video_kbps = *v;
     }
+    // x264 runs again after training when the model strays from its
+    // prediction; not with data-parallel ranks (all must train on one LR) or
+    // in trials (their model bits are the title's prediction).
+    const double target_bits =
+        rate && !data_parallel && !rate->hinted() ? rate->target_bits(seg.frames() / fps) : 0;
     auto o = encode_segment(c, seg, prev ? &*prev : nullptr, delta_ref, &recon, &worker,
-                            video_kbps);
+                            video_kbps, target_bits);
     if (!o) return o.status();
     spent(seg, o->rep);
     r.train_steps += o->rep.train_steps;
@@ -918,7 +959,11 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
   // An allocation failure (a frame of an absurd size, an address-space
   // limit) is an error like any other, not an abort.
   try {
-    if (p.baseline != "none") return encode_baseline_clip(p, report_for(p), prog, t_start);
+    if (p.baseline != "none") {  // the baselines compare networks at one scale: x2 by default
+      EncodeParams q = p;
+      if (q.scale == 0) q.scale = 2;
+      return encode_baseline_clip(q, report_for(q), prog, t_start);
+    }
     Expected<EncodeReport> r = Status::error("no encode");
     if (p.scale == 0) {
       r = encode_auto(p, prog, t_start);
@@ -985,8 +1030,9 @@ std::string report_text(const EncodeReport& r) {
         l.psnr_y, l.psnr_yuv, l.ssim_y, l.macs_per_lr_pixel,
  l.frames < r.frames ? "  (sampled frames)" : "");
   if (r.quant_fp32_psnr_y > 0)
-    add("  weights  level 0 PSNR-Y fp32 %.3f -> %s %.3f dB (%+.3f dB, sampled frames)\n",
-        r.quant_fp32_psnr_y, r.precision.c_str(), r.quant_shipped_psnr_y,
+    add("  weights  level 0 PSNR-Y fp32 %.3f -> %s weights%s %.3f dB (%+.3f dB, sampled frames)\n",
+        r.quant_fp32_psnr_y, r.precision.c_str(), r.int8_runtime ? ", int8 runtime" : "",
+        r.quant_shipped_psnr_y,
         r.quant_shipped_psnr_y - r.quant_fp32_psnr_y);
   add("  training held-out tiles %.2f -> %.2f dB\n", r.holdout_psnr_before, r.holdout_psnr_after);
   if (!r.segments.empty()) {
@@ -1035,7 +1081,8 @@ std::string report_json(const EncodeReport& r) {
                 {"holdout_psnr_after", r.holdout_psnr_after},
                 {"holdout_history", r.holdout_history}};
   if (r.quant_fp32_psnr_y > 0)
-    j["quantization"] = {{"level0_psnr_y_fp32", r.quant_fp32_psnr_y},
+    j["quantization"] = {{"int8_runtime", r.int8_runtime},
+                         {"level0_psnr_y_fp32", r.quant_fp32_psnr_y},
                          {"level0_psnr_y_shipped", r.quant_shipped_psnr_y},
                          {"delta_db", r.quant_shipped_psnr_y - r.quant_fp32_psnr_y},
                          {"frames", "sampled (those of the cheaper levels)"}};

@@ -122,6 +122,10 @@ Expected<int> TotalRate::video_kbps(double seconds) const {
   return std::max(1, int(std::lround(v)));
 }
 
+double TotalRate::target_bits(double seconds) const {
+  return total_kbps_ * 1000 * (seconds_ + seconds) - spent_bits_;
+}
+
 void TotalRate::add(double seconds, int64_t video_bytes, int64_t model_bytes,
                     int64_t routing_bytes) {
   const double model_bits =

@@ -62,6 +62,10 @@ class TotalRate {
   void add(double seconds, int64_t video_bytes, int64_t model_bytes, int64_t routing_bytes);
   // Model bytes the controller expects for the next segment.
   int64_t predicted_model_bytes() const;
+  // Bits the next segment, of `seconds`, should spend in all (its share of
+  // the budget plus what the earlier segments left or overspent).
+  double target_bits(double seconds) const;
+  bool hinted() const { return model_kbps_hint_ >= 0; }
 
  private:
   double total_kbps_;

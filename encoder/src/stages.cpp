@@ -81,6 +81,8 @@ Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& 
   cfg.train_skip = p.train_skip;
   cfg.progressive = p.train_progressive;
   cfg.max_norm = p.train_max_norm;
+  // The int8 runtime runs what QAT trained (model.h, ActScales).
+  cfg.qat = p.int8_activations && p.precision == "int8";
   if (steps > 0) {
     cfg.steps = steps;
     cfg.time_budget_s = 0;

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <stdexcept>
 
 namespace dydca {
 
@@ -107,6 +108,134 @@ torch::Tensor SupernetImpl::forward_frame(const torch::Tensor& x, int p) {
   const int r = ps.width > 0 ? std::max(2, 2 + 2 * ps.depth) : 2, s = arch.scale;
   auto padded = F::pad(x, F::PadFuncOptions({r, r, r, r}).mode(torch::kReplicate));
   return forward(padded, ps).narrow(2, r * s, x.size(2) * s).narrow(3, r * s, x.size(3) * s);
+}
+
+namespace quant {
+
+torch::Tensor weight_scales(const torch::Tensor& w) {
+  // Division in fp32, as the blob writer's max_abs / 127.0f.
+  auto s = w.detach().abs().amax({1, 2, 3}).div(127.0);
+  return torch::where(s > 0, s, torch::ones_like(s));
+}
+
+torch::Tensor codes(const torch::Tensor& t, double lo, double hi) {
+  auto c = t.clamp(lo, hi);
+  if (!c.requires_grad()) return c.round();  // torch::round is half to even
+  return c + (c.round() - c).detach();
+}
+
+torch::Tensor weight_codes(const torch::Tensor& w, const torch::Tensor& scales) {
+  return codes(w / scales.view({-1, 1, 1, 1}), -127, 127);
+}
+
+torch::Tensor fake_quant_weights(const torch::Tensor& w) {
+  auto s = weight_scales(w);
+  return weight_codes(w, s) * s.view({-1, 1, 1, 1});
+}
+
+torch::Tensor fake_quant(const torch::Tensor& v, float a, double lo, double hi) {
+  return codes(v / double(a), lo, hi) * double(a);
+}
+
+namespace {
+// A deterministic subsample bounds the cost (the tensors are tiles x channels).
+torch::Tensor subsample(const torch::Tensor& v) {
+  auto flat = v.detach().reshape(-1);
+  const int64_t cap = int64_t(1) << 20;
+  if (flat.numel() > cap) flat = flat.slice(0, 0, flat.numel(), (flat.numel() + cap - 1) / cap);
+  return flat;
+}
+}  // namespace
+
+float percentile_scale(const torch::Tensor& v, bool is_unsigned, double percentile) {
+  torch::NoGradGuard ng;
+  auto flat = subsample(v);
+  flat = is_unsigned ? flat.clamp_min(0) : flat.abs();
+  const int64_t n = flat.numel();
+  const int64_t k = std::clamp<int64_t>(int64_t(std::ceil(percentile / 100.0 * double(n))), 1, n);
+  const double c = std::get<0>(flat.kthvalue(k)).item<double>();
+  return c > 0 ? float(c / (is_unsigned ? 255 : 127)) : 1.0f;
+}
+
+float mse_scale(const torch::Tensor& v, bool is_unsigned) {
+  torch::NoGradGuard ng;
+  auto flat = subsample(v);
+  const double m = (is_unsigned ? flat.max() : flat.abs().max()).item<double>();
+  if (!(m > 0)) return 1.0f;  // all zero (or all negative before a ReLU): any scale is exact
+  const double top = is_unsigned ? 255 : 127, lo = is_unsigned ? 0 : -127;
+  const int K = 64;
+  float best = float(m / top);
+  double best_err = -1;
+  for (int k = 0; k < K; ++k) {
+    const float a = float(m * std::pow(16.0, -double(k) / (K - 1)) / top);
+    const double err = (fake_quant(flat, a, lo, top) - flat).square().mean().item<double>();
+    if (best_err < 0 || err < best_err) {
+      best_err = err;
+      best = a;
+    }
+  }
+  return best;
+}
+
+}  // namespace quant
+
+torch::Tensor SupernetImpl::forward_int8(const torch::Tensor& x, int p,
+                                         const std::vector<float>& act, bool quant_skip,
+                                         const ScaleChooser& choose) {
+  const PathSpec& path = arch.paths.at(size_t(p));
+  const int s = arch.scale;
+  auto sw = quant_skip ? quant::fake_quant_weights(skip_w) : skip_w;
+  auto out = F::conv2d(x, sw, F::Conv2dFuncOptions().bias(skip_b).padding(2));
+  if (path.width > 0) {
+    const size_t needed = size_t(1 + 2 * path.depth);
+    if (!choose && act.size() != needed)
+      throw std::invalid_argument("forward_int8: path " + std::to_string(p) + " needs " +
+                                  std::to_string(needed) + " activation scales");
+    const int w = path.width, e = arch.inner_width(path.width);
+    auto scale = [&](int k, const torch::Tensor& v, bool is_unsigned) {
+      return choose ? choose(k, v.detach(), is_unsigned) : act[size_t(k)];
+    };
+    // The requantisation input of model.h: ((acc * s_o) * a_in + bias), fp32.
+    auto qconv = [](const torch::Tensor& in, const torch::Tensor& wq, const torch::Tensor& so,
+                    float a_in, const torch::Tensor& bias) {
+      auto acc = F::conv2d(in, wq, F::Conv2dFuncOptions().padding(1));
+      return acc.mul(so.view({1, -1, 1, 1})).mul(double(a_in)).add(bias.view({1, -1, 1, 1}));
+    };
+    auto layer = [&](const torch::Tensor& wt, int outs, int ins) {
+      auto so = quant::weight_scales(wt);
+      auto wq = quant::weight_codes(wt, so).narrow(0, 0, outs).narrow(1, 0, ins);
+      return std::make_pair(wq.contiguous(), so.narrow(0, 0, outs).contiguous());
+    };
+    const float a_x = 1.0f / 255.0f;
+    auto xq = (x.detach() * 255.0).round();  // the 8-bit luma codes
+    auto [hw, hs] = layer(head_w, w, 1);
+    auto v = qconv(xq, hw, hs, a_x, head_b.narrow(0, 0, w));
+    float a_h = scale(0, v, false);
+    auto h = quant::codes(v / double(a_h), -127, 127);
+    for (int i = 0; i < path.depth; ++i) {
+      auto [w1, s1] = layer(c1_w[size_t(i)], e, w);
+      v = qconv(h, w1, s1, a_h, c1_b[size_t(i)].narrow(0, 0, e));
+      const float a_r = scale(1 + 2 * i, choose ? torch::relu(v) : v, true);
+      auto r = quant::codes(v / double(a_r), 0, 255);  // the clamp at 0 is the ReLU
+      auto [w2, s2] = layer(c2_w[size_t(i)], w, e);
+      v = qconv(r, w2, s2, a_r, c2_b[size_t(i)].narrow(0, 0, w)).add(h.mul(double(a_h)));
+      a_h = scale(2 + 2 * i, v, false);
+      h = quant::codes(v / double(a_h), -127, 127);
+    }
+    auto [tw, ts] = layer(tail_w, s * s, w);
+    out = out + qconv(h, tw, ts, a_h, tail_b);
+  }
+  return torch::pixel_shuffle(out, s);
+}
+
+torch::Tensor SupernetImpl::forward_frame_int8(const torch::Tensor& x, int p,
+                                               const std::vector<float>& act, bool quant_skip) {
+  const PathSpec& ps = arch.paths.at(size_t(p));
+  const int r = ps.width > 0 ? std::max(2, 2 + 2 * ps.depth) : 2, s = arch.scale;
+  auto padded = F::pad(x, F::PadFuncOptions({r, r, r, r}).mode(torch::kReplicate));
+  return forward_int8(padded, p, act, quant_skip)
+      .narrow(2, r * s, x.size(2) * s)
+      .narrow(3, r * s, x.size(3) * s);
 }
 
 std::vector<torch::Tensor*> SupernetImpl::conv_weights() {

@@ -54,16 +54,26 @@ torch::Tensor to_tensor(const std::vector<uint8_t>& bytes, int count, int side) 
       .div_(255.0);
 }
 
+// Per path, the activation scales of the int8 forward ([path][tensor],
+// model.h); empty = fp32.
+using PathScales = std::vector<std::vector<float>>;
+
+// Path p's forward, fp32 or (with scales) int8 as the shipped int8 blob runs.
+torch::Tensor forward_path(Supernet& net, const torch::Tensor& x, int p, const PathScales& act) {
+  if (act.empty()) return net->forward(x, p);
+  return net->forward_int8(x, p, act[size_t(p)], /*quant_skip=*/true);
+}
+
 // Runs each sample through its own path (samples grouped by path) and returns
 // the core crop of the outputs, [B,1,core,core].
 torch::Tensor run_paths(Supernet& net, const torch::Tensor& x, const std::vector<int>& path_of,
-                        int crop, int core) {
+                        int crop, int core, const PathScales& act = {}) {
   std::map<int, std::vector<int64_t>> groups;
   for (size_t i = 0; i < path_of.size(); ++i) groups[path_of[i]].push_back(int64_t(i));
   torch::Tensor out;
   for (auto& [p, idx] : groups) {
     auto index = torch::tensor(idx, torch::kInt64);
-    auto y = net->forward(x.index_select(0, index), p).narrow(2, crop, core).narrow(3, crop, core);
+    auto y = forward_path(net, x.index_select(0, index), p, act).narrow(2, crop, core).narrow(3, crop, core);
     if (!out.defined()) out = torch::zeros({x.size(0), 1, core, core}, y.options());
     out = out.index_copy(0, index, y);
   }
@@ -98,31 +108,131 @@ double psnr_of(const torch::Tensor& out, const torch::Tensor& ref) {
   return psnr_from_mse(torch::mse_loss(a, b).item<double>());
 }
 
-// Training state (network + Adam + next step) as one archive: the checkpoint
-// file, and what rank 0 sends to the other ranks at the start.
-torch::serialize::OutputArchive state_archive(Supernet& net, torch::optim::Adam& opt, int step) {
+// The QAT phase once it has begun: its first step and the calibrated scales.
+struct QatState {
+  int begin = -1;  // -1: not begun
+  PathScales act;
+};
+
+// Training state (network + Adam + next step + QAT phase) as one archive: the
+// checkpoint file, and what rank 0 sends to the other ranks at the start.
+torch::serialize::OutputArchive state_archive(Supernet& net, torch::optim::Adam& opt, int step,
+                                              const QatState& qat) {
   torch::serialize::OutputArchive ar, oa;
   net->save(ar);
   opt.save(oa);
   ar.write("optimizer", oa);
   ar.write("step", torch::tensor(int64_t(step)));
+  if (qat.begin >= 0) {
+    std::vector<int64_t> counts;
+    std::vector<float> flat;
+    for (const auto& v : qat.act) {
+      counts.push_back(int64_t(v.size()));
+      flat.insert(flat.end(), v.begin(), v.end());
+    }
+    ar.write("qat_begin", torch::tensor(int64_t(qat.begin)));
+    ar.write("act_counts", torch::tensor(counts, torch::kInt64));
+    ar.write("act", torch::tensor(flat, torch::kFloat32));
+  }
   return ar;
 }
 
-int load_state(torch::serialize::InputArchive& ar, Supernet& net, torch::optim::Adam& opt) {
+int load_state(torch::serialize::InputArchive& ar, Supernet& net, torch::optim::Adam& opt,
+               QatState& qat) {
   torch::serialize::InputArchive oa;
   net->load(ar);
   ar.read("optimizer", oa);
   opt.load(oa);
   torch::Tensor st;
   ar.read("step", st);
+  torch::Tensor begin, counts, act;
+  qat = {};
+  if (ar.try_read("qat_begin", begin)) {  // a checkpoint taken during QAT
+    ar.read("act_counts", counts);
+    ar.read("act", act);
+    qat.begin = int(begin.item<int64_t>());
+    int64_t off = 0;
+    for (int64_t i = 0; i < counts.numel(); ++i) {
+      const int64_t n = counts[i].item<int64_t>();
+      auto v = act.narrow(0, off, n).contiguous();
+      qat.act.emplace_back(v.data_ptr<float>(), v.data_ptr<float>() + n);
+      off += n;
+    }
+  }
   return int(st.item<int64_t>());
 }
 
-void save_checkpoint(const std::string& path, Supernet& net, torch::optim::Adam& opt, int step) {
+void save_checkpoint(const std::string& path, Supernet& net, torch::optim::Adam& opt, int step,
+                     const QatState& qat) {
   std::string tmp = path + ".tmp";
-  state_archive(net, opt, step).save_to(tmp);
+  state_archive(net, opt, step, qat).save_to(tmp);
   std::filesystem::rename(tmp, path);
+}
+
+// calibrate_act_scales (training.h) on a network: `tiles` tiles per path from
+// the chunks that run it at some level (all present chunks when none does).
+PathScales calibrate_paths(Supernet& net, TrainingSampler& sampler, const RoutingMap& routing,
+                           const std::vector<int>& present, const TrainConfig& cfg) {
+  const int tiles = cfg.calib_tiles;
+  torch::NoGradGuard ng;
+  PathScales act;
+  TrainingBatch tb;
+  for (int p = 0; p < int(net->arch.paths.size()); ++p) {
+    act.emplace_back();
+    if (net->arch.paths[size_t(p)].width == 0) continue;
+    std::vector<int> chunks;
+    for (int c : present)
+      for (const auto& level : routing.chunk_path)
+        if (level[size_t(c)] == p) {
+          chunks.push_back(c);
+          break;
+        }
+    if (chunks.empty()) chunks = present;
+    std::vector<torch::Tensor> xs;
+    const int k = int(chunks.size()), n = std::max(1, tiles);
+    for (int j = 0; j < k; ++j) {
+      const int count = n / k + (j < n % k ? 1 : 0);
+      if (count == 0) continue;
+      if (!sampler.next_batch_for_chunk(chunks[size_t(j)], count, tb)) continue;
+      xs.push_back(to_tensor(tb.lr, tb.count, tb.lr_side).clone());
+    }
+    if (xs.empty()) {  // cannot happen with present chunks; stay defined anyway
+      act.back().assign(size_t(1 + 2 * net->arch.paths[size_t(p)].depth), 1.0f);
+      continue;
+    }
+    auto x = torch::cat(xs);
+    std::vector<float> scales;
+    net->forward_int8(x, p, {}, /*quant_skip=*/true,
+                      [&](int, const torch::Tensor& v, bool is_unsigned) {
+                        scales.push_back(
+                            cfg.calibration == TrainConfig::Calibration::kMse
+                                ? quant::mse_scale(v, is_unsigned)
+                                : quant::percentile_scale(v, is_unsigned, cfg.calib_percentile));
+                        return scales.back();
+                      });
+    act.back() = std::move(scales);
+  }
+  return act;
+}
+
+// Sampler of the calibration tiles: seeded apart from training and held-out.
+Expected<TrainingSampler> calibration_sampler(const std::vector<Frame>& hr,
+                                              const std::vector<Frame>& lr,
+                                              const RoutingMap& routing, const TrainConfig& cfg) {
+  SamplerParams sp;
+  sp.patch = cfg.patch;
+  sp.halo = receptive_radius(cfg.arch);
+  sp.border = BorderMode::kReplicate;
+  sp.seed = cfg.seed ^ 0x6a09e667f3bcc909ull;
+  return TrainingSampler::create(hr, lr, routing, sp);
+}
+
+std::vector<int> present_chunks(const TrainingSampler& sampler, int only_chunk) {
+  std::vector<int> present;
+  for (int c = 0; c < int(sampler.chunk_tiles().size()); ++c)
+    if (sampler.chunk_tiles()[size_t(c)] > 0 && (only_chunk < 0 || only_chunk == c))
+      present.push_back(c);
+  return present;
 }
 
 // Sums the gradients and `extra` over the ranks, in one message.
@@ -198,6 +308,9 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   DYDCA_TRY(check_model_arch(arch));
   if (cfg.batch < 1 || cfg.batch > 1024 || cfg.patch < 4 || cfg.patch > 512 || cfg.steps < 0)
     return Status::error("train: batch, patch or steps out of range");
+  if (cfg.qat && (!(cfg.qat_fraction >= 0 && cfg.qat_fraction <= 1) || !(cfg.qat_lr >= 0) ||
+                  cfg.calib_tiles < 1 || cfg.calib_tiles > 4096))
+    return Status::error("train: qat_fraction, qat_lr or calib_tiles out of range");
   if (routing.chunk_path.empty() || int(routing.chunk_path[0].size()) != routing.num_chunks)
     return Status::error("train: the routing has no chunk -> path table");
   for (const auto& level : routing.chunk_path)
@@ -243,6 +356,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   }
   TrainReport rep;
   int start = 0;
+  QatState qat;
   std::unique_ptr<DistGroup> own_dist;
   DistGroup* dist = nullptr;
   const std::string key_prefix = cfg.session ? cfg.session_tag + "/" : "";
@@ -265,7 +379,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
     try {
       torch::serialize::InputArchive ar;
       ar.load_from(cfg.checkpoint);
-      start = load_state(ar, net, opt);
+      start = load_state(ar, net, opt, qat);
       rep.resumed = true;
       log_info("training: resumed from " + cfg.checkpoint + " at step " + std::to_string(start));
     } catch (const std::exception& e) {
@@ -278,7 +392,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
     // same Adam moments, same step.
     std::string bytes;
     if (root)
-      state_archive(net, opt, start).save_to([&](const void* d, size_t n) {
+      state_archive(net, opt, start, qat).save_to([&](const void* d, size_t n) {
         bytes.append(static_cast<const char*>(d), n);
         return n;
       });
@@ -288,7 +402,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
       try {
         torch::serialize::InputArchive ar;
         ar.load_from(shared->data(), shared->size());
-        start = load_state(ar, net, opt);
+        start = load_state(ar, net, opt, qat);
         rep.resumed = start > 0;
       } catch (const std::exception& e) {
         return Status::error("distributed training: rank 0's state does not load (" +
@@ -298,17 +412,47 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   }
   {
     torch::NoGradGuard ng;
-    rep.holdout_psnr_before = psnr_of(run_paths(net, hold_x, hold_path, crop, core), hold_y);
+    rep.holdout_psnr_before = psnr_of(run_paths(net, hold_x, hold_path, crop, core, qat.act), hold_y);
   }
 
   const int levels = routing.levels();
   std::mt19937_64 level_rng;
   TrainingBatch tb;
-  std::vector<int> present;  // chunks with tiles to learn from
-  for (int c = 0; c < int(sampler->chunk_tiles().size()); ++c)
-    if (sampler->chunk_tiles()[size_t(c)] > 0 && (cfg.only_chunk < 0 || cfg.only_chunk == c))
-      present.push_back(c);
+  // chunks with tiles to learn from
+  const std::vector<int> present = present_chunks(*sampler, cfg.only_chunk);
   if (present.empty()) return Status::error("train: no tiles to train on");
+  // The int8 phase: calibrate the activation scales on the current weights
+  // (every rank the same tiles; the max over the ranks guards against any
+  // difference), then fine-tune through the int8 forward from this step on.
+  auto begin_qat = [&](int at_step) -> Status {
+    auto cs = calibration_sampler(hr, lr, routing, cfg);
+    if (!cs) return cs.status();
+    qat.act = calibrate_paths(net, *cs, routing, present, cfg);
+    qat.begin = at_step;
+    if (dist) {
+      std::vector<float> flat;
+      for (const auto& v : qat.act) flat.insert(flat.end(), v.begin(), v.end());
+      auto t = torch::tensor(flat, torch::kFloat32);
+      DYDCA_TRY(dist->all_reduce(t, /*max=*/true));
+      int64_t off = 0;
+      for (auto& v : qat.act)
+        for (float& a : v) a = t[off++].item<float>();
+    }
+    torch::NoGradGuard ng;
+    rep.holdout_psnr_fp32_at_qat = psnr_of(run_paths(net, hold_x, hold_path, crop, core), hold_y);
+    rep.holdout_psnr_int8_at_qat =
+        psnr_of(run_paths(net, hold_x, hold_path, crop, core, qat.act), hold_y);
+    log_info("training: int8 scales calibrated at step " + std::to_string(at_step) +
+             ", held-out " + std::to_string(rep.holdout_psnr_fp32_at_qat) + " dB fp32, " +
+             std::to_string(rep.holdout_psnr_int8_at_qat) + " dB int8");
+    return Status::ok();
+  };
+  // The last qat_fraction of the steps are the QAT phase.
+  auto qat_start = [&](int total_steps) {
+    if (!cfg.qat) return total_steps;
+    return std::clamp(total_steps - int(std::lround(cfg.qat_fraction * total_steps)), 0,
+                      total_steps);
+  };
   // Replay the sampler so that a resumed run draws the same batches.
   for (int i = 0; i < start; ++i)
     DYDCA_TRY(sampler->next_batch_for_chunk(present[size_t(i) % present.size()], cfg.batch, tb));
@@ -340,6 +484,11 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
     }
     double frac = total > 0 ? double(step) / total : 1.0;
     double lr_now = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + std::cos(M_PI * frac));
+    if (cfg.qat && qat.begin < 0 && step >= qat_start(total)) DYDCA_TRY(begin_qat(step));
+    if (qat.begin >= 0 && cfg.qat_lr > 0) {  // a cosine of its own, qat_lr down to lr_min
+      const double fq = double(step - qat.begin) / std::max(1, total - qat.begin);
+      lr_now = cfg.lr_min + 0.5 * (cfg.qat_lr - cfg.lr_min) * (1 + std::cos(M_PI * fq));
+    }
     for (auto& g : opt.param_groups())
       static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr_now);
 
@@ -366,8 +515,9 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
     if (cfg.progressive > 0 && frac < cfg.progressive && P > 2)
       cap = std::clamp(1 + int(frac / cfg.progressive * (P - 1)), 1, P - 1);
     const int p = std::min<int>(routing.chunk_path[0][size_t(chunk)], cap);
-    AutocastScope autocast(cfg.bf16);
-    auto out = net->forward(x, p).narrow(2, crop, core).narrow(3, crop, core).to(torch::kFloat32);
+    // No autocast through the int8 forward: its integer sums must stay exact.
+    AutocastScope autocast(cfg.bf16 && qat.begin < 0);
+    auto out = forward_path(net, x, p, qat.act).narrow(2, crop, core).narrow(3, crop, core).to(torch::kFloat32);
     auto loss = torch::l1_loss(out, y);
     if (levels > 1 && (cfg.qos_weight > 0 || cfg.distill_weight > 0)) {
       // Sandwich: the same patches through the path of a random cheaper level
@@ -387,8 +537,10 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
         if (q != p) cheaper.push_back(q);
       }
       for (int q : cheaper) {
-        auto out_c =
-            net->forward(x, q).narrow(2, crop, core).narrow(3, crop, core).to(torch::kFloat32);
+        auto out_c = forward_path(net, x, q, qat.act)
+                         .narrow(2, crop, core)
+                         .narrow(3, crop, core)
+                         .to(torch::kFloat32);
         loss = loss + (cfg.qos_weight * torch::l1_loss(out_c, y) +
                        cfg.distill_weight * torch::l1_loss(out_c, out.detach())) /
                           double(cheaper.size());
@@ -419,12 +571,12 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
     loss_ema = step == start ? l : 0.95 * loss_ema + 0.05 * l;
     if (root && !cfg.checkpoint.empty() && cfg.checkpoint_every > 0 &&
         (step + 1) % cfg.checkpoint_every == 0)
-      save_checkpoint(cfg.checkpoint, net, opt, step + 1);
+      save_checkpoint(cfg.checkpoint, net, opt, step + 1, qat);
     // Held-out PSNR now and then (a forward pass of the fixed held-out tiles).
     const int every = std::max(25, (total - start) / 20);
     if ((step + 1 - start) % every == 0 || step + 1 == total) {
       torch::NoGradGuard ng;
-      last_holdout = psnr_of(run_paths(net, hold_x, hold_path, crop, core), hold_y);
+      last_holdout = psnr_of(run_paths(net, hold_x, hold_path, crop, core, qat.act), hold_y);
       rep.holdout_history.emplace_back(step + 1, last_holdout);
     }
     char detail[96];
@@ -441,15 +593,20 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   rep.steps = step;
   rep.final_loss = loss_ema;
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (root && !cfg.checkpoint.empty()) save_checkpoint(cfg.checkpoint, net, opt, step);
+  if (root && !cfg.checkpoint.empty()) save_checkpoint(cfg.checkpoint, net, opt, step, qat);
+  // No QAT step left (qat_fraction 0, or stopped before): post-training scales.
+  if (cfg.qat && qat.begin < 0 && !rep.stopped_early) DYDCA_TRY(begin_qat(step));
+  rep.qat_steps = qat.begin >= 0 ? step - qat.begin : 0;
   {
     torch::NoGradGuard ng;
-    rep.holdout_psnr_after = psnr_of(run_paths(net, hold_x, hold_path, crop, core), hold_y);
+    rep.holdout_psnr_after = psnr_of(run_paths(net, hold_x, hold_path, crop, core, qat.act), hold_y);
   }
   if (report) *report = rep;
   if (rep.stopped_early && cfg.stop && cfg.stop->load()) return Status::error("interrupted");
   if (rep.stopped_early && dist) return Status::error("interrupted (a rank was stopped)");
-  return net->to_model();
+  Model model = net->to_model();
+  model.act.path = qat.act;
+  return model;
 }
 }  // namespace
 
@@ -475,6 +632,73 @@ Expected<std::vector<uint8_t>> reference_upscale_u8(const Model& model, int path
                                                     const uint8_t* lr, int width, int height,
                                                     int threads) {
   auto f = reference_upscale(model, path, lr, width, height, threads);
+  if (!f) return f.status();
+  std::vector<uint8_t> out(f->size());
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = uint8_t(std::clamp(std::lround((*f)[i]), 0L, 255L));
+  return out;
+}
+
+Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<Frame>& hr,
+                                         const std::vector<Frame>& lr, const RoutingMap& routing,
+                                         const TrainConfig& config) {
+  try {
+    DYDCA_TRY(check_model_arch(model.arch));
+    if (config.patch < 4 || config.patch > 512 || config.calib_tiles < 1 ||
+        config.calib_tiles > 4096 || !(config.calib_percentile > 0 && config.calib_percentile <= 100))
+      return Status::error("calibrate: patch, calib_tiles or calib_percentile out of range");
+    if (routing.chunk_path.empty()) return Status::error("calibrate: the routing has no path table");
+    for (const auto& level : routing.chunk_path)
+      for (uint8_t p : level)
+        if (p >= model.arch.paths.size()) return Status::error("calibrate: routing names a missing path");
+    at::set_num_threads(std::max(1, config.threads));
+    Supernet net(model.arch);
+    DYDCA_TRY(net->load_model(model));
+    TrainConfig cfg = config;
+    cfg.arch = model.arch;
+    auto sampler = calibration_sampler(hr, lr, routing, cfg);
+    if (!sampler) return sampler.status();
+    const std::vector<int> present = present_chunks(*sampler, cfg.only_chunk);
+    if (present.empty()) return Status::error("calibrate: no tiles");
+    ActScales act;
+    act.path = calibrate_paths(net, *sampler, routing, present, cfg);
+    return act;
+  } catch (const std::exception& e) {
+    std::string m = e.what();
+    return Status::error("calibration failed in LibTorch: " + m.substr(0, std::min<size_t>(m.find('\n'), 300)));
+  }
+}
+
+Expected<std::vector<float>> reference_upscale_int8(const Model& model, int path,
+                                                    const uint8_t* lr, int width, int height,
+                                                    int threads) {
+  DYDCA_TRY(check_model_arch(model.arch));
+  if (path < 0 || path >= int(model.arch.paths.size())) return Status::error("no such path");
+  if (width <= 0 || height <= 0) return Status::error("bad LR size");
+  const PathSpec& ps = model.arch.paths[size_t(path)];
+  if (model.act.path.size() != model.arch.paths.size())
+    return Status::error("int8 reference: the model has no activation scales for every path");
+  const auto& act = model.act.path[size_t(path)];
+  if (act.size() != (ps.width > 0 ? size_t(1 + 2 * ps.depth) : 0))
+    return Status::error("int8 reference: path " + std::to_string(path) + " has " +
+                         std::to_string(act.size()) + " activation scales");
+  for (float a : act)
+    if (!std::isfinite(a) || !(a > 0)) return Status::error("int8 reference: bad activation scale");
+  at::set_num_threads(std::max(1, threads));
+  torch::NoGradGuard ng;
+  Supernet net(model.arch);
+  DYDCA_TRY(net->load_model(model));
+  auto x = torch::from_blob(const_cast<uint8_t*>(lr), {1, 1, height, width}, torch::kUInt8)
+               .to(torch::kFloat32)
+               .div_(255.0);
+  auto y = (net->forward_frame_int8(x, path, act, /*quant_skip=*/false) * 255.0).contiguous();
+  return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+}
+
+Expected<std::vector<uint8_t>> reference_upscale_int8_u8(const Model& model, int path,
+                                                         const uint8_t* lr, int width, int height,
+                                                         int threads) {
+  auto f = reference_upscale_int8(model, path, lr, width, height, threads);
   if (!f) return f.status();
   std::vector<uint8_t> out(f->size());
   for (size_t i = 0; i < out.size(); ++i)

@@ -35,7 +35,7 @@ struct EncodeParams {
   // 1 (the network as a post-filter on full-resolution x264), 2, 3 or 4; 0 =
   // auto: chosen per title from trial encodes of a sample at the target rate
   // among scale_candidates, or plain x264 at the full size when nothing beats it.
-  int scale = 2;
+  int scale = 0;
   std::vector<int> scale_candidates{1, 2, 3, 4};
   int crf = 23;                       // LR x264 CRF (used when bitrate_kbps == 0)
   // Total target kb/s: video + model + routing (audio apart). The encoder pays
@@ -48,6 +48,10 @@ struct EncodeParams {
   std::string quality = "balanced";   // training preset: fast | balanced | best
   int train_steps = 0;                // > 0 overrides the preset's step count (no time budget)
   std::string precision = "int8";     // model weights: fp32 | fp16 | int8
+  // With int8 weights: quantisation-aware fine-tuning at the end of training
+  // and int8 activation scales in the model, so the client runs the int8
+  // runtime (model.h, ActScales). Off: fp32 activations on the client.
+  bool int8_activations = true;
   std::string baseline = "none";      // none | per-chunk | per-segment | static
   int threads = 2;
   int64_t max_frames = 0;             // 0 = all
@@ -99,6 +103,7 @@ struct SegmentReport {
   int index = 0, first_frame = 0, frames = 0;
   bool resumed = false;         // finished by an earlier run (read from the work folder)
   bool model_is_delta = false;  // the update is a difference to the previous weights
+  bool int8_runtime = false;    // the client runs this segment's model in int8
   int64_t video_bytes = 0, model_bytes = 0, routing_bytes = 0;
   int64_t full_model_bytes = 0;  // a full model blob of the same weights, for comparison
   int train_steps = 0;
@@ -142,9 +147,12 @@ struct EncodeReport {
   std::vector<int> chunk_path;  // level 0 after refinement
   double holdout_psnr_before = 0, holdout_psnr_after = 0;
   std::vector<std::pair<int, double>> holdout_history;  // (training step, held-out PSNR-Y)
-  // Level-0 PSNR-Y on the sampled frames with the fp32 weights and with the
-  // shipped (fp16/int8) ones; 0 when the file carries fp32.
+  // Level-0 PSNR-Y on the sampled frames with the fp32 weights in the fp32
+  // runtime and with the shipped (fp16/int8) ones in the runtime the client
+  // uses (int8 when the model has activation scales); 0 when the file
+  // carries fp32.
   double quant_fp32_psnr_y = 0, quant_shipped_psnr_y = 0;
+  bool int8_runtime = false;  // every segment's model runs in the int8 runtime
   int train_steps = 0;
   std::vector<SegmentReport> segments;
   int resumed_segments = 0;

@@ -100,6 +100,30 @@ struct TrainConfig {
   // checkpoint, when one exists, still wins.
   const Model* init = nullptr;
   DistConfig dist;
+  // int8 (issue 16; the rules are model.h's, above ActScales). qat: the last
+  // qat_fraction of the steps fine-tune the network through the int8 forward
+  // (fake quantisation with the runtime's rounding, straight-through
+  // gradients, every path of the sandwich at its own activation scales). The
+  // learning rate follows the run's cosine on (at 85 % of it: ~6 % of lr,
+  // down to lr_min), so QAT takes no step from the fp32 training's schedule;
+  // qat_lr > 0 restarts a cosine from qat_lr for the QAT steps instead
+  // (measured in training/README.md). The activation scales are calibrated once
+  // when QAT starts (calibrate_act_scales, on calib_tiles tiles per path) and
+  // kept fixed; the weight scales follow the weights (max/127 per output
+  // channel, as the int8 blob writes them; the skip's too). With qat the
+  // model returned has Model::act filled (even when no QAT step was left);
+  // without, act stays empty. Off by default here; the encoder turns it on
+  // when it ships int8 weights (--precision int8).
+  bool qat = false;
+  double qat_fraction = 0.15;
+  double qat_lr = 0;
+  int calib_tiles = 64;
+  // How a calibrated activation scale is chosen (calibrate_act_scales). A
+  // percentile of |v| (100 = the max) is the usual alternative; measured in
+  // training/README.md.
+  enum class Calibration { kMse, kPercentile };
+  Calibration calibration = Calibration::kMse;
+  double calib_percentile = 99.99;
   // With a session (dist.world_size > 1), training uses its group instead of
   // connecting, after a barrier named session_tag; keys it shares are
   // prefixed with the tag (one tag per training run of the session).
@@ -123,6 +147,12 @@ struct TrainReport {
   double allreduce_seconds = 0;
   // Held-out PSNR-Y during training: (step, dB), every ~5 % of the steps.
   std::vector<std::pair<int, double>> holdout_history;  // distributed: time in the gradient all-reduce (incl. waiting)
+  // With qat (holdout_psnr_after and the history are then the int8 forward's
+  // from the calibration on): the held-out PSNR-Y when QAT started, in fp32 and
+  // in int8 with the freshly calibrated scales (post-training quantisation).
+  int qat_steps = 0;
+  double holdout_psnr_fp32_at_qat = 0;
+  double holdout_psnr_int8_at_qat = 0;
 };
 
 // Trains the dynamic network. routing.chunk_path must be filled (level 0 is
@@ -146,6 +176,33 @@ Expected<std::vector<float>> reference_upscale(const Model& model, int path, con
 Expected<std::vector<uint8_t>> reference_upscale_u8(const Model& model, int path,
                                                     const uint8_t* lr, int width, int height,
                                                     int threads = 2);
+
+// int8 (model.h, ActScales). Post-training calibration of the activation
+// scales of every path: tiles of the chunks that run the path at some QoS
+// level (all chunks when none does), config.calib_tiles of them (config.patch
+// LR pixels plus the receptive halo, config.seed), through the int8 forward
+// with the quantised weights; tensor by tensor in model.h order, each with
+// the tensors before it already quantised, the scale that minimises the
+// tensor's mean squared quantisation error over 64 clipping ranges from its
+// max |v| down to max/16 (config.calibration kMse), or the one whose range
+// ends at config.calib_percentile of |v|. The global path (0, 0) gets no scales.
+Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<Frame>& hr,
+                                         const std::vector<Frame>& lr, const RoutingMap& routing,
+                                         const TrainConfig& config);
+
+// LibTorch reference of the int8 runtime (model.h, ActScales; model.act must
+// be filled): path `path` on a whole LR luma plane, HR luma in [0,255] as
+// float before rounding. Integer codes are summed exactly by fp32
+// convolutions and requantised with model.h's formula in its order, so the
+// runtime may differ by one code where it folds the multipliers (exact
+// ties). The skip's weights are used as they are (the int8 blob has already
+// quantised them in a shipped model).
+Expected<std::vector<float>> reference_upscale_int8(const Model& model, int path,
+                                                    const uint8_t* lr, int width, int height,
+                                                    int threads = 2);
+Expected<std::vector<uint8_t>> reference_upscale_int8_u8(const Model& model, int path,
+                                                         const uint8_t* lr, int width, int height,
+                                                         int threads = 2);
 
 // PSNR-Y of every (chunk, path) pair on the given frames: psnr[c][p]; used to
 // refine the chunk -> path assignment after training.
