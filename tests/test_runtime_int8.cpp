@@ -254,7 +254,7 @@ TEST_CASE("int8 tail kernels are bit-exact against the scalar reference") {
   for (SimdLevel level : int8_simd_levels()) {
     CAPTURE(simd_level_name(level));
     const rt::KernelTableI8& k = rt::kernels_i8_for(level);
-    for (int scale : {1, 2, 3, 4})
+    for (int scale : {1, 2, 3, 4})  // 1: the x1 post-filter
       for (int cs : {8, 16, 24, 32, 40, 48, 56, 64})
         for (int width : {1, 3, 4, 7, 16, 17, 25, 33})
           for (int height : {1, 2, 5}) {
@@ -319,9 +319,9 @@ TEST_CASE("int8 tail kernels are bit-exact against the scalar reference") {
             for (int y = 0; y < hh; ++y)
               for (int xx = 0; xx < width * s; ++xx) {
                 const uint8_t v = r8[size_t(y) * hw + xx];
-                mid += v > 0 && v < 255;
+                mid += v > 0 && v < 255 && v != 77;
               }
-            CHECK(mid * 4 >= size_t(width) * s * hh);
+            CHECK(mid > size_t(width) * s * hh / 4);
             for (int y = 0; y < hh; ++y)
               for (int xx = width * s; xx < hw; ++xx) CHECK(s8[size_t(y) * hw + xx] == 77);
             ++checked;
@@ -442,7 +442,7 @@ std::vector<float> naive_int8(const Model& m, int path, const std::vector<uint8_
 
 }  // namespace
 
-TEST_CASE("int8 runtime equals the naive int8 network of model.h's rules, every level, x1..x4") {
+TEST_CASE("int8 runtime equals the naive int8 network of model.h's rules, every level") {
   struct Arch {
     int scale, C, E, N;
     std::vector<PathSpec> paths;
@@ -451,7 +451,7 @@ TEST_CASE("int8 runtime equals the naive int8 network of model.h's rules, every 
       {2, 16, 16, 2, {{0, 0}, {1, 8}, {2, 16}}},
       {3, 24, 24, 2, {{0, 0}, {1, 12}, {2, 24}}},
       {4, 16, 32, 2, {{0, 0}, {1, 16}, {2, 12}}},  // E != C, widths not multiples of 8
-      {1, 16, 16, 2, {{0, 0}, {1, 8}, {2, 16}}},   // x1 post-filter
+      {1, 8, 8, 2, {{0, 0}, {1, 8}, {2, 8}}},       // the x1 post-filter
   };
   const int w = 37, h = 23;
   const std::vector<uint8_t> lr = random_plane(w, h, 3);

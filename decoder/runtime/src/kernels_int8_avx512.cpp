@@ -21,10 +21,10 @@ constexpr ConvI8Fn conv() {
   return conv3x3_i8_simd<I512, NA, I256, NB, CS, P, 4>;
 }
 
-// x1 (post-filter, 1 channel) and x2 (4 channels): one xmm per pixel; x3, x4: one zmm.
+// x2: 4 output channels = one xmm per pixel; x3, x4: one zmm.
 template <int CS>
 void tail(const TailI8Args& a) {
-  if (a.scale == 1)
+  if (a.scale == 1)  // x1 (post-filter): one channel, in an xmm
     tail_rows_i8<I128, CS, 1, 24, 4, 1>(a);
   else if (a.scale == 2)
     tail_rows_i8<I128, CS, 1, 24, 4, 2>(a);
