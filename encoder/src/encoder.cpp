@@ -98,6 +98,9 @@ Status check_params(const EncodeParams& p) {
 }
 
 constexpr int kLevelEvalFrames = 48;
+// A plain-x264 segment's no-op model and one-chunk routing (about 120 + 52
+// bytes): what total-rate control charges it.
+constexpr int64_t kPlainSideBytes = 180;
 constexpr double kMinSegmentSeconds = 2.0;
 
 std::string work_dir_path(const EncodeParams& p) {
@@ -385,8 +388,35 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   std::vector<Frame>& lr = rt_trip->decoded;
   o.rep.video_bytes = rt_trip->video.total_bytes();
   o.t_x264 = since(t);
-  if (c.mode.plain)
+  // Total rate: when the segment strays more than 3 % from its share once
+  // the model's and routing's sizes are known, x264 runs again at the rate
+  // that closes the gap (x264's rate is close to linear in its target). A
+  // trained network was trained on the first pass's LR, which has the same
+  // kind of artifacts; refine and evaluate use the new LR.
+  auto close_rate_gap = [&](int64_t side_bytes) -> Status {
+    const double sec = seg.frames() / fps;
+    const double actual = double(o.rep.video_bytes + side_bytes) * 8;
+    if (std::fabs(actual - target_bits) > 0.03 * target_bits) {
+      const double v2 = std::clamp(video_kbps + (target_bits - actual) / 1000 / sec,
+                                   0.5 * video_kbps, 1.5 * video_kbps);
+      xc.bitrate_kbps = std::max(1, int(std::lround(v2)));
+      log_info(tag + ": total " + std::to_string(int(actual / 1000 / sec)) + " kb/s, target " +
+               std::to_string(int(target_bits / 1000 / sec)) + ": x264 again at " +
+               std::to_string(xc.bitrate_kbps) + " kb/s");
+      const auto t2 = Clock::now();
+      auto again = x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog);
+      if (!again) return again.status();
+      *rt_trip = std::move(*again);  // in place: `lr` refers to its frames
+      o.rep.video_bytes = rt_trip->video.total_bytes();
+      o.t_x264 += since(t2);
+    }
+    std::vector<Frame>().swap(seg.lr);
+    return Status::ok();
+  };
+  if (c.mode.plain) {
+    if (target_bits > 0) DYDCA_TRY(close_rate_gap(kPlainSideBytes));
     return plain_segment(c, seg, std::move(*rt_trip), std::move(o), recon, t_seg, sprog);
+  }
 
   t = Clock::now();
   auto chunks = chunk_stage(seg.hr, lr, p, c.arch, sprog);
@@ -449,31 +479,16 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   o.rep.model_bytes = int64_t(blob.size());
   *recon = *shipped;
 
-  // Total rate: the model's size is known now. When the segment strays more
-  // than 3 % from its share, x264 runs again at the rate that closes the gap
-  // (x264's rate is close to linear in its target). The network, trained on
-  // the first pass's LR, sees the same kind of artifacts; refine and
-  // evaluate use the new LR.
+  // Total rate: the model's size is known now.
   if (target_bits > 0) {
     auto rb = serialize_routing(routing);
     if (!rb) return rb.status();
+    // Trials charge the title's predicted model rate, not their own model.
     const double sec = seg.frames() / fps;
-    const double actual = double(o.rep.video_bytes + o.rep.model_bytes + int64_t(rb->size())) * 8;
-    if (std::fabs(actual - target_bits) > 0.03 * target_bits) {
-      const double v2 = std::clamp(video_kbps + (target_bits - actual) / 1000 / sec,
-                                   0.5 * video_kbps, 1.5 * video_kbps);
-      xc.bitrate_kbps = std::max(1, int(std::lround(v2)));
-      log_info(tag + ": total " + std::to_string(int(actual / 1000 / sec)) + " kb/s, target " +
-               std::to_string(int(target_bits / 1000 / sec)) + ": x264 again at " +
-               std::to_string(xc.bitrate_kbps) + " kb/s");
-      t = Clock::now();
-      auto again = x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog);
-      if (!again) return again.status();
-      *rt_trip = std::move(*again);  // in place: `lr` refers to its frames
-      o.rep.video_bytes = rt_trip->video.total_bytes();
-      o.t_x264 += since(t);
-    }
-    std::vector<Frame>().swap(seg.lr);
+    const int64_t model_side = c.mode.model_kbps_hint >= 0
+                                   ? int64_t(c.mode.model_kbps_hint * 1000 / 8 * sec)
+                                   : o.rep.model_bytes;
+    DYDCA_TRY(close_rate_gap(model_side + int64_t(rb->size())));
   }
 
   const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
@@ -736,11 +751,10 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   std::optional<TotalRate> rate;
   const bool data_parallel = p.dist.world_size > 1 && !c.segment_parallel;
   if (p.bitrate_kbps > 0) {
-    const int64_t full = mode.plain ? int64_t(serialize_model(identity_model(),
-                                                              ModelBlobOptions{WeightFormat::kInt8, 19})
-                                                  ->size())
+    const int64_t full = mode.plain ? kPlainSideBytes
                                     : predict_model_bytes(c.arch, *parse_precision(p.precision));
     rate.emplace(p.bitrate_kbps, full, mode.model_kbps_hint);
+    if (mode.plain) rate->set_routing_guess_kbps(0);  // its model + routing: kPlainSideBytes
   }
   auto spent = [&](const SegmentFrames& seg, const SegmentReport& rep) {
     if (!rate) return;
@@ -795,11 +809,12 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
       if (!v) return v.status();
       video_kbps = *v;
     }
-    // x264 runs again after training when the model strays from its
-    // prediction; not with data-parallel ranks (all must train on one LR) or
-    // in trials (their model bits are the title's prediction).
+    // x264 runs again after training when the model and routing make the
+    // segment stray from its share (trials too, so that every trial is
+    // compared at the target rate); not with data-parallel ranks (all must
+    // train on one LR).
     const double target_bits =
-        rate && !data_parallel && !rate->hinted() ? rate->target_bits(seg.frames() / fps) : 0;
+        rate && !data_parallel ? rate->target_bits(seg.frames() / fps) : 0;
     auto o = encode_segment(c, seg, prev ? &*prev : nullptr, delta_ref, &recon, &worker,
                             video_kbps, target_bits);
     if (!o) return o.status();

@@ -66,6 +66,9 @@ class TotalRate {
   // the budget plus what the earlier segments left or overspent).
   double target_bits(double seconds) const;
   bool hinted() const { return model_kbps_hint_ >= 0; }
+  // The routing rate to expect before any segment is measured (default: 1 %
+  // of the total).
+  void set_routing_guess_kbps(double kbps) { routing_kbps_ = kbps; }
 
  private:
   double total_kbps_;
