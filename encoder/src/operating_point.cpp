@@ -8,35 +8,11 @@
 #include <random>
 
 #include "dydca/log.h"
+#include "dydca/training.h"
 
 namespace dydca::detail {
 
 namespace {
-
-Tensor tensor(std::string name, std::vector<int> shape) {
-  size_t n = 1;
-  for (int d : shape) n *= size_t(d);
-  return Tensor{std::move(name), std::move(shape), std::vector<float>(n, 0.0f)};
-}
-
-std::vector<Tensor> arch_tensors(const ModelArch& a) {
-  const int C = a.channels, E = a.inner, s2 = a.scale * a.scale;
-  std::vector<Tensor> t;
-  t.push_back(tensor("head.weight", {C, 1, 3, 3}));
-  t.push_back(tensor("head.bias", {C}));
-  for (int i = 0; i < a.blocks; ++i) {
-    const std::string b = "blocks." + std::to_string(i);
-    t.push_back(tensor(b + ".conv1.weight", {E, C, 3, 3}));
-    t.push_back(tensor(b + ".conv1.bias", {E}));
-    t.push_back(tensor(b + ".conv2.weight", {C, E, 3, 3}));
-    t.push_back(tensor(b + ".conv2.bias", {C}));
-  }
-  t.push_back(tensor("tail.weight", {s2, C, 3, 3}));
-  t.push_back(tensor("tail.bias", {s2}));
-  t.push_back(tensor("skip.weight", {s2, 1, 5, 5}));
-  t.push_back(tensor("skip.bias", {s2}));
-  return t;
-}
 
 // PSNR-Y difference worth a rate ratio: trials land within a few percent of
 // the target, and are compared at the target by this slope (dB per doubling
@@ -51,33 +27,36 @@ constexpr int kTrialSteps = 300;
 }  // namespace
 
 Model identity_model() {
-  Model m;
-  m.arch.scale = 1;
-  m.arch.channels = 1;
-  m.arch.inner = 1;
-  m.arch.blocks = 0;
-  m.arch.paths = {{0, 0}};
-  m.tensors = arch_tensors(m.arch);
-  for (Tensor& t : m.tensors)
+  ModelArch a;
+  a.scale = 1;
+  a.channels = 1;
+  a.inner = 1;
+  a.blocks = 0;
+  a.paths = {{0, 0}};
+  auto m = init_model(a);  // the tensors of the architecture, then set by hand
+  Model out = m ? std::move(*m) : Model{};
+  for (Tensor& t : out.tensors) {
+    std::fill(t.data.begin(), t.data.end(), 0.0f);
     if (t.name == "skip.weight") t.data[12] = 1.0f;  // centre tap of the 5x5
-  return m;
+  }
+  return out;
 }
 
 int64_t predict_model_bytes(const ModelArch& arch, WeightFormat format) {
-  Model m;
-  m.arch = arch;
-  m.tensors = arch_tensors(arch);
+  auto m = init_model(arch);  // the tensors of the architecture; values replaced below
+  if (!m) return 0;
   std::mt19937 rng(12345);
-  for (Tensor& t : m.tensors) {
+  for (Tensor& t : m->tensors) {
     const bool bias = t.shape.size() == 1;
     int fan_in = 1;
     for (size_t d = 1; d < t.shape.size(); ++d) fan_in *= t.shape[d];
     std::normal_distribution<float> nd(0.0f, bias ? 0.01f : std::sqrt(2.0f / float(fan_in)));
     for (float& v : t.data) v = nd(rng);
   }
+  m->act = {};
   ModelBlobOptions o;
   o.weights = format;
-  auto blob = serialize_model(m, o);
+  auto blob = serialize_model(*m, o);
   return blob ? int64_t(blob->size()) : 0;
 }
 
