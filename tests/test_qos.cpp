@@ -130,7 +130,7 @@ TEST_CASE("qos: steps down at once under load, stays, steps back up after it") {
     }
   REQUIRE(back > 0);
   CHECK(back - off <= 5 * fps);
-  CHECK(back - off >= fps);  // hysteresis: not on the first quiet frame
+  CHECK(back - off >= 6);  // hysteresis: not on the first quiet frames
   CHECK(switches(r.levels, size_t(back)) == 0);
   // Deadline misses <= 1 %.
   MESSAGE("late " << r.late << " / " << total << ", back after " << (back - off) << " frames");
@@ -156,13 +156,20 @@ TEST_CASE("qos: deadline misses <= 1% under repeated load steps with noise") {
 
 TEST_CASE("qos: no oscillation at a load that sits between two levels") {
   // Load 1.45: level 0 would take 34.1 ms (fits the 37.7 ms budget, but not
-  // with the margin), level 1 17.1 ms. The controller must settle on level 1 and not
-  // probe level 0 over and over.
+  // with the margin), level 1 17.1 ms. The controller must settle on level 1;
+  // it probes level 0 after quiet periods (its prediction is within the
+  // deadline), but each failed probe doubles the wait: a few seconds in a
+  // minute at level 0, no frame late.
   SimDevice dev;
   QosController qos = make(dev);
   const int fps = 24, total = 60 * fps;
   const RunResult r = play(qos, dev, total, fps, [&](int f) { return f >= 2 * fps ? 1.45 : 1.0; });
-  CHECK(switches(r.levels, size_t(3 * fps)) == 0);
+  int at0 = 0;
+  for (size_t i = size_t(3 * fps); i < r.levels.size(); ++i) at0 += r.levels[i] == 0;
+  MESSAGE("switches " << switches(r.levels, size_t(3 * fps)) << ", frames at level 0 " << at0
+                      << ", probe wait " << qos.probe_frames());
+  CHECK(switches(r.levels, size_t(3 * fps)) <= 12);
+  CHECK(at0 <= 3 * fps);  // about 5 % of the minute
   CHECK(r.levels.back() == 1);
   CHECK(r.late == 0);
 }
@@ -211,13 +218,86 @@ TEST_CASE("qos: a failed probe backs off (wrong calibration of the richest level
   CHECK(double(r.late) <= 0.01 * total);
 }
 
-TEST_CASE("qos: a late frame always steps down, even when the prediction fits") {
+TEST_CASE("qos: one late frame is an outlier; two in a row step down") {
   SimDevice dev;
   QosController qos = make(dev);
   CHECK(qos.choose_level(dev.macs) == 0);
-  qos.report({0, 0.020, 0.030, -1});  // 50 ms total: late through the overhead
+  qos.report({0, 0.020, 0.004, -1});
+  CHECK(qos.choose_level(dev.macs) == 0);
+  qos.report({0.04, 0.060, 0.004, -1});  // 64 ms: late
   CHECK(qos.trace().back().late);
-  CHECK(qos.choose_level(dev.macs) >= 1);
+  CHECK(qos.choose_level(dev.macs) == 0);  // one outlier changes nothing
+  qos.report({0.10, 0.020, 0.004, 1});     // the player says late (display, not SR)
+  CHECK(qos.choose_level(dev.macs) >= 1);  // second late frame in a row
+}
+
+// Plays with SR spikes (x `factor` on the listed frames) and returns the
+// frames spent below `level` after the first spike.
+template <class Spikes>
+int frames_below(QosController& qos, SimDevice& dev, int total, int fps, int level, Spikes spike,
+                 RunResult* out = nullptr) {
+  RunResult r = play(qos, dev, total, fps, spike);
+  int below = 0;
+  for (int l : r.levels) below += l > level;
+  if (out) *out = r;
+  return below;
+}
+
+TEST_CASE("qos: a single outlier costs at most a second at a lower level") {
+  const int fps = 24;
+  for (const double factor : {3.0, 10.0, 40.0}) {
+    SimDevice dev;
+    QosController qos = make(dev);
+    RunResult r;
+    // Level 0 settles at once; one frame 3-40x slower at frame 31, another at 200.
+    const int below = frames_below(qos, dev, 20 * fps, fps, 0,
+                                   [&](int f) { return f == 31 || f == 200 ? factor : 1.0; }, &r);
+    CAPTURE(factor);
+    CHECK(below <= fps);
+    CHECK(r.levels.back() == 0);
+  }
+}
+
+TEST_CASE("qos: the issue-17 trace: cheap start, a 25x outlier on the cheapest level, then idle") {
+  // 1080p-like costs: level 2 (the learned 5x5 path) ~2 ms, level 1 ~10 ms,
+  // level 0 ~30 ms of a 41.7 ms period; uncalibrated start on the cheapest
+  // level, and a 51 ms outlier at frame 31. The controller must climb and sit
+  // on level 0 (the richest level that fits) for the rest of the run.
+  SimDevice dev;
+  dev.macs = {5'100'000'000, 1'700'000'000, 52'000'000};
+  dev.eff = 170e9;
+  dev.overhead_s = 0.0028;
+  QosController qos = make(dev, 24, /*calibrate=*/false);
+  const int fps = 24, total = 30 * fps;
+  const RunResult r = play(qos, dev, total, fps, [&](int f) { return f == 31 ? 25.0 : 1.0; });
+  int at0 = 0;
+  for (size_t i = size_t(5 * fps); i < r.levels.size(); ++i) at0 += r.levels[i] == 0;
+  MESSAGE("frames at level 0 after 5 s: " << at0 << " / " << total - 5 * fps << ", late " << r.late);
+  CHECK(at0 == total - 5 * fps);
+  CHECK(r.late <= 1);  // the outlier itself
+}
+
+TEST_CASE("qos: a cold calibration (richer levels measured 1.6x too slow) is corrected by probing") {
+  // Calibration ran cold: levels 0 and 1 look 1.6x slower than they are, so
+  // level 0 (23.5 ms real, 37.6 ms calibrated) seems not to fit the margin of
+  // the 41.7 ms budget (37.5 ms; no decode overhead in this device).
+  SimDevice dev;
+  dev.overhead_s = 0;
+  QosParams p;
+  p.target_fps = 24;
+  auto q = QosController::create(int(dev.macs.size()), p);
+  REQUIRE(q);
+  dev.noise = 0;  // a calibration that is exactly 1.6x off
+  q->calibrate([&](int l) { return QosSample{dev.macs[size_t(l)], dev.sr_seconds(l, l <= 1 ? 1.6 : 1.0)}; });
+  dev.noise = 0.08;
+  const int fps = 24, total = 30 * fps;
+  const RunResult r = play(*q, dev, total, fps, [](int) { return 1.0; });
+  int at0 = 0;
+  for (size_t i = size_t(10 * fps); i < r.levels.size(); ++i) at0 += r.levels[i] == 0;
+  MESSAGE("first level " << r.levels.front() << ", frames at level 0 after 10 s: " << at0);
+  CHECK(r.levels.front() == 1);
+  CHECK(at0 == total - 10 * fps);
+  CHECK(r.late == 0);
 }
 
 TEST_CASE("qos: pinned level only records; trace summary and CSV") {

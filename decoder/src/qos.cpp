@@ -17,16 +17,15 @@ Expected<QosController> QosController::create(int num_levels, const QosParams& p
   if (num_levels < 1 || num_levels > kMaxQosLevels)
     return Status::error("qos: number of levels " + std::to_string(num_levels) +
                          " outside 1.." + std::to_string(kMaxQosLevels));
-  if (!(p.target_fps > 0) || !std::isfinite(p.target_fps))
-    return Status::error("qos: target fps must be > 0");
+  if (!(p.target_fps > 0) || !std::isfinite(p.target_fps) || p.target_fps > 1000)
+    return Status::error("qos: target fps must be in (0, 1000]");
   if (!(p.safety_margin >= 0 && p.safety_margin < 1) || !(p.up_margin >= 0 && p.up_margin < 1) ||
       p.up_margin < p.safety_margin)
     return Status::error("qos: margins must be in [0, 1) with up_margin >= safety_margin");
-  if (!(p.alpha_rise > 0 && p.alpha_rise <= 1) || !(p.alpha_fall > 0 && p.alpha_fall <= 1) ||
-      !(p.alpha_overhead > 0 && p.alpha_overhead <= 1))
-    return Status::error("qos: EWMA weights must be in (0, 1]");
-  if (!(p.up_hold_s >= 0) || !(p.max_up_hold_s >= 0) || !(p.jitter_s >= 0))
-    return Status::error("qos: hold times must be >= 0");
+  if (!(p.up_hold_s >= 0) || !(p.max_up_hold_s >= 0) || !(p.probe_s >= 0) ||
+      !(p.jitter_s >= 0) || !(p.window_s >= 0) || p.up_hold_s > 3600 || p.max_up_hold_s > 3600 ||
+      p.probe_s > 3600 || p.window_s > 60 || p.jitter_s > 1)
+    return Status::error("qos: hold, probe and window times must be in [0, 3600] s");
   if (p.pinned_level >= num_levels)
     return Status::error("qos: pinned level " + std::to_string(p.pinned_level) +
                          " but the stream has " + std::to_string(num_levels) + " levels");
@@ -37,9 +36,13 @@ Expected<QosController> QosController::create(int num_levels, const QosParams& p
 
 QosController::QosController(int num_levels, const QosParams& p)
     : params_(p), eff_(size_t(num_levels), 0.0), pending_macs_(size_t(num_levels), 0) {
-  base_up_hold_ = std::max(1, int(std::lround(p.up_hold_s * p.target_fps)));
-  max_up_hold_ = std::max(base_up_hold_, int(std::lround(p.max_up_hold_s * p.target_fps)));
+  const auto frames = [&](double s) { return std::max(1, int(std::lround(s * p.target_fps))); };
+  base_up_hold_ = frames(p.up_hold_s);
+  base_probe_ = frames(p.probe_s);
+  max_up_hold_ = std::max({base_up_hold_, base_probe_, frames(p.max_up_hold_s)});
   up_hold_ = base_up_hold_;
+  probe_hold_ = base_probe_;
+  window_ = size_t(std::max(5, frames(p.window_s)));
   level_ = p.pinned_level >= 0 ? p.pinned_level
            : p.start_level >= 0 ? p.start_level
                                 : num_levels - 1;
@@ -59,11 +62,9 @@ bool QosController::calibrated(int level) const {
   return level >= 0 && level < num_levels() && eff_[size_t(level)] > 0;
 }
 
-double QosController::budget_seconds() const {
-  return 1.0 / params_.target_fps - (have_overhead_ ? overhead_s_ : 0.0);
-}
+double QosController::budget_seconds() const { return 1.0 / params_.target_fps - overhead_s_; }
 
-double QosController::predicted_seconds(int level, int64_t macs) const {
+double QosController::predict(int level, int64_t macs, double s) const {
   if (level < 0 || level >= num_levels()) return -1;
   // An unmeasured level borrows the efficiency of the nearest measured cheaper
   // level (richer paths are usually at least as efficient per MAC: wider
@@ -74,19 +75,41 @@ double QosController::predicted_seconds(int level, int64_t macs) const {
   if (eff <= 0) return -1;
   // Inverse of the slowdown sample (sr + j) / (idle + j).
   const double idle = double(std::max<int64_t>(macs, 0)) / eff, j = params_.jitter_s;
-  return std::max(0.0, slowdown_ * (idle + j) - j);
+  return std::max(0.0, s * (idle + j) - j);
 }
 
-bool QosController::fits(int level, double margin) const {
-  const double pred = predicted_seconds(level, pending_macs_[size_t(level)]);
+double QosController::predicted_seconds(int level, int64_t macs) const {
+  return predict(level, macs, fast_slowdown_);
+}
+
+bool QosController::fits(int level, double margin, double s) const {
+  const double pred = predict(level, pending_macs_[size_t(level)], s);
   if (pred < 0) return false;  // never measured: no evidence that it fits
   return pred <= (1.0 - margin) * budget_seconds();
 }
 
-int QosController::richest_fitting(int from_level, double margin) const {
+int QosController::richest_fitting(int from_level, double margin, double s) const {
   for (int l = std::max(0, from_level); l < num_levels(); ++l)
-    if (fits(l, margin)) return l;
+    if (fits(l, margin, s)) return l;
   return num_levels() - 1;
+}
+
+namespace {
+// The lower median: with two samples, the smaller (one outlier of two moves nothing).
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  const size_t m = (v.size() - 1) / 2;
+  std::nth_element(v.begin(), v.begin() + ptrdiff_t(m), v.end());
+  return v[m];
+}
+}  // namespace
+
+void QosController::estimate() {
+  slowdown_ = ratios_.empty() ? 1.0 : std::clamp(median(ratios_), kMinSlowdown, kMaxSlowdown);
+  fast_slowdown_ = slowdown_;
+  if (ratios_.size() >= 2)
+    fast_slowdown_ = std::max(slowdown_, std::min(ratios_.back(), ratios_[ratios_.size() - 2]));
+  overhead_s_ = median(overheads_);
 }
 
 int QosController::choose_level(const std::vector<int64_t>& level_macs) {
@@ -95,38 +118,49 @@ int QosController::choose_level(const std::vector<int64_t>& level_macs) {
     pending_macs_[size_t(l)] =
         level_macs.empty() ? 0 : level_macs[std::min(size_t(l), level_macs.size() - 1)];
   const int before = level_;
+  const double s = fast_slowdown_;
   if (params_.pinned_level >= 0) {
     level_ = params_.pinned_level;
   } else if (!started_) {
     // First frame: calibration (if any) decides; otherwise the start level.
     bool any = false;
     for (double e : eff_) any = any || e > 0;
-    if (any) level_ = richest_fitting(0, params_.safety_margin);
+    if (any) level_ = richest_fitting(0, params_.safety_margin, s);
   } else {
-    const bool need_down = force_down_ || !fits(level_, params_.safety_margin);
+    const bool failed_probe = probe_failed_;
+    const bool need_down = failed_probe || late_run_ >= 2 || !fits(level_, params_.safety_margin, s);
     if (need_down) {
+      stable_frames_ = stable_probe_ = 0;
       if (level_ < num_levels() - 1) {
-        level_ = richest_fitting(level_ + 1, params_.safety_margin);
-        // Down soon after an up: the probe failed; wait longer next time.
-        if (frames_since_up_ < up_hold_) up_hold_ = std::min(2 * up_hold_, max_up_hold_);
+        level_ = richest_fitting(level_ + 1, params_.safety_margin, s);
+        // The richer level did not hold: wait longer before the next try.
+        if (failed_probe || frames_since_change_ < up_hold_) {
+          up_hold_ = std::min(2 * up_hold_, max_up_hold_);
+          probe_hold_ = std::min(2 * probe_hold_, max_up_hold_);
+        }
       }
-      stable_frames_ = 0;
-    } else if (level_ > 0 && fits(level_ - 1, params_.up_margin)) {
-      if (++stable_frames_ >= up_hold_) {
-        --level_;
-        stable_frames_ = 0;
-        frames_since_up_ = 0;
-      }
-    } else {
-      stable_frames_ = 0;
+    } else if (level_ > 0) {
+      stable_frames_ = fits(level_ - 1, params_.up_margin, s) ? stable_frames_ + 1 : 0;
+      stable_probe_ = fits(level_ - 1, 0.0, s) ? stable_probe_ + 1 : 0;
+      const bool step_up = stable_frames_ >= up_hold_;
+      const bool probe = stable_probe_ >= up_hold_ && frames_since_late_ >= probe_hold_ &&
+                         frames_since_change_ >= probe_hold_;
+      if (step_up || probe) --level_;
     }
+    if (level_ != before) stable_frames_ = stable_probe_ = 0;
     // A long quiet period forgives earlier failed probes.
-    if (frames_since_change_ >= 2 * max_up_hold_) up_hold_ = base_up_hold_;
+    if (frames_since_change_ >= 2 * max_up_hold_) {
+      up_hold_ = base_up_hold_;
+      probe_hold_ = base_probe_;
+    }
   }
-  force_down_ = false;
+  probe_failed_ = false;
+  // The first frame on a richer level tests it. (Not the very first frame of
+  // playback: it pays cold caches and page faults; two late frames decide.)
+  probe_pending_ = params_.pinned_level < 0 && started_ && level_ < before;
   started_ = true;
   if (level_ != before) frames_since_change_ = 0;
-  pending_pred_s_ = predicted_seconds(level_, pending_macs_[size_t(level_)]);
+  pending_pred_s_ = predict(level_, pending_macs_[size_t(level_)], s);
   pending_budget_s_ = budget_seconds();
   pending_ = true;
   return level_;
@@ -140,23 +174,28 @@ void QosController::report(const QosFrameTiming& t) {
   const bool late = t.late >= 0 ? t.late != 0 : sr + over > period;
   const int64_t macs = pending_macs_[size_t(level_)];
 
-  if (!have_overhead_) {
-    overhead_s_ = over;
-    have_overhead_ = true;
-  } else {
-    overhead_s_ += params_.alpha_overhead * (over - overhead_s_);
-  }
+  auto push = [&](std::vector<double>& w, double x) {
+    if (w.size() >= window_) w.erase(w.begin());
+    w.push_back(x);
+  };
+  push(overheads_, over);
   if (macs > 0 && sr > 0) {
     double& eff = eff_[size_t(level_)];
     // Not calibrated: the first run of a level is its calibration, under the
-    // load we currently believe in.
+    // load we currently believe in. A faster run than the idle estimate
+    // means the estimate was pessimistic (a cold calibration).
     if (eff <= 0) eff = double(macs) / (sr / slowdown_);
+    eff = std::max(eff, double(macs) / sr);
     const double idle = double(macs) / eff, j = params_.jitter_s;
-    const double ratio = (sr + j) / (idle + j);
-    const double a = ratio > slowdown_ ? params_.alpha_rise : params_.alpha_fall;
-    slowdown_ = std::clamp(slowdown_ + a * (ratio - slowdown_), kMinSlowdown, kMaxSlowdown);
+    push(ratios_, (sr + j) / (idle + j));
   }
-  if (late && params_.pinned_level < 0) force_down_ = true;
+  late_run_ = late ? late_run_ + 1 : 0;
+  frames_since_late_ = late ? 0 : frames_since_late_ + 1;
+  // The first frame of a step up must fit the stay rule (measured, not predicted).
+  if (probe_pending_ && params_.pinned_level < 0 && level_ < num_levels() - 1)
+    probe_failed_ = late || sr > (1.0 - params_.safety_margin) * pending_budget_s_;
+  probe_pending_ = false;
+  estimate();
 
   QosFrameRecord r;
   r.frame = int64_t(trace_.size());
@@ -170,7 +209,6 @@ void QosController::report(const QosFrameTiming& t) {
   r.slowdown = slowdown_;
   r.late = late;
   trace_.push_back(r);
-  ++frames_since_up_;
   ++frames_since_change_;
 }
 

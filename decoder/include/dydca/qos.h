@@ -19,25 +19,32 @@
 //     qos->report({.t_s = now, .sr_s = sr, .overhead_s = decode_and_output});
 //   qos->trace();  // one QosFrameRecord per frame
 //
-// Model. Every level l has an efficiency eff[l] (MACs/s on an idle device),
-// measured by calibration (or, without it, on the first frame that runs l).
-// The load is one number, the slowdown s = (measured SR time + j) / (idle
-// prediction + j) with a jitter allowance j, an EWMA that rises fast (alpha_rise) and falls slowly
-// (alpha_fall). A level's predicted SR time for a frame is
-// s * macs[l] / eff[l]. The budget per frame is 1/target_fps minus the EWMA
-// of the measured non-SR time (decode + output) of the frame.
+// Model. Every level l has an idle efficiency eff[l] (MACs/s): measured by
+// calibration, or on the first frame that runs l, and raised whenever l runs
+// faster than it (the fastest run is the closest to idle). A frame's load
+// sample is the slowdown ratio (sr + j) / (macs/eff + j), with a jitter
+// allowance j (a cheap level's millisecond of scheduling noise must not read
+// as a 3x slowdown). The load estimate is the MEDIAN of the last window_s of
+// samples, so a single outlier (a page fault, a preempted thread) moves it not
+// at all; the last two samples (their minimum) bring a lasting change in at
+// once. A level's predicted SR time is s * (macs[l]/eff[l] + j) - j; the SR
+// budget per frame is 1/target_fps minus the median non-SR time (decode +
+// output) of the window.
 //
 // Decisions (hysteresis, so a steady load never oscillates):
 //   - stay on the current level while its prediction <= (1 - safety_margin) * budget;
 //   - step DOWN at once, possibly several levels, to the richest level that
-//     fits, when the current one no longer fits or a frame was late (a late
-//     frame always moves down at least one level);
-//   - step UP one level only after up_hold consecutive frames in which the
+//     fits, when the current one no longer fits, when two frames in a row
+//     were late (one late frame is an outlier and changes nothing), or when
+//     the first frame after a step up did not fit (a failed probe);
+//   - step UP one level after up_hold_s of consecutive frames in which the
 //     richer level's prediction <= (1 - up_margin) * budget (up_margin >
-//     safety_margin). A step up that is followed by a step down within
-//     up_hold frames doubles up_hold (up to max_up_hold): a failed probe is
-//     not retried at the same rate. up_hold returns to its base after a long
-//     stable period.
+//     safety_margin), or PROBE it after probe_s without a late frame when
+//     its prediction has been within the budget (no margin) for up_hold_s:
+//     the prediction may be pessimistic (a cold calibration, a load read on
+//     a cheap level), the probe measures it. A failed
+//     step up or probe doubles its wait (up to max_up_hold_s); the waits
+//     return to their base after a long stable period.
 #pragma once
 
 #include <atomic>
@@ -61,10 +68,10 @@ struct QosParams {
   double safety_margin = 0.10;   // stay while predicted <= (1 - this) * budget
   double up_margin = 0.20;       // step up while predicted <= (1 - this) * budget; >= safety_margin
   double up_hold_s = 1.0;        // stable time before a step up (base)
-  double max_up_hold_s = 8.0;    // cap of the doubling after failed step ups
-  double alpha_rise = 0.3;       // EWMA weight of a slowdown sample above the estimate
-  double alpha_fall = 0.05;      // ... below the estimate
-  double alpha_overhead = 0.1;   // EWMA weight of the non-SR time per frame
+  double probe_s = 4.0;          // time without a late frame before a probe (base)
+  double max_up_hold_s = 16.0;   // cap of the doubling after failed step ups / probes
+  double window_s = 0.5;         // load and overhead estimates: median over this much
+                                 // playback (at least 5 frames)
   // Scheduling jitter allowance in the slowdown sample (sr + j) / (idle + j):
   // a cheap level's time (a millisecond) says little about the load, and its
   // jitter must not read as a 3x slowdown.
@@ -141,6 +148,7 @@ class QosController {
   int num_levels() const { return int(eff_.size()); }
   int level() const { return level_; }
   const QosParams& params() const { return params_; }
+  // The load estimate: median slowdown of the window (1 = idle).
   double slowdown() const { return slowdown_; }
   // SR budget per frame in seconds: 1/target_fps minus the non-SR time.
   double budget_seconds() const;
@@ -148,12 +156,16 @@ class QosController {
   // when the level has never been measured.
   double predicted_seconds(int level, int64_t macs) const;
   int up_hold_frames() const { return up_hold_; }
+  int probe_frames() const { return probe_hold_; }
   const std::vector<QosFrameRecord>& trace() const { return trace_; }
 
  private:
   QosController(int num_levels, const QosParams& params);
-  bool fits(int level, double margin) const;  // on pending_macs_
-  int richest_fitting(int from_level, double margin) const;
+  // On pending_macs_, under the load estimate `s`.
+  double predict(int level, int64_t macs, double s) const;
+  bool fits(int level, double margin, double s) const;
+  int richest_fitting(int from_level, double margin, double s) const;
+  void estimate();  // slowdown_, fast_slowdown_, overhead_s_ from the windows
 
   QosParams params_;
   std::vector<double> eff_;        // MACs/s idle; 0 = unknown
@@ -161,13 +173,19 @@ class QosController {
   int level_ = 0;
   bool started_ = false;
   bool pending_ = false;
-  bool force_down_ = false;
-  double slowdown_ = 1.0;
-  double overhead_s_ = 0.0;
-  bool have_overhead_ = false;
+  double slowdown_ = 1.0;           // median of ratios_
+  double fast_slowdown_ = 1.0;      // max(median, min of the last two samples)
+  double overhead_s_ = 0.0;         // median of overheads_
+  size_t window_ = 5;               // samples in the windows
+  std::vector<double> ratios_, overheads_;  // last `window_` samples, oldest first
+  int late_run_ = 0;                // consecutive late frames up to the last one
+  int64_t frames_since_late_ = 0;
+  bool probe_pending_ = false;      // the next report is the first frame of a step up
+  bool probe_failed_ = false;
   int base_up_hold_ = 1, max_up_hold_ = 1, up_hold_ = 1;
-  int stable_frames_ = 0;          // consecutive frames the richer level fit for a step up
-  int64_t frames_since_up_ = 1 << 30;
+  int base_probe_ = 1, probe_hold_ = 1;
+  int stable_frames_ = 0;           // consecutive frames the richer level fit for a step up
+  int stable_probe_ = 0;            // ... fit the stay rule (for a probe)
   int64_t frames_since_change_ = 0;
   double pending_pred_s_ = 0, pending_budget_s_ = 0;
   std::vector<QosFrameRecord> trace_;
