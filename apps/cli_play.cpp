@@ -173,6 +173,7 @@ Subcommand add_play(CLI::App& app) {
   sub->footer("Keys: space pause, q or Esc quit. --threads (global) sets the SR workers.\n"
               "Headless: Xvfb :99 & DISPLAY=:99 dydca play x.mkv --screenshot shot.png");
   return {sub, [o]() -> int {
+            const Clock::time_point t_launch = Clock::now();
             // One reader for the whole run: the header sizes the window and
             // builds the QoS policy, then decode_file streams the packets.
             auto reader = DydcaReader::open(o->input);
@@ -284,7 +285,7 @@ Subcommand add_play(CLI::App& app) {
             int64_t shown = 0, late = 0, late_at_switch = 0;
             size_t next_switch = 0;  // index in switch_frames of the next switch to show
             bool paused = false, quit = false, shot_taken = o->screenshot.empty();
-            Clock::time_point anchor{}, fps_t0 = Clock::now(), title_t = Clock::now();
+            Clock::time_point anchor{}, t_first{}, fps_t0 = Clock::now(), title_t = Clock::now();
             int64_t fps_frames = 0;
             double measured_fps = 0;
             auto status_line = [&] {
@@ -334,7 +335,12 @@ Subcommand add_play(CLI::App& app) {
                 continue;
               }
               const Clock::time_point now = Clock::now();
-              if (shown == 0) anchor = now;
+              if (shown == 0) {
+                anchor = t_first = now;
+                log_info("first picture " +
+                         std::to_string(std::chrono::duration<double>(now - t_launch).count()) +
+                         " s after start");
+              }
               const Clock::time_point due =
                   anchor + std::chrono::duration_cast<Clock::duration>(
                                std::chrono::duration<double>(double(shown) * period));
@@ -418,9 +424,12 @@ Subcommand add_play(CLI::App& app) {
             for (int64_t f : switch_frames) switches_shown += f < shown;
             if (!globals().quiet)
               std::fprintf(stderr,
-                           "played %lld frames at %.2f fps target, %lld late (%.2f %%): %lld at "
-                           "segment switches (%lld switches shown), %lld elsewhere; levels%s\n",
-                           (long long)shown, fps, (long long)late,
+                           "played %lld frames at %.2f fps target (first picture %.2f s after "
+                           "start), %lld late (%.2f %%): %lld at segment switches (%lld switches "
+                           "shown), %lld elsewhere; levels%s\n",
+                           (long long)shown, fps,
+                           shown ? std::chrono::duration<double>(t_first - t_launch).count() : 0.0,
+                           (long long)late,
                            shown ? 100.0 * double(late) / double(shown) : 0.0,
                            (long long)late_at_switch, (long long)switches_shown,
                            (long long)(late - late_at_switch), levels.c_str());

@@ -21,6 +21,7 @@
 //
 //   dydca_qos_bench out/city.mkv --source samples/cache/cityCC0.mpg --loops 6 -o /tmp/qos
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -49,34 +51,49 @@ namespace {
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-// A busy child process pinned to one CPU: the "other program" of the experiment.
+// A busy child process pinned to one CPU: the "other program" of the
+// experiment. It is forked once, before the bench holds any large buffer, and
+// stopped at once; start() / stop() are SIGCONT / SIGSTOP, so that switching
+// it on or off costs the playback loop one system call (a fork inside the
+// loop copied the page tables of a 2 GB process and made frames late).
 class CpuHog {
  public:
-  explicit CpuHog(int cpu) : cpu_(cpu) {}
-  ~CpuHog() { stop(); }
-  void start() {
-    if (pid_ > 0) return;
+  explicit CpuHog(int cpu) {
     pid_ = fork();
     if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the bench
       cpu_set_t set;
       CPU_ZERO(&set);
-      CPU_SET(cpu_, &set);
+      CPU_SET(cpu, &set);
       sched_setaffinity(0, sizeof set, &set);
+      raise(SIGSTOP);
       volatile uint64_t x = 0;
       for (;;) x = x + 1;
     }
+    if (pid_ > 0) {
+      int st = 0;
+      waitpid(pid_, &st, WUNTRACED);  // stopped before it ever spins
+    }
   }
-  void stop() {
+  ~CpuHog() {
     if (pid_ <= 0) return;
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
-    pid_ = -1;
   }
-  bool running() const { return pid_ > 0; }
+  CpuHog(const CpuHog&) = delete;
+  CpuHog& operator=(const CpuHog&) = delete;
+  bool ok() const { return pid_ > 0; }
+  void start() {
+    if (pid_ > 0 && !running_) kill(pid_, SIGCONT), running_ = true;
+  }
+  void stop() {
+    if (pid_ > 0 && running_) kill(pid_, SIGSTOP), running_ = false;
+  }
+  bool running() const { return running_; }
 
  private:
-  int cpu_;
   pid_t pid_ = -1;
+  bool running_ = false;
 };
 
 // The static network of one path of the dynamic model, as its own smaller
@@ -142,9 +159,11 @@ Model slice_path(const Model& m, const PathSpec& p) {
 
 struct FrameRow {
   int64_t frame = 0;
-  double t_s = 0;
+  double t_s = 0;           // work on the frame started (s since playback start)
   int level = 0;
   double sr_ms = 0, overhead_ms = 0, switch_ms = 0;
+  double work_ms = 0;       // start to ready, wall time (SR + chroma + whatever else)
+  double slack_ms = 0;      // due time minus ready time (< 0: late by that much)
   bool late = false, hog = false;
   double mse_y = 0;
 };
@@ -154,6 +173,7 @@ struct RunResult {
   std::vector<FrameRow> rows;
   int64_t switches = 0;
   double switch_ms = 0;
+  double stall_ms = 0;      // the presentation clock's total slide (what a viewer waits)
   std::vector<QosFrameRecord> trace;
 };
 
@@ -164,39 +184,52 @@ struct Setup {
   int64_t frames = 0;      // frames played (clip looped)
   double fps = 25;
   double hog_start = 0.33, hog_end = 0.67;  // fractions of the run
-  int hog_cpu = 1;
+  int ahead = 4;           // frames the decoder may run ahead of the display
   RuntimeOptions rt;
 };
 
 // What a decoder does per frame: choose a level (maybe switching models),
-// and upscale the luma of LR frame f into hr_y (stride w*s).
+// and upscale the luma of LR frame f into hr_y (stride w*s). replay redoes
+// a frame's SR after the run (for PSNR, off the playback path).
 struct Decoder {
   std::function<int(int64_t f)> choose;  // returns the level; may pay a switch inside
   std::function<Status(const Frame& lr, int64_t f, int level, uint8_t* hr_y)> upscale;
+  std::function<Status(const Frame& lr, int64_t f, int level, uint8_t* hr_y)> replay;
   std::function<void(const QosFrameTiming&)> report;
   double pending_switch_ms = 0;
 };
 
-Expected<RunResult> play(const std::string& name, const Setup& S, Decoder& dec) {
+// Late-frame rule (docs/qos.md): a player shows frame i at anchor + i/fps.
+// The decoder works ahead of the display by at most `ahead` frames (dydca
+// play: its pipeline's queues and the window's mailbox); frame i's work
+// starts when frame i-1 is done and frame i-ahead has been shown. A frame
+// ready more than 2 ms after its time is late: it is shown when ready and
+// the presentation clock slides by the delay (the viewer sees a stall;
+// lateness does not cascade). ahead = 1 is a player without read-ahead: each
+// frame starts at the previous one's presentation.
+Expected<RunResult> play(const std::string& name, const Setup& S, Decoder& dec, CpuHog& hog) {
+  using Sec = std::chrono::duration<double>;
   RunResult res;
   res.name = name;
   const int s = S.scale, lw = S.lw, lh = S.lh;
-  const int hw = S.hw, hh = S.hh;
-  const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / S.fps));
-  std::vector<uint8_t> out_y(size_t(hw) * hh * size_t(S.frames));  // deferred PSNR
+  const double period = 1.0 / S.fps, tolerance = 0.002;
+  const int ahead = std::max(1, S.ahead);
   std::vector<uint8_t> hr_y(size_t(lw) * s * lh * s);
-  CpuHog hog(S.hog_cpu);
   // The hog runs at the same wall-clock times for every decoder: the share
   // [hog_start, hog_end) of the clip's nominal duration.
   const double duration = double(S.frames) / S.fps;
   const double hog_on = S.hog_start * duration, hog_off = S.hog_end * duration;
   bool hog_done = false;
   const Clock::time_point t0 = Clock::now();
-  Clock::time_point slot = t0;
+  auto at = [&](double sec) { return t0 + std::chrono::duration_cast<Clock::duration>(Sec(sec)); };
+  double anchor = -1;                      // display time of frame 0, seconds from t0
+  std::vector<double> shown(size_t(S.frames), 0.0);  // display time of each frame
+  double prev_done = 0;
   int prev_level = -1;
   for (int64_t i = 0; i < S.frames; ++i) {
-    std::this_thread::sleep_until(slot);
-    const double now_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double may_start = i >= ahead ? std::max(prev_done, shown[size_t(i - ahead)]) : prev_done;
+    std::this_thread::sleep_until(at(may_start));
+    const double now_s = Sec(Clock::now() - t0).count();
     if (!hog_done && !hog.running() && now_s >= hog_on) hog.start();
     if (hog.running() && now_s >= hog_off) {
       hog.stop();
@@ -214,16 +247,25 @@ Expected<RunResult> play(const std::string& name, const Setup& S, Decoder& dec) 
     const double chroma_ms = ms(Clock::now() - c0);
     const Clock::time_point s0 = Clock::now();
     DYDCA_TRY(dec.upscale(lr, f, level, hr_y.data()));
-    const Clock::time_point done = Clock::now();
-    const double sr_ms = ms(done - s0);
-    const bool late = done > slot + period;
+    const Clock::time_point done_tp = Clock::now();
+    const double done = Sec(done_tp - t0).count();
+    if (anchor < 0) anchor = done;  // playback starts with the first picture
+    const double due = anchor + double(i) * period;
+    const bool late = done > due + tolerance;
+    if (late) {
+      res.stall_ms += (done - due) * 1e3;
+      anchor += done - due;
+    }
+    shown[size_t(i)] = std::max(due, done);
     FrameRow row;
     row.frame = i;
-    row.t_s = std::chrono::duration<double>(start - t0).count();
+    row.t_s = Sec(start - t0).count();
     row.level = level;
-    row.sr_ms = sr_ms + dec.pending_switch_ms;  // a model switch is SR time the frame pays
+    row.sr_ms = ms(done_tp - s0) + dec.pending_switch_ms;  // a model switch is SR time the frame pays
     row.switch_ms = dec.pending_switch_ms;
     row.overhead_ms = chroma_ms;
+    row.work_ms = ms(done_tp - start);
+    row.slack_ms = (due - done) * 1e3;
     row.late = late;
     row.hog = hog.running();
     res.rows.push_back(row);
@@ -236,25 +278,45 @@ Expected<RunResult> play(const std::string& name, const Setup& S, Decoder& dec) 
     t.overhead_s = chroma_ms * 1e-3;
     t.late = late;
     if (dec.report) dec.report(t);
-    for (int y = 0; y < hh; ++y)
-      std::memcpy(out_y.data() + (size_t(i) * hh + y) * hw, hr_y.data() + size_t(y) * lw * s, size_t(hw));
-    slot = std::max(slot + period, done);
-    (void)start;
+    prev_done = done;
   }
   hog.stop();
-  if (!S.hr.empty())
-    for (int64_t i = 0; i < S.frames; ++i) {
-      const Frame& ref = S.hr[size_t(i % int64_t(S.lr.size())) % S.hr.size()];
-      res.rows[size_t(i)].mse_y = plane_mse(ref.y.data(), out_y.data() + size_t(i) * hw * hh, size_t(hw) * hh);
+  // PSNR-Y after the run: the SR of each (frame, level) pair again (the
+  // runtime is deterministic), so the playback loop neither copies nor holds
+  // the output.
+  if (!S.hr.empty() && dec.replay) {
+    std::map<std::pair<int64_t, int>, double> cache;
+    std::vector<size_t> order(res.rows.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return res.rows[a].level < res.rows[b].level; });
+    const int hw = S.hw, hh = S.hh;
+    for (size_t i : order) {
+      FrameRow& row = res.rows[i];
+      const int64_t f = row.frame % int64_t(S.lr.size());
+      const auto key = std::make_pair(f, row.level);
+      auto it = cache.find(key);
+      if (it == cache.end()) {
+        DYDCA_TRY(dec.replay(S.lr[size_t(f)], f, row.level, hr_y.data()));
+        const Frame& ref = S.hr[size_t(f) % S.hr.size()];
+        double sse = 0;
+        for (int y = 0; y < hh; ++y)
+          sse += plane_mse(ref.y.data() + size_t(y) * hw, hr_y.data() + size_t(y) * lw * s, size_t(hw)) *
+                 double(hw);
+        it = cache.emplace(key, sse / (double(hw) * hh)).first;
+      }
+      row.mse_y = it->second;
     }
+  }
   return res;
 }
 
 nlohmann::json summarize(const RunResult& r, int levels) {
-  int64_t late = 0, hog_frames = 0, hog_late = 0;
-  double mse = 0, sr = 0;
+  int64_t late = 0, hog_frames = 0, hog_late = 0, calm = 0;
+  double mse = 0, sr = 0, calm_level = 0;
   std::vector<int64_t> hist(size_t(levels), 0);
   std::vector<double> srs;
+  std::vector<std::vector<double>> calm_ms(static_cast<size_t>(levels));  // SR + chroma per level, hog off
   for (const FrameRow& row : r.rows) {
     late += row.late;
     hog_frames += row.hog;
@@ -262,16 +324,32 @@ nlohmann::json summarize(const RunResult& r, int levels) {
     mse += row.mse_y;
     sr += row.sr_ms;
     srs.push_back(row.sr_ms);
-    if (row.level >= 0 && row.level < levels) ++hist[size_t(row.level)];
+    if (row.level >= 0 && row.level < levels) {
+      ++hist[size_t(row.level)];
+      if (!row.hog) calm_ms[size_t(row.level)].push_back(row.sr_ms + row.overhead_ms);
+    }
+    if (!row.hog) ++calm, calm_level += row.level;
   }
   const double n = double(std::max<size_t>(r.rows.size(), 1));
   std::sort(srs.begin(), srs.end());
+  nlohmann::json med = nlohmann::json::array();
+  for (auto& v : calm_ms) {
+    if (v.empty()) {
+      med.push_back(nullptr);
+      continue;
+    }
+    std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
+    med.push_back(v[v.size() / 2]);
+  }
   nlohmann::json j = {{"decoder", r.name},
                       {"frames", r.rows.size()},
                       {"late", late},
                       {"late_pct", 100.0 * double(late) / n},
+                      {"stall_ms", r.stall_ms},
                       {"hog_frames", hog_frames},
                       {"late_during_hog", hog_late},
+                      {"mean_level_outside_hog", calm ? calm_level / double(calm) : 0.0},
+                      {"median_frame_ms_outside_hog", med},
                       {"mean_sr_ms", sr / n},
                       {"p99_sr_ms", srs.empty() ? 0 : srs[std::min(srs.size() - 1, size_t(0.99 * double(srs.size())))]},
                       {"max_sr_ms", srs.empty() ? 0 : srs.back()},
@@ -302,7 +380,18 @@ int main(int argc, char** argv) {
   app.add_option("--hog-end", hog_end, "Hog stops at this fraction of the run")->capture_default_str();
   app.add_option("--hog-cpu", hog_cpu, "CPU the hog is pinned to")->capture_default_str();
   app.add_option("--only", only, "Run one decoder: qos, fixed0, multimodel");
+  std::string precision = "auto";
+  app.add_option("--precision", precision, "SR runtime precision: auto, fp32, int8")->capture_default_str();
+  int ahead = 4;
+  app.add_option("--ahead", ahead,
+                 "Frames the decoder may run ahead of the display (dydca play: 4; 1 = none)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (hog_cpu < 0 || hog_cpu >= CPU_SETSIZE) return std::fprintf(stderr, "bad --hog-cpu\n"), 1;
+  // The hog process first, while this process is small (see CpuHog).
+  CpuHog hog(hog_cpu);
+  if (!hog.ok()) return std::fprintf(stderr, "cannot start the CPU hog\n"), 1;
 
   // The file through the client's streaming reader; the bench then holds
   // the decoded clip (it replays it in real time).
@@ -350,10 +439,13 @@ int main(int argc, char** argv) {
   S.fps = target_fps > 0 ? target_fps : lr_video.frame_rate.to_double();
   S.hog_start = hog_start;
   S.hog_end = hog_end;
-  S.hog_cpu = hog_cpu;
+  S.ahead = ahead;
   const RoutingMap* routing = seg_routing[0] ? &*seg_routing[0] : nullptr;  // segment 0's
   S.rt.tile_size = routing ? routing->tile_size : 32;
   S.rt.threads = threads;
+  auto prec = parse_precision(precision);
+  if (!prec) return std::fprintf(stderr, "%s\n", prec.error_message().c_str()), 1;
+  S.rt.precision = *prec;
   S.rt.max_lr_width = S.lw;
   S.rt.max_lr_height = S.lh;
   if (!source.empty()) {
@@ -439,8 +531,9 @@ int main(int argc, char** argv) {
       return qos->choose_level(macs);
     };
     dec.upscale = run_level;
+    dec.replay = run_level;
     dec.report = [&](const QosFrameTiming& t) { qos->report(t); };
-    auto r = play(name, S, dec);
+    auto r = play(name, S, dec, hog);
     if (!r) return std::fprintf(stderr, "%s\n", r.error_message().c_str()), 1;
     r->trace = qos->trace();
     results.push_back(std::move(*r));
@@ -503,8 +596,12 @@ int main(int argc, char** argv) {
       if (!load_error) return load_error;
       return rt->upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s, 0);
     };
+    dec.replay = [&](const Frame& lr, int64_t, int k, uint8_t* hr_y) -> Status {
+      DYDCA_TRY(load(k));
+      return rt->upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s, 0);
+    };
     dec.report = [&](const QosFrameTiming& t) { qos->report(t); };
-    auto r = play("multimodel", S, dec);
+    auto r = play("multimodel", S, dec, hog);
     if (!r) return std::fprintf(stderr, "%s\n", r.error_message().c_str()), 1;
     r->trace = qos->trace();
     results.push_back(std::move(*r));
@@ -517,21 +614,24 @@ int main(int argc, char** argv) {
   const std::string csv = out_dir + "/qos_frames.csv";
   {
     std::ofstream o(csv);
-    o << "decoder,frame,t_s,level,sr_ms,overhead_ms,switch_ms,late,hog,psnr_y\n";
+    o << "decoder,frame,t_s,level,sr_ms,overhead_ms,switch_ms,work_ms,slack_ms,late,hog,psnr_y\n";
     for (const RunResult& r : results)
       for (const FrameRow& row : r.rows)
         o << r.name << ',' << row.frame << ',' << row.t_s << ',' << row.level << ',' << row.sr_ms << ','
-          << row.overhead_ms << ',' << row.switch_ms << ',' << int(row.late) << ',' << int(row.hog) << ','
-          << (row.mse_y > 0 ? psnr_from_mse(row.mse_y) : 0.0) << '\n';
+          << row.overhead_ms << ',' << row.switch_ms << ',' << row.work_ms << ',' << row.slack_ms << ','
+          << int(row.late) << ',' << int(row.hog) << ',' << (row.mse_y > 0 ? psnr_from_mse(row.mse_y) : 0.0)
+          << '\n';
   }
   nlohmann::json summary = nlohmann::json::array();
   for (const RunResult& r : results) {
     const nlohmann::json j = summarize(r, std::max(levels, int(model.arch.paths.size())));
     summary.push_back(j);
-    std::printf("%-10s late %4lld / %lld (%5.2f %%), during hog %lld / %lld; SR mean %.1f p99 %.1f max %.1f ms; "
-                "levels %s, %lld switches (%.1f ms switching)%s\n",
+    std::printf("%-10s late %4lld / %lld (%5.2f %%, stalls %.0f ms), during hog %lld / %lld; mean level "
+                "outside the hog %.2f; SR mean %.1f p99 %.1f max %.1f ms; levels %s, %lld switches (%.1f ms "
+                "switching)%s\n",
                 r.name.c_str(), (long long)j["late"], (long long)j["frames"], double(j["late_pct"]),
-                (long long)j["late_during_hog"], (long long)j["hog_frames"], double(j["mean_sr_ms"]),
+                double(j["stall_ms"]), (long long)j["late_during_hog"], (long long)j["hog_frames"],
+                double(j["mean_level_outside_hog"]), double(j["mean_sr_ms"]),
                 double(j["p99_sr_ms"]), double(j["max_sr_ms"]), j["level_frames"].dump().c_str(),
                 (long long)j["switches"], double(j["switch_ms_total"]),
                 j.contains("psnr_y") ? (", PSNR-Y " + std::to_string(double(j["psnr_y"]))).c_str() : "");
@@ -539,7 +639,7 @@ int main(int argc, char** argv) {
   }
   {
     nlohmann::json all = {{"input", input}, {"fps", S.fps}, {"frames", S.frames}, {"threads", threads},
-                          {"hog_cpu", hog_cpu}, {"hog_start", hog_start}, {"hog_end", hog_end},
+                          {"ahead", ahead}, {"hog_cpu", hog_cpu}, {"hog_start", hog_start}, {"hog_end", hog_end},
                           {"decoders", summary}};
     std::ofstream(out_dir + "/qos_summary.json") << all.dump(2) << "\n";
   }
