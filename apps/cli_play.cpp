@@ -256,6 +256,8 @@ Subcommand add_play(CLI::App& app) {
             if (!ren) return fail(Status::error(std::string("SDL renderer: ") + SDL_GetError()));
             std::unique_ptr<SDL_Renderer, void (*)(SDL_Renderer*)> ren_owner(ren,
                                                                             SDL_DestroyRenderer);
+            if (SDL_RendererInfo info{}; SDL_GetRendererInfo(ren, &info) == 0)
+              log_info(std::string("SDL renderer: ") + info.name);
             SDL_RenderSetLogicalSize(ren, hr_w, hr_h);
             SDL_Texture* tex = SDL_CreateTexture(ren, SDL_PIXELFORMAT_IYUV,
                                                  SDL_TEXTUREACCESS_STREAMING, hr_w, hr_h);
@@ -287,6 +289,7 @@ Subcommand add_play(CLI::App& app) {
             bool paused = false, quit = false, shot_taken = o->screenshot.empty();
             Clock::time_point anchor{}, t_first{}, fps_t0 = Clock::now(), title_t = Clock::now();
             int64_t fps_frames = 0;
+            double show_ms = 0;  // texture upload + render + present, main thread
             double measured_fps = 0;
             auto status_line = [&] {
               const int level = qos ? qos->current_level() : opt.level;
@@ -367,6 +370,7 @@ Subcommand add_play(CLI::App& app) {
                 box.full = false;
                 box.cv.notify_all();
               }
+              const Clock::time_point show_t0 = Clock::now();
               SDL_UpdateYUVTexture(tex, nullptr, shown_frame.y.data(), shown_frame.width,
                                    shown_frame.u.data(), shown_frame.chroma_width(),
                                    shown_frame.v.data(), shown_frame.chroma_width());
@@ -387,6 +391,7 @@ Subcommand add_play(CLI::App& app) {
                 shot_taken = true;
               }
               SDL_RenderPresent(ren);
+              show_ms += std::chrono::duration<double, std::milli>(Clock::now() - show_t0).count();
               if (now - title_t > std::chrono::milliseconds(500)) {
                 SDL_SetWindowTitle(win, ("dydca play  " + status_line()).c_str());
                 title_t = now;
@@ -420,6 +425,9 @@ Subcommand add_play(CLI::App& app) {
             } else {
               levels = " pinned " + std::to_string(opt.level);
             }
+            if (shown > 0)
+              log_info("display: " + std::to_string(show_ms / double(shown)) +
+                       " ms per frame (texture upload, render, present)");
             int64_t switches_shown = 0;
             for (int64_t f : switch_frames) switches_shown += f < shown;
             if (!globals().quiet)
