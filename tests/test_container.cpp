@@ -248,7 +248,7 @@ TEST_CASE("model blob: other architectures, extra tensors, zero channels") {
     a.blocks = 2;
     a.paths = {{0, 0}, {0, 8}, {2, 16}};
     Model m = make_model(a, uint32_t(s));
-    m.tensors.push_back({"extra.thing", {2, 3}, {1, 2, 3, 4, 5, 6}});
+    m.tensors.push_back({"extra.thing", {2, 3}, {1, 2, 3, 4, 5, 6}, {}, {}});
     std::fill(m.tensors[0].data.begin(), m.tensors[0].data.begin() + 9, 0.0f);  // a zero channel
     for (auto f : {WeightFormat::kFp32, WeightFormat::kFp16, WeightFormat::kInt8}) {
       auto b = serialize_model(m, {f, 3});
@@ -365,12 +365,9 @@ TEST_CASE("routing validation and model fit") {
 // (mean |Laplacian|) of 32x32 LR tiles of Big Buck Bunny at 960x540 LR, cut
 // into K = 8 chunks at global quantiles; noise near the cuts makes tiles
 // flicker between chunks from frame to frame, as clustering does.
-TEST_CASE("routing blob size on a realistic map (bytes per second)") {
+TEST_CASE("routing blob size on a realistic map (bytes per second) [samples]") {
   const std::string path = test::sample("bbb1080.mp4");
-  if (path.empty()) {
-    MESSAGE("bbb1080.mp4 not fetched (samples/fetch.sh); skipped");
-    return;
-  }
+  if (path.empty()) DYDCA_SKIP("bbb1080.mp4 not fetched (samples/fetch.sh)");
   auto reader = VideoReader::open(path, 2);
   REQUIRE(reader);
   const int scale = 2, lr_tile = 32, hr_tile = lr_tile * scale, max_frames = 240;

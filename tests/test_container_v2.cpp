@@ -304,7 +304,7 @@ TEST_CASE("model update: refused inputs, one clear error each") {
   missing.tensors.pop_back();
   CHECK_FALSE(serialize_model_delta(ref, missing));
   Model extra = target;
-  extra.tensors.push_back({"extra.weight", {2, 2}, {1, 2, 3, 4}});
+  extra.tensors.push_back({"extra.weight", {2, 2}, {1, 2, 3, 4}, {}, {}});
   CHECK_FALSE(serialize_model_delta(ref, extra));
   Model inf = target;
   inf.tensors[0].data[0] = INFINITY;

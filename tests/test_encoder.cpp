@@ -209,7 +209,7 @@ EncodeParams quick_params(const std::string& in, const std::string& out) {
   return p;
 }
 
-TEST_CASE("total rate: video + model + routing lands within 5 % of --bitrate") {
+TEST_CASE("total rate: video + model + routing lands within 5 % of --bitrate [samples]") {
   const std::string dir = test::temp_dir("total_rate");
   std::vector<std::string> clips;
   for (auto [name, x, y] : {std::tuple{"cityCC0.mpg", 180, 100}, std::tuple{"cockatoo.mp4", 400, 300}}) {
@@ -219,6 +219,7 @@ TEST_CASE("total rate: video + model + routing lands within 5 % of --bitrate") {
     else
       clips.push_back(c);
   }
+  if (clips.empty()) DYDCA_SKIP("cityCC0.mpg and cockatoo.mp4 not fetched (samples/fetch.sh)");
   for (const std::string& clip : clips)
     for (int kbps : {80, 300}) {
       CAPTURE(clip);
@@ -257,13 +258,10 @@ X264Point x264_full_size(const std::vector<Frame>& frames, Rational fps, int kbp
   return {enc->total_bytes() * 8 / 1000.0 / (frames.size() / fps.to_double()), q->psnr_y};
 }
 
-TEST_CASE("scale auto: full size at a high rate, x2 at a low rate, never worse than x264") {
+TEST_CASE("scale auto: full size at a high rate, x2 at a low rate, never worse than x264 [samples]") {
   const std::string dir = test::temp_dir("scale_auto");
   const std::string city = crop_clip(dir, "cityCC0.mpg", 180, 100);
-  if (city.empty()) {
-    MESSAGE("cityCC0.mpg not fetched: skipped");
-    return;
-  }
+  if (city.empty()) DYDCA_SKIP("cityCC0.mpg not fetched (samples/fetch.sh)");
   VideoInfo info;
   auto frames = read_all_frames(city, &info);
   REQUIRE(frames);

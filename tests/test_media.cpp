@@ -321,12 +321,9 @@ TEST_CASE("bad inputs give clear errors") {
   CHECK(audio.error_message().find("no video") != std::string::npos);
 }
 
-TEST_CASE("real sample: x264 at CRF 18 on the phone clip stays above 40 dB") {
+TEST_CASE("real sample: x264 at CRF 18 on the phone clip stays above 40 dB [samples]") {
   std::string path = test::sample("phone1080.mp4");
-  if (path.empty()) {
-    MESSAGE("samples/fetch.sh has not fetched phone1080.mp4; skipped");
-    return;
-  }
+  if (path.empty()) DYDCA_SKIP("phone1080.mp4 not fetched (samples/fetch.sh)");
   VideoInfo info;
   ReadOptions ro;
   ro.max_frames = 12;

@@ -252,10 +252,11 @@ void check_conv(const rt::KernelTable& simd, const ConvCase& c, std::mt19937& rn
 
 }  // namespace
 
-TEST_CASE("conv3x3 kernels match the scalar reference") {
+namespace {
+void conv_kernels_match(const std::vector<SimdLevel>& levels_to_test) {
   std::mt19937 rng(7);
   int checked = 0;
-  for (SimdLevel level : supported_levels()) {
+  for (SimdLevel level : levels_to_test) {
     if (level == SimdLevel::kNone) continue;
     CAPTURE(simd_level_name(level));
     const rt::KernelTable& k = rt::kernels_for(level);
@@ -273,12 +274,24 @@ TEST_CASE("conv3x3 kernels match the scalar reference") {
   }
   MESSAGE("conv cases checked: " << checked);
 }
+}  // namespace
 
-TEST_CASE("tail kernels match the scalar reference") {
+TEST_CASE("conv3x3 kernels match the scalar reference [avx2]") {
+  if (!(simd_level_supported(SimdLevel::kAvx2))) DYDCA_SKIP("this CPU has no AVX2");
+  conv_kernels_match({SimdLevel::kAvx2});
+}
+
+TEST_CASE("conv3x3 kernels match the scalar reference [avx512]") {
+  if (!(simd_level_supported(SimdLevel::kAvx512))) DYDCA_SKIP("this CPU has no AVX-512");
+  conv_kernels_match({SimdLevel::kAvx512});
+}
+
+namespace {
+void tail_kernels_match(const std::vector<SimdLevel>& levels_to_test) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   const rt::KernelTable& ref = rt::kernels_for(SimdLevel::kNone);
-  for (SimdLevel level : supported_levels()) {
+  for (SimdLevel level : levels_to_test) {
     if (level == SimdLevel::kNone) continue;
     CAPTURE(simd_level_name(level));
     const rt::KernelTable& k = rt::kernels_for(level);
@@ -347,6 +360,17 @@ TEST_CASE("tail kernels match the scalar reference") {
               }
           }
   }
+}
+}  // namespace
+
+TEST_CASE("tail kernels match the scalar reference [avx2]") {
+  if (!(simd_level_supported(SimdLevel::kAvx2))) DYDCA_SKIP("this CPU has no AVX2");
+  tail_kernels_match({SimdLevel::kAvx2});
+}
+
+TEST_CASE("tail kernels match the scalar reference [avx512]") {
+  if (!(simd_level_supported(SimdLevel::kAvx512))) DYDCA_SKIP("this CPU has no AVX-512");
+  tail_kernels_match({SimdLevel::kAvx512});
 }
 
 // ---- the runtime vs the naive network -----------------------------------------------------

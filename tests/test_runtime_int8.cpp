@@ -24,20 +24,6 @@ long test_allocations();  // operator new counter (test_runtime.cpp)
 
 namespace {
 
-// SIMD levels with an int8 table of their own on this CPU; says which are skipped.
-std::vector<SimdLevel> int8_simd_levels() {
-  std::vector<SimdLevel> v;
-  if (simd_level_supported(SimdLevel::kAvx2))
-    v.push_back(SimdLevel::kAvx2);
-  else
-    MESSAGE("SKIPPED: this CPU has no AVX2: int8 AVX2 kernels not tested");
-  if (simd_level_supported(SimdLevel::kAvx512) && rt::cpu_has_vnni())
-    v.push_back(SimdLevel::kAvx512);
-  else
-    MESSAGE("SKIPPED: this CPU has no AVX-512 VNNI: int8 VNNI kernels not tested");
-  return v;
-}
-
 std::vector<SimdLevel> all_levels() {
   std::vector<SimdLevel> v = {SimdLevel::kNone};
   for (SimdLevel l : {SimdLevel::kAvx2, SimdLevel::kAvx512})
@@ -216,10 +202,11 @@ void check_conv(const rt::KernelTableI8& simd, const ConvCase& c, std::mt19937& 
 
 }  // namespace
 
-TEST_CASE("int8 conv kernels are bit-exact against the scalar reference") {
+namespace {
+void int8_conv_exact(const std::vector<SimdLevel>& levels_to_test) {
   std::mt19937 rng(17);
   int checked = 0;
-  for (SimdLevel level : int8_simd_levels()) {
+  for (SimdLevel level : levels_to_test) {
     CAPTURE(simd_level_name(level));
     const rt::KernelTableI8& k = rt::kernels_i8_for(level);
     for (int cs : {1, 8, 16, 24, 32, 40, 48, 56, 64})
@@ -245,13 +232,25 @@ TEST_CASE("int8 conv kernels are bit-exact against the scalar reference") {
   }
   MESSAGE("int8 conv cases checked: " << checked);
 }
+}  // namespace
 
-TEST_CASE("int8 tail kernels are bit-exact against the scalar reference") {
+TEST_CASE("int8 conv kernels are bit-exact against the scalar reference [avx2]") {
+  if (!(simd_level_supported(SimdLevel::kAvx2))) DYDCA_SKIP("this CPU has no AVX2");
+  int8_conv_exact({SimdLevel::kAvx2});
+}
+
+TEST_CASE("int8 conv kernels are bit-exact against the scalar reference [avx512]") {
+  if (!(simd_level_supported(SimdLevel::kAvx512) && rt::cpu_has_vnni())) DYDCA_SKIP("this CPU has no AVX-512 VNNI");
+  int8_conv_exact({SimdLevel::kAvx512});
+}
+
+namespace {
+void int8_tail_exact(const std::vector<SimdLevel>& levels_to_test) {
   std::mt19937 rng(19);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   const rt::KernelTableI8& ref = rt::kernels_i8_for(SimdLevel::kNone);
   int checked = 0;
-  for (SimdLevel level : int8_simd_levels()) {
+  for (SimdLevel level : levels_to_test) {
     CAPTURE(simd_level_name(level));
     const rt::KernelTableI8& k = rt::kernels_i8_for(level);
     for (int scale : {1, 2, 3, 4})  // 1: the x1 post-filter
@@ -328,6 +327,17 @@ TEST_CASE("int8 tail kernels are bit-exact against the scalar reference") {
           }
   }
   MESSAGE("int8 tail cases checked: " << checked);
+}
+}  // namespace
+
+TEST_CASE("int8 tail kernels are bit-exact against the scalar reference [avx2]") {
+  if (!(simd_level_supported(SimdLevel::kAvx2))) DYDCA_SKIP("this CPU has no AVX2");
+  int8_tail_exact({SimdLevel::kAvx2});
+}
+
+TEST_CASE("int8 tail kernels are bit-exact against the scalar reference [avx512]") {
+  if (!(simd_level_supported(SimdLevel::kAvx512) && rt::cpu_has_vnni())) DYDCA_SKIP("this CPU has no AVX-512 VNNI");
+  int8_tail_exact({SimdLevel::kAvx512});
 }
 
 // ---- naive int8 network from model.h's rules ------------------------------------------
@@ -600,12 +610,9 @@ TEST_CASE("int8: no allocation per frame, any thread count gives the same bits")
   CHECK(test_allocations() == before);
 }
 
-TEST_CASE("int8 vs fp32 on real content: PSNR bound, calibration") {
+TEST_CASE("int8 vs fp32 on real content: PSNR bound, calibration [samples]") {
   const std::string clip = test::sample("phone1080.mp4");
-  if (clip.empty()) {
-    MESSAGE("SKIPPED: sample clip phone1080.mp4 not fetched (samples/fetch.sh)");
-    return;
-  }
+  if (clip.empty()) DYDCA_SKIP("phone1080.mp4 not fetched (samples/fetch.sh)");
   auto reader = VideoReader::open(clip, 1);
   REQUIRE_MESSAGE(reader.has_value(), (reader ? std::string() : reader.error_message()));
   // Two LR frames (area 1/2 of 1080p luma, 960x540) a second apart.

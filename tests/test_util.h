@@ -14,6 +14,16 @@ std::string temp_dir(const std::string& name);
 // Path of a fetched sample clip (samples/cache or $DYDCA_SAMPLES_DIR), or ""
 // when it has not been fetched (the test then says so and skips).
 std::string sample(const std::string& name);
+// Marks the running test case as skipped and says why (stderr); the case
+// then returns. A binary in which every case that ran was skipped exits with
+// 77, which ctest reports as "Not Run" (see test_main.cpp): a case that
+// cannot run here says so instead of passing. Use DYDCA_SKIP(why).
+void mark_skipped(const std::string& why);
+#define DYDCA_SKIP(why)                 \
+  do {                                  \
+    ::dydca::test::mark_skipped(why);   \
+    return;                             \
+  } while (0)
 // Runs a shell command, returns its exit code; stdout captured into *out.
 int run(const std::string& cmd, std::string* out = nullptr);
 // A whole file as bytes ({} when it cannot be read), and bytes to a file.
