@@ -144,16 +144,20 @@ check "v2 truncated info" 1 "$dydca" info "$tmp/v2cut.mkv"
 
 # dydca play in a headless X server: the player's own count of late frames,
 # its QoS trace (one row per frame), the first-picture log line.
-if "$dydca" play --help >/dev/null 2>&1 && command -v Xvfb >/dev/null; then
+# (Not in the sanitizer run: SDL and the X/GL libraries keep allocations
+# of their own that LeakSanitizer would report.)
+if [[ -n ${ASAN_OPTIONS:-} ]]; then
+  echo "note: sanitizer run: play not tested"
+elif "$dydca" play --help >/dev/null 2>&1 && command -v Xvfb >/dev/null; then
   disp=$(( 200 + RANDOM % 300 ))
   Xvfb ":$disp" -screen 0 1280x720x24 -nolisten tcp >/dev/null 2>&1 &
   xvfb=$!
   sleep 1
-  check "play auto" 0 env DISPLAY=":$disp" "$dydca" -v play "$tmp/v2.mkv" --trace "$tmp/trace.csv"
+  check "play auto" 0 env DISPLAY=":$disp" SDL_RENDER_DRIVER=software "$dydca" -v play "$tmp/v2.mkv" --trace "$tmp/trace.csv"
   grep -q "first picture .* s after start" "$tmp/err" || { echo "FAIL: play first picture"; cat "$tmp/err"; fails=$((fails+1)); }
   grep -q "played 30 frames .* late" "$tmp/err" || { echo "FAIL: play final line"; cat "$tmp/err"; fails=$((fails+1)); }
   expect "play trace: one row per frame" '[[ $(tail -n +2 "$tmp/trace.csv" | wc -l) == 30 ]]'
-  check "play pinned level" 0 env DISPLAY=":$disp" "$dydca" play "$tmp/v2.mkv" --level 1 --max-frames 5
+  check "play pinned level" 0 env DISPLAY=":$disp" SDL_RENDER_DRIVER=software "$dydca" play "$tmp/v2.mkv" --level 1 --max-frames 5
   check "play bad level" 1 env DISPLAY=":$disp" "$dydca" play "$tmp/v2.mkv" --level x
   kill "$xvfb" 2>/dev/null
 else
