@@ -451,14 +451,25 @@ TEST_CASE("multi-model file: routing names models, tiles composed, switches coun
 
 // Not a check: writes the small dydca file for tests/test_decode_cli.sh when
 // DYDCA_DECODER_FIXTURE names the output (`test_decoder -tc="fixture*"`).
+// Writes the files test_decode_cli.sh decodes (run by it with these
+// variables set; skipped otherwise), and checks that they open.
 TEST_CASE("fixture for the CLI test") {
   const char* out = std::getenv("DYDCA_DECODER_FIXTURE");
-  if (!out) return;
+  if (!out) DYDCA_SKIP("fixture: only for test_decode_cli.sh (DYDCA_DECODER_FIXTURE unset)");
+  std::vector<std::string> written;
   const fs::path p(out);
   make_dydca_file(p.parent_path().string(), p.filename().string());
+  written.push_back(p.string());
   if (const char* out8 = std::getenv("DYDCA_DECODER_FIXTURE_INT8")) {
     const fs::path p8(out8);
     make_dydca_file(p8.parent_path().string(), p8.filename().string(), true);
+    written.push_back(p8.string());
+  }
+  for (const std::string& f : written) {
+    auto r = DydcaReader::open(f);
+    REQUIRE_MESSAGE(r, r.error_message());
+    CHECK(r->has_dydca());
+    CHECK(r->model_count() == 1);
   }
 }
 

@@ -342,12 +342,16 @@ TEST_CASE("format 1 through the streaming reader: one segment, no switch") {
 // HR 102x70) for tests/test_decode_cli.sh when DYDCA_DECODER_FIXTURE_V2 names
 // the output (`test_decoder -tc="fixture*"`). DYDCA_DECODER_FIXTURE_V2_FRAMES
 // makes it longer (an IDR every 25 frames then), for memory checks by hand.
+// The format-2 file test_decode_cli.sh decodes (skipped unless it asks).
 TEST_CASE("fixture: format 2 for the CLI test") {
   const char* out = std::getenv("DYDCA_DECODER_FIXTURE_V2");
-  if (!out) return;
+  if (!out) DYDCA_SKIP("fixture: only for test_decode_cli.sh (DYDCA_DECODER_FIXTURE_V2 unset)");
   const char* frames = std::getenv("DYDCA_DECODER_FIXTURE_V2_FRAMES");
   if (frames)
     make_v2_file(out, 102, 70, std::max(1, std::atoi(frames)), 25);
   else
     make_v2_file(out, 102, 70, 30, 5);
+  auto r = DydcaReader::open(out);
+  REQUIRE_MESSAGE(r, r.error_message());
+  CHECK(r->segments().size() >= 1);
 }
