@@ -3,7 +3,6 @@
 // (see bench/rd_bench.h).
 #include <algorithm>
 #include <atomic>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -16,10 +15,6 @@
 
 namespace dydca::cli {
 namespace {
-std::atomic<bool> g_bench_stop{false};
-extern "C" void on_bench_sigint(int) {
-  if (g_bench_stop.exchange(true)) std::_Exit(130);
-}
 
 bool parse_int_list(const std::string& s, std::vector<int>* out) {
   out->clear();
@@ -220,9 +215,8 @@ Subcommand add_bench(CLI::App& app) {
             }
             if (p.clips.empty())
               return fail(Status::error("bench: give at least one clip or --quick"));
-            std::signal(SIGINT, on_bench_sigint);
-            std::signal(SIGTERM, on_bench_sigint);
-            p.stop = &g_bench_stop;
+            StopOnSignal on_signal;
+            p.stop = &StopOnSignal::flag();
             if (auto s = bench::run_rd_bench(p); !s) return fail(s);
             if (!p.quiet) std::printf("wrote %s/report.md and report.json\n", p.out_dir.c_str());
             return 0;

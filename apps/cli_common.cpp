@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 namespace dydca::cli {
 
@@ -11,6 +13,26 @@ GlobalOptions& globals() {
   static GlobalOptions g;
   return g;
 }
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) {
+  if (g_stop.exchange(true)) std::_Exit(130);  // second Ctrl-C: leave now
+}
+}  // namespace
+
+StopOnSignal::StopOnSignal() {
+  g_stop = false;
+  old_int_ = std::signal(SIGINT, on_stop_signal);
+  old_term_ = std::signal(SIGTERM, on_stop_signal);
+}
+
+StopOnSignal::~StopOnSignal() {
+  std::signal(SIGINT, old_int_);
+  std::signal(SIGTERM, old_term_);
+}
+
+const std::atomic<bool>& StopOnSignal::flag() { return g_stop; }
 
 int fail(const Status& s) {
   std::fprintf(stderr, "dydca: error: %s\n", s.message().c_str());

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -22,6 +23,23 @@ GlobalOptions& globals();
 ProgressFn make_progress();
 // Prints "dydca: error: <message>" and returns the exit code 1.
 int fail(const Status& s);
+
+// Ctrl-C / SIGTERM while it lives: the first signal sets the process-wide
+// stop flag (long work polls it and stops cleanly), a second one exits at
+// once with 130. The previous handlers come back on destruction.
+class StopOnSignal {
+ public:
+  StopOnSignal();
+  ~StopOnSignal();
+  StopOnSignal(const StopOnSignal&) = delete;
+  StopOnSignal& operator=(const StopOnSignal&) = delete;
+  static const std::atomic<bool>& flag();
+  static bool stopped() { return flag().load(); }
+
+ private:
+  void (*old_int_)(int);
+  void (*old_term_)(int);
+};
 
 // A subcommand adds itself to the app and returns the function that runs it.
 using Runner = std::function<int()>;

@@ -6,20 +6,15 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "cli_common.h"
 #include "dydca/decoder.h"
 
 namespace dydca::cli {
 namespace {
-
-std::atomic<bool> g_stop{false};
-extern "C" void on_decode_sigint(int) {
-  if (g_stop.exchange(true)) std::_Exit(130);  // second Ctrl-C: leave now
-}
 
 // Progress on a terminal: n/total, fps, speed (x real time), ETA. Always
 // returns false after Ctrl-C so that the decoder aborts cleanly.
@@ -30,7 +25,7 @@ struct ProgressState {
 ProgressFn decode_progress(std::shared_ptr<ProgressState> st) {
   const bool draw = !globals().quiet && isatty(STDERR_FILENO);
   return [=](const Progress& p) {
-    if (g_stop) return false;
+    if (StopOnSignal::stopped()) return false;
     if (!draw) return true;
     const auto now = std::chrono::steady_clock::now();
     const bool done = p.total > 0 && p.done >= p.total;
@@ -140,19 +135,17 @@ Subcommand add_decode(CLI::App& app) {
             const bool md5_to_file =
                 opt.muxer == Muxer::kMd5 && !o->output.empty() && o->output != "-";
 
-            g_stop = false;
-            auto old_int = std::signal(SIGINT, on_decode_sigint);
-            auto old_term = std::signal(SIGTERM, on_decode_sigint);
+            std::optional<StopOnSignal> on_signal(std::in_place);
             auto progress = std::make_shared<ProgressState>();
             opt.on_start = [progress](const DecodeStats& s) {
               progress->stream_fps = s.frame_rate.to_double();
               progress->start = std::chrono::steady_clock::now();
             };
             auto stats = decode_file(o->input, opt, decode_progress(progress));
-            std::signal(SIGINT, old_int);
-            std::signal(SIGTERM, old_term);
+            const bool interrupted = StopOnSignal::stopped();
+            on_signal.reset();
             if (!stats) {
-              if (g_stop) {
+              if (interrupted) {
                 fail(Status::error("interrupted; no output written"));
                 return 130;  // the shell's code for SIGINT
               }

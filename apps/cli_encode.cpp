@@ -1,7 +1,6 @@
 // `dydca encode IN -o OUT.mkv`: the server pipeline (see dydca/encoder.h).
 #include <atomic>
 #include <cstdlib>
-#include <csignal>
 #include <fstream>
 #include <sstream>
 
@@ -10,10 +9,6 @@
 
 namespace dydca::cli {
 namespace {
-std::atomic<bool> g_stop{false};
-extern "C" void on_sigint(int) {
-  if (g_stop.exchange(true)) std::_Exit(130);  // second Ctrl-C: leave now
-}
 }  // namespace
 
 // Flags win over the usual environment (WORLD_SIZE, RANK, MASTER_ADDR,
@@ -195,9 +190,8 @@ Subcommand add_encode(CLI::App& app) {
             if (custom_arch) p.arch = a;
             if (auto st = resolve_dist(o->world_size, o->rank, o->master, p.dist); !st.is_ok())
               return fail(st);
-            std::signal(SIGINT, on_sigint);
-            std::signal(SIGTERM, on_sigint);
-            p.stop = &g_stop;
+            StopOnSignal on_signal;
+            p.stop = &StopOnSignal::flag();
             auto report = encode_video(p, make_progress());
             if (!report) return fail(report.status());
             if (report->worker_only) {
