@@ -50,7 +50,7 @@ Model random_model(int scale, int C, int E, int N, std::vector<PathSpec> paths) 
   m.arch = ModelArch{scale, C, E, N, std::move(paths)};
   const int s2 = scale * scale;
   auto add = [&](std::string name, std::vector<int> shape) {
-    Tensor t{std::move(name), shape, {}};
+    Tensor t{std::move(name), shape, {}, {}, {}};
     size_t n = 1;
     for (int d : shape) n *= size_t(d);
     t.data.resize(n);

@@ -255,7 +255,7 @@ struct EncodeContext {
   int owner(int segment) const { return segment_parallel ? segment % p.dist.world_size : 0; }
   int est_segments = 0;  // for progress lines (0 = unknown)
   // --dist-mode data with several ranks: one c10d group for every segment.
-  std::shared_ptr<DistSession> session;
+  std::shared_ptr<DistSession> session = nullptr;
 };
 
 // Steps of one segment when --steps fixes the clip's total: split by duration.

@@ -17,11 +17,16 @@
 namespace dydca {
 
 Status check_model_arch(const ModelArch& a) {
-  if (a.scale < 1 || a.scale > 4) return Status::error("model: scale must be 1, 2, 3 or 4");
-  if (a.channels < 1 || a.channels > 256 || a.inner < 1 || a.inner > 512 || a.blocks < 0 ||
-      a.blocks > 64)
-    return Status::error("model: channels, inner width or blocks out of range");
-  if (a.paths.empty() || a.paths.size() > 32) return Status::error("model: 1 to 32 paths needed");
+  if (a.scale < kMinScale || a.scale > kMaxScale)
+    return Status::error("model: scale must be 1, 2, 3 or 4");
+  if (a.channels < 1 || a.channels > kMaxChannels || a.inner < 1 || a.inner > kMaxInner ||
+      a.blocks < 0 || a.blocks > kMaxBlocks)
+    return Status::error("model: C=" + std::to_string(a.channels) + " E=" +
+                         std::to_string(a.inner) + " N=" + std::to_string(a.blocks) +
+                         " out of range (C, E 1.." + std::to_string(kMaxChannels) + ", N 0.." +
+                         std::to_string(kMaxBlocks) + ")");
+  if (a.paths.empty() || a.paths.size() > size_t(kMaxPaths))
+    return Status::error("model: 1 to " + std::to_string(kMaxPaths) + " paths needed");
   for (const auto& p : a.paths) {
     if (p.depth < 0 || p.depth > a.blocks || p.width < 0 || p.width > a.channels ||
         (p.width == 0 && p.depth != 0))

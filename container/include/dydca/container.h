@@ -45,10 +45,7 @@ inline constexpr uint16_t kRoutingBlobVersion = 1;  // written, and the newest r
 inline constexpr uint16_t kModelDeltaVersion = 2;   // model update (DYDCADLT); v1 written when act is empty
 inline constexpr uint16_t kSegmentsBlobVersion = 1; // segment table blob (DYDCASEG)
 inline constexpr int kDydcaFormatVersion = 2;       // .mkv layout: written, and the newest read
-inline constexpr int kMaxChannels = 256;            // C
-inline constexpr int kMaxInner = 1024;              // E
-inline constexpr int kMaxBlocks = 64;               // N
-inline constexpr int kMaxPaths = 16;
+// (Architecture limits: kMaxChannels, kMaxInner, kMaxBlocks, kMaxPaths in model.h.)
 inline constexpr int kMaxTensors = 1024;
 inline constexpr int64_t kMaxTensorElements = int64_t{1} << 24;
 inline constexpr uint32_t kMaxModelPayloadBytes = 64u << 20;  // decompressed

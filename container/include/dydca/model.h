@@ -39,6 +39,16 @@ struct PathSpec {
   bool operator==(const PathSpec&) const = default;
 };
 
+// ---- architecture limits: one table for every module ----------------------
+// The container refuses a model outside them, training refuses to start one,
+// and the runtime plans any model inside them (its kernels are sized for 64
+// channels): a caller never trains for minutes to fail at SrRuntime::create.
+inline constexpr int kMinScale = 1, kMaxScale = 4;
+inline constexpr int kMaxChannels = 64;  // C
+inline constexpr int kMaxInner = 64;     // E
+inline constexpr int kMaxBlocks = 64;    // N
+inline constexpr int kMaxPaths = 16;     // routing stores path ids < 16
+
 struct ModelArch {
   int scale = 2;      // 1 (post-filter at the same size), 2, 3 or 4
   int channels = 32;  // C

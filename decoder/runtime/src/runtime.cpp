@@ -31,7 +31,6 @@ namespace dydca {
 namespace rt {
 namespace {
 
-constexpr int kMaxScale = 4;
 constexpr int kMaxFrameDim = 8192;
 constexpr int kMaxTileSize = 1024;
 constexpr int kMaxThreads = 256;
@@ -406,15 +405,22 @@ struct SrRuntime::Impl {
 Status SrRuntime::Impl::validate_and_plan(const Model& model) {
   using namespace rt;
   const ModelArch& a = model.arch;
-  if (a.scale < 1 || a.scale > kMaxScale)
+  // The limits of model.h, which the container and training check too.
+  static_assert(dydca::kMaxChannels <= rt::kMaxChannels && dydca::kMaxInner <= rt::kMaxChannels,
+                "the kernel tables must cover every channel count model.h allows");
+  if (a.scale < dydca::kMinScale || a.scale > dydca::kMaxScale)
     return Status::error("model: scale " + std::to_string(a.scale) + " not in 1..4");
-  if (a.channels < 1 || a.channels > kMaxChannels || a.inner < 1 || a.inner > kMaxChannels)
+  if (a.channels < 1 || a.channels > dydca::kMaxChannels || a.inner < 1 ||
+      a.inner > dydca::kMaxInner)
     return Status::error("model: channels C=" + std::to_string(a.channels) + ", E=" +
-                         std::to_string(a.inner) + " must be in 1..64");
-  if (a.blocks < 0 || a.blocks > 64)
-    return Status::error("model: " + std::to_string(a.blocks) + " blocks not in 0..64");
-  if (a.paths.empty() || a.paths.size() > 255)
-    return Status::error("model: " + std::to_string(a.paths.size()) + " paths (need 1..255)");
+                         std::to_string(a.inner) + " must be in 1.." +
+                         std::to_string(dydca::kMaxChannels));
+  if (a.blocks < 0 || a.blocks > dydca::kMaxBlocks)
+    return Status::error("model: " + std::to_string(a.blocks) + " blocks not in 0.." +
+                         std::to_string(dydca::kMaxBlocks));
+  if (a.paths.empty() || a.paths.size() > size_t(dydca::kMaxPaths))
+    return Status::error("model: " + std::to_string(a.paths.size()) + " paths (need 1.." +
+                         std::to_string(dydca::kMaxPaths) + ")");
   const int C = a.channels, E = a.inner, N = a.blocks, s2 = a.scale * a.scale;
 
   Status err;
