@@ -654,7 +654,7 @@ int main(int argc, char** argv) {
   const std::string gp = out_dir + "/qos_plot.gp", png = out_dir + "/qos_plot.png";
   {
     std::ofstream g(gp);
-    g << "set terminal pngcairo size 1400,900 font 'DejaVu Sans,11'\n"
+    g << "set terminal pngcairo size 1400,900 font 'DejaVu Sans,11' noenhanced\n"
       << "set output '" << png << "'\n"
       << "set datafile separator ','\n"
       << "set multiplot layout 2,1 title '" << std::filesystem::path(input).filename().string()
