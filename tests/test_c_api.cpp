@@ -180,7 +180,7 @@ TEST_CASE("c api: NULL arguments and bad settings are INVALID_ARG") {
   CHECK(bad([](DydcaSettings& b) { b.queue_depth = 0; }) == DYDCA_ERR_INVALID_ARG);
   CHECK(bad([](DydcaSettings& b) { b.queue_depth = 65; }) == DYDCA_ERR_INVALID_ARG);
   CHECK(bad([](DydcaSettings& b) { b.max_frames = -1; }) == DYDCA_ERR_INVALID_ARG);
-  CHECK(bad([](DydcaSettings& b) { b.precision = DydcaPrecision(7); }) == DYDCA_ERR_INVALID_ARG);
+  CHECK(bad([](DydcaSettings& b) { b.precision = 7; }) == DYDCA_ERR_INVALID_ARG);
   CHECK(bad([](DydcaSettings& b) { b.log_level = 4; }) == DYDCA_ERR_INVALID_ARG);
 
   // A level the file does not have: the file's message.

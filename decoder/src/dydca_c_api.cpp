@@ -301,7 +301,7 @@ Status check_settings(const DydcaSettings* in, DydcaSettings* out) {
   return Status::ok();
 }
 
-Precision to_precision(DydcaPrecision p) {
+Precision to_precision(int p) {
   switch (p) {
     case DYDCA_PRECISION_FP32: return Precision::kFp32;
     case DYDCA_PRECISION_INT8: return Precision::kInt8;

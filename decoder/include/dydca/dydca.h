@@ -87,7 +87,7 @@ DYDCA_API unsigned dydca_api_version(void);
 #define DYDCA_ERR_INVALID_DATA (-3) /* damaged, truncated or inconsistent input */
 #define DYDCA_ERR_UNSUPPORTED (-4)  /* valid input this build or CPU cannot decode */
 #define DYDCA_ERR_NOMEM (-5)        /* out of memory */
-#define DYDCA_ERR_CANCELLED (-6)    /* the decode was stopped (dydca_close) */
+#define DYDCA_ERR_CANCELLED (-6)    /* the decode was stopped before its end */
 #define DYDCA_ERR_IO (-7)           /* the input cannot be opened or read */
 #define DYDCA_ERR_INVALID_ARG (-8)  /* NULL pointer, value out of range */
 #define DYDCA_ERR_FAILED (-9)       /* any other failure; dydca_last_error() says what */
@@ -117,7 +117,7 @@ typedef struct DydcaSettings {
   int threads;              /* SR workers; 0 = all cores (default 0) */
   int level;                /* -1 = auto: the QoS controller (default); >= 0 a fixed QoS
                              * level (0 = richest) */
-  DydcaPrecision precision; /* default DYDCA_PRECISION_AUTO */
+  int precision;            /* a DydcaPrecision; default DYDCA_PRECISION_AUTO */
   int64_t max_frames;       /* stop after this many pictures; 0 = all (default) */
   int queue_depth;          /* pictures in flight between stages and ahead of the caller,
                              * 1..64 (default 3) */
