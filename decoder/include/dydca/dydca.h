@@ -146,8 +146,9 @@ DYDCA_API void dydca_default_settings(DydcaSettings* s);
 /* whence of DydcaIO.seek asking for the total size instead of moving. */
 #define DYDCA_SEEK_SIZE 0x10000
 
-/* The caller's bytes instead of a path. Called on library threads (one at a
- * time), until dydca_close() returns. */
+/* The caller's bytes instead of a path. The callbacks run on the thread in
+ * dydca_open_io(), then on a library thread (never two at once), until
+ * dydca_close() returns. */
 typedef struct DydcaIO {
   void* opaque;
   /* Up to size bytes into buf: the number read, 0 at the end of the input,
