@@ -3,7 +3,9 @@
 // table at open, packets as they come). Over media's PacketReader and
 // VideoFileWriter; checks in file_checks.cpp, shared with the batch functions.
 #include <algorithm>
+#include <memory>
 #include <mutex>
+#include <string>
 
 #include "dydca/container.h"
 #include "file_checks.h"
@@ -35,7 +37,10 @@ struct DydcaReader::Impl {
   bool ended = false;
 
   explicit Impl(PacketReader&& p) : packets(std::move(p)) {}
-  Status fail(const Status& s) const { return s.with_context(path); }
+  // Past the demuxer's open, an unclassified failure is damage in the file.
+  Status fail(const Status& s) const {
+    return s.with_context(path).or_code(StatusCode::kInvalidData);
+  }
 };
 
 DydcaReader::DydcaReader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -43,13 +48,59 @@ DydcaReader::DydcaReader(DydcaReader&&) noexcept = default;
 DydcaReader& DydcaReader::operator=(DydcaReader&&) noexcept = default;
 DydcaReader::~DydcaReader() = default;
 
+namespace {
+
+// Passes a caller's bytes on, keeping the first four (the Matroska magic).
+class MagicRecorder final : public ByteSource {
+ public:
+  MagicRecorder(std::unique_ptr<ByteSource> inner, std::shared_ptr<std::string> magic)
+      : inner_(std::move(inner)), magic_(std::move(magic)) {}
+  int read(uint8_t* buf, int size) override {
+    const int n = inner_->read(buf, size);
+    if (n > 0 && pos_ == magic_->size() && magic_->size() < 4)
+      magic_->append(reinterpret_cast<const char*>(buf),
+                     size_t(std::min<int64_t>(n, int64_t(4 - magic_->size()))));
+    pos_ = n > 0 ? pos_ + size_t(n) : pos_;
+    return n;
+  }
+  int64_t seek(int64_t offset, int whence) override {
+    const int64_t r = inner_->seek(offset, whence);
+    if (r >= 0 && whence != kSeekSize) pos_ = size_t(r);
+    return r;
+  }
+
+ private:
+  std::unique_ptr<ByteSource> inner_;
+  std::shared_ptr<std::string> magic_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
 Expected<DydcaReader> DydcaReader::open(const std::string& path) {
   auto packets = PacketReader::open(path);
+  const bool ebml = !packets && detail::starts_with_ebml_magic(path);
+  return open_packets(std::move(packets), path, ebml);
+}
+
+Expected<DydcaReader> DydcaReader::open(std::unique_ptr<ByteSource> source,
+                                        const std::string& name) {
+  if (!source) return Status::error(name + ": no byte source", StatusCode::kInvalidArgument);
+  auto magic = std::make_shared<std::string>();
+  auto packets =
+      PacketReader::open(std::make_unique<MagicRecorder>(std::move(source), magic), name);
+  const bool ebml = *magic == "\x1a\x45\xdf\xa3";
+  return open_packets(std::move(packets), name, ebml);
+}
+
+Expected<DydcaReader> DydcaReader::open_packets(Expected<PacketReader> packets,
+                                                const std::string& path, bool starts_with_ebml) {
   if (!packets) {
     // libavformat's message for a cut Matroska header is a bare "Input/output
     // error"; say what it most likely means.
-    if (detail::starts_with_ebml_magic(path))
-      return Status::error(packets.error_message() + " (damaged or truncated Matroska file)");
+    if (starts_with_ebml)
+      return Status::error(packets.error_message() + " (damaged or truncated Matroska file)",
+                           StatusCode::kInvalidData);
     return packets.status();
   }
   auto impl = std::make_unique<Impl>(std::move(*packets));

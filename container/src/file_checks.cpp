@@ -141,7 +141,8 @@ Expected<FileHeader> read_file_header(const std::map<std::string, std::string>& 
   if (h.format_version > kDydcaFormatVersion)
     return Status::error("dydca file format " + std::to_string(h.format_version) +
                          " is not supported (this dydca reads formats 1.." +
-                         std::to_string(kDydcaFormatVersion) + "; the file needs a newer dydca)");
+                         std::to_string(kDydcaFormatVersion) + "; the file needs a newer dydca)",
+                         StatusCode::kUnsupported);
   auto int_tag = [&](const char* key, int& value) -> Status {
     const std::string* v = find_tag(tags, key);
     if (!v) return Status::error(std::string("missing tag ") + key);
@@ -190,7 +191,8 @@ Expected<FileHeader> read_file_header(const std::map<std::string, std::string>& 
     if (!h.segments) return Status::error(std::string("missing attachment ") + kSegmentsFilename);
   }
   if (video_codec != "h264")
-    return Status::error("the video track is " + video_codec + ", dydca needs h264");
+    return Status::error("the video track is " + video_codec + ", dydca needs h264",
+                         StatusCode::kUnsupported);
   return h;
 }
 

@@ -211,13 +211,16 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
                                   const ProgressFn& progress) {
   const auto t_open = Clock::now();
   if (options.queue_depth < 1 || options.queue_depth > 64)
-    return Status::error("queue depth must be 1..64");
-  if (options.max_frames < 0) return Status::error("max frames must be >= 0");
+    return Status::error("queue depth must be 1..64", StatusCode::kInvalidArgument);
+  if (options.max_frames < 0)
+    return Status::error("max frames must be >= 0", StatusCode::kInvalidArgument);
   if (options.plain_scale < 1 || options.plain_scale > 8)
-    return Status::error("scale must be 1..8");
-  if (options.level < 0) return Status::error("QoS level must be >= 0");
+    return Status::error("scale must be 1..8", StatusCode::kInvalidArgument);
+  if (options.level < 0)
+    return Status::error("QoS level must be >= 0", StatusCode::kInvalidArgument);
   if (options.simd && !simd_level_supported(*options.simd))
-    return Status::error(std::string("this CPU has no ") + simd_level_name(*options.simd));
+    return Status::error(std::string("this CPU has no ") + simd_level_name(*options.simd),
+                         StatusCode::kUnsupported);
 
   DecodeStats stats;
   stats.input = input;
@@ -246,7 +249,8 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
       return Status::error("QoS level " + std::to_string(options.level) + " but " + input +
                            " has " + std::to_string(stats.levels) + " level" +
                            (stats.levels == 1 ? "" : "s") + " (0.." +
-                           std::to_string(stats.levels - 1) + ")");
+                           std::to_string(stats.levels - 1) + ")",
+                           StatusCode::kInvalidArgument);
   } else {
     // Any codec FFmpeg reads: its own reader (the dydca reader has read the
     // header only).
@@ -372,7 +376,7 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
       stats.timings.push_back(sl.timing);
       ++written;
       if (progress && !progress(Progress{"decode", written, expected}))
-        return latch.fail(Status::error("cancelled"));
+        return latch.fail(Status::cancelled());
       if (!free_q.push(std::move(*slot))) break;
     }
   });

@@ -157,6 +157,19 @@ const RoutingMap* SrStage::first_routing() const {
   return first_routing_ ? &*first_routing_ : nullptr;
 }
 
+RuntimeOptions sr_runtime_options(const DydcaReader& reader, const DecodeOptions& options,
+                                  const RoutingMap* first_routing) {
+  RuntimeOptions o;
+  const EncodedVideo& video = reader.video();
+  o.threads = options.threads;
+  o.simd = options.simd;
+  o.precision = options.precision;
+  o.max_lr_width = std::max(1, video.width);
+  o.max_lr_height = std::max(1, video.height);
+  o.tile_size = first_routing ? first_routing->tile_size : 32;
+  return o;
+}
+
 Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
                                                    const DecodeOptions& options) {
   if (!reader.has_dydca() || reader.segments().empty())
@@ -164,12 +177,6 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
   std::unique_ptr<SrStage> st(new SrStage());
   st->reader_ = &reader;
   st->scale_ = reader.scale();
-  const EncodedVideo& video = reader.video();
-  st->rt_options_.threads = options.threads;
-  st->rt_options_.simd = options.simd;
-  st->rt_options_.precision = options.precision;
-  st->rt_options_.max_lr_width = std::max(1, video.width);
-  st->rt_options_.max_lr_height = std::max(1, video.height);
   auto first = reader.segment_model(0);
   if (!first) return first.status();
   st->first_model_ = std::move(*first);
@@ -182,7 +189,7 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
     st->first_routing_ = std::move(*first_routing);
   }
   const RoutingMap* routing = st->first_routing();
-  st->rt_options_.tile_size = routing ? routing->tile_size : 32;
+  st->rt_options_ = sr_runtime_options(reader, options, routing);
   st->multi_ = reader.format_version() == 1 && reader.model_count() > 1;
   if (!st->multi_) {
     st->segments_ = reader.segments();
@@ -219,6 +226,7 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
   st->owner_.assign(tiles, 0);
   st->prev_owner_.assign(tiles, 0);
   st->tile_paths_.assign(tiles, 0);
+  const EncodedVideo& video = reader.video();
   st->scratch_.assign(size_t(video.width) * st->scale_ * video.height * st->scale_, 0);
   return st;
 }

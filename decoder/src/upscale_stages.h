@@ -21,6 +21,13 @@ inline double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The SR runtime options of the pipeline for `reader`'s file (threads, SIMD,
+// precision from options; the frame size and tile size from the file and
+// `first_routing`, segment 0's routing or null). One rule for SrStage and
+// for whoever calibrates a QoS policy against the same runtime.
+RuntimeOptions sr_runtime_options(const DydcaReader& reader, const DecodeOptions& options,
+                                  const RoutingMap* first_routing);
+
 // swscale bicubic of all three planes from LR w x h to (w*s) x (h*s), into a
 // caller-owned frame of that size (no allocation per frame). Same flags as
 // dydca::resize(..., ScaleFilter::kBicubic), so the result equals it bit for

@@ -2,8 +2,11 @@
 // by one of these unique_ptrs. Private to the media library (and container/).
 #pragma once
 
+#include <cerrno>
 #include <memory>
 #include <string>
+
+#include "dydca/status.h"
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -49,6 +52,18 @@ using CodecContextPtr = std::unique_ptr<AVCodecContext, CodecContextDeleter>;
 using FramePtr = std::unique_ptr<AVFrame, FrameDeleter>;
 using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
 using SwsPtr = std::unique_ptr<SwsContext, SwsDeleter>;
+
+using AvioContextPtr = std::unique_ptr<AVIOContext, AvioContextDeleter>;
+
+// The Status code of a failed libav call.
+inline StatusCode status_code(int err) {
+  if (err == AVERROR(ENOMEM)) return StatusCode::kOutOfMemory;
+  if (err == AVERROR_INVALIDDATA || err == AVERROR_EOF) return StatusCode::kInvalidData;
+  if (err == AVERROR_DEMUXER_NOT_FOUND || err == AVERROR_DECODER_NOT_FOUND ||
+      err == AVERROR_PATCHWELCOME || err == AVERROR(ENOSYS))
+    return StatusCode::kUnsupported;
+  return StatusCode::kIo;
+}
 
 inline std::string error_string(int err) {
   char buf[AV_ERROR_MAX_STRING_SIZE] = {0};

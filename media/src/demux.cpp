@@ -11,6 +11,10 @@ namespace dydca {
 
 struct PacketReader::Impl {
   std::string path;
+  // A byte source's I/O context: declared before fmt, so that it outlives it
+  // (avformat_close_input leaves a caller's AVIOContext alone).
+  std::unique_ptr<ByteSource> source;
+  av::AvioContextPtr avio;
   av::InputFormatPtr fmt;
   av::PacketPtr pkt{av_packet_alloc()};
   int video = -1, audio = -1;
@@ -127,13 +131,59 @@ PacketReader::~PacketReader() = default;
 const DemuxHeader& PacketReader::header() const { return impl_->header; }
 int64_t PacketReader::audio_bytes_read() const { return impl_ ? impl_->audio_bytes : 0; }
 
+namespace {
+
+int read_source(void* opaque, uint8_t* buf, int size) {
+  const int n = static_cast<ByteSource*>(opaque)->read(buf, size);
+  return n > 0 ? n : n == 0 ? AVERROR_EOF : AVERROR(EIO);
+}
+
+int64_t seek_source(void* opaque, int64_t offset, int whence) {
+  // FFmpeg may or AVSEEK_FORCE into whence; a caller's seek knows nothing of it.
+  const int64_t r = static_cast<ByteSource*>(opaque)->seek(offset, whence & ~AVSEEK_FORCE);
+  return r >= 0 ? r : AVERROR(EIO);
+}
+
+}  // namespace
+
+Expected<PacketReader> PacketReader::open(std::unique_ptr<ByteSource> source,
+                                          const std::string& name) {
+  if (!source) return Status::error(name + ": no byte source", StatusCode::kInvalidArgument);
+  auto impl = std::make_unique<Impl>();
+  impl->path = name;
+  constexpr int kBufferBytes = 64 << 10;
+  auto* buffer = static_cast<unsigned char*>(av_malloc(kBufferBytes));
+  if (!buffer) return Status::error("out of memory", StatusCode::kOutOfMemory);
+  impl->avio.reset(avio_alloc_context(buffer, kBufferBytes, 0, source.get(), &read_source,
+                                      nullptr, &seek_source));
+  if (!impl->avio) {
+    av_free(buffer);
+    return Status::error("out of memory", StatusCode::kOutOfMemory);
+  }
+  impl->source = std::move(source);
+  return open_impl(std::move(impl));
+}
+
 Expected<PacketReader> PacketReader::open(const std::string& path) {
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  if (!impl->pkt) return Status::error("out of memory");
+  return open_impl(std::move(impl));
+}
+
+// impl has its path (the name in messages) and, for a byte source, its I/O context.
+Expected<PacketReader> PacketReader::open_impl(std::unique_ptr<Impl> impl) {
+  const std::string& path = impl->path;
+  if (!impl->pkt) return Status::error("out of memory", StatusCode::kOutOfMemory);
   AVFormatContext* raw = nullptr;
-  int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
-  if (err < 0) return Status::error("cannot open " + path + ": " + av::error_string(err));
+  if (impl->avio) {
+    raw = avformat_alloc_context();
+    if (!raw) return Status::error("out of memory", StatusCode::kOutOfMemory);
+    raw->pb = impl->avio.get();  // avformat_open_input frees raw (not pb) on failure
+  }
+  int err = avformat_open_input(&raw, impl->avio ? "" : path.c_str(), nullptr, nullptr);
+  if (err < 0)
+    return Status::error("cannot open " + path + ": " + av::error_string(err),
+                         av::status_code(err));
   impl->fmt.reset(raw);
   // Attachments of an unknown mimetype (ours) have no codec id, and
   // avformat_find_stream_info warns "Could not find codec parameters" for
@@ -148,7 +198,10 @@ Expected<PacketReader> PacketReader::open(const std::string& path) {
     }
   err = avformat_find_stream_info(raw, nullptr);
   for (AVStream* st : attachments) st->codecpar->codec_type = AVMEDIA_TYPE_ATTACHMENT;
-  if (err < 0) return Status::error(path + ": cannot read stream info: " + av::error_string(err));
+  if (err < 0)
+    return Status::error(path + ": cannot read stream info: " + av::error_string(err),
+                         err == AVERROR(ENOMEM) ? StatusCode::kOutOfMemory
+                                                : StatusCode::kInvalidData);
   DemuxHeader& h = impl->header;
   h.format = raw->iformat->name;
   if (raw->duration > 0) h.duration_s = raw->duration / double(AV_TIME_BASE);
@@ -169,13 +222,14 @@ Expected<PacketReader> PacketReader::open(const std::string& path) {
       if (auto* e = av_dict_get(st->metadata, "filename", nullptr, 0)) a.filename = e->value;
       if (auto* e = av_dict_get(st->metadata, "mimetype", nullptr, 0)) a.mimetype = e->value;
       if (cp->extradata_size < 0 || cp->extradata_size > kMaxAttachmentBytes)
-        return Status::error(path + ": attachment " + a.filename + " is too large");
+        return Status::error(path + ": attachment " + a.filename + " is too large",
+                             StatusCode::kInvalidData);
       if (cp->extradata) a.data.assign(cp->extradata, cp->extradata + cp->extradata_size);
       h.attachments.push_back(std::move(a));
     }
     if (int(i) != video && int(i) != audio) st->discard = AVDISCARD_ALL;
   }
-  if (video < 0) return Status::error(path + ": no video stream");
+  if (video < 0) return Status::error(path + ": no video stream", StatusCode::kUnsupported);
   AVStream* vs = raw->streams[video];
   EncodedVideo& v = h.video;
   v.codec = avcodec_get_name(vs->codecpar->codec_id);

@@ -336,7 +336,15 @@ struct DydcaSegment {
 // with anything.
 class DydcaReader {
  public:
+  // Failure codes (Status::code): kIo (cannot open or read), kInvalidData
+  // (damaged, truncated or inconsistent file), kUnsupported (a newer format,
+  // not H.264, no video), kOutOfMemory.
   static Expected<DydcaReader> open(const std::string& path);
+  // Same from a caller's bytes (memory, the C API's read/seek callbacks); the
+  // reader owns the source. `name` names the input in messages. A plain video
+  // opened this way has its header only: decode_file reopens plain videos by
+  // path, so it cannot decode them.
+  static Expected<DydcaReader> open(std::unique_ptr<ByteSource> source, const std::string& name);
   DydcaReader(DydcaReader&&) noexcept;
   DydcaReader& operator=(DydcaReader&&) noexcept;
   ~DydcaReader();
@@ -392,6 +400,11 @@ class DydcaReader {
  private:
   struct Impl;
   explicit DydcaReader(std::unique_ptr<Impl> impl);
+  // Everything after the packet reader opened, shared by both open()s.
+  // starts_with_ebml: the input starts with the Matroska magic (for the
+  // message of a header libavformat could not read).
+  static Expected<DydcaReader> open_packets(Expected<PacketReader> packets,
+                                            const std::string& name, bool starts_with_ebml);
   std::unique_ptr<Impl> impl_;
 };
 

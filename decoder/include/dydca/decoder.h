@@ -221,7 +221,7 @@ struct DecodeOptions {
 // Decodes `input` into the sink chosen by options (muxer/output). Progress is
 // reported per written frame (stage "decode", total = frames expected);
 // returning false from it cancels the run: the output is aborted and the call
-// returns an error "cancelled".
+// returns Status::cancelled() (code StatusCode::kCancelled).
 Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
                                   const ProgressFn& progress = {});
 // Same into a caller's sink (a player window, a test); options.output and

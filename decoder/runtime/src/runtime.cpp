@@ -923,7 +923,8 @@ Expected<SrRuntime> SrRuntime::create(const Model& model, const RuntimeOptions& 
       if (!scales_ok)
         return Status::error(
             "runtime: int8 needs the model's int8 activation scales and this model has none "
-            "(use precision fp32 or auto)");
+            "(use precision fp32 or auto)",
+            StatusCode::kUnsupported);
       impl->precision = Precision::kInt8;
       break;
     case Precision::kAuto:

@@ -328,6 +328,21 @@ struct DemuxHeader {
   double duration_s = 0;
 };
 
+// Bytes of an input from somewhere other than a path: memory, or a caller's
+// I/O (the C API's read/seek callbacks). PacketReader calls it on the thread
+// that opens the reader, then on the thread that reads packets.
+class ByteSource {
+ public:
+  // `whence` of seek() asking for the total size instead of moving (FFmpeg's AVSEEK_SIZE).
+  static constexpr int kSeekSize = 0x10000;
+  virtual ~ByteSource() = default;
+  // Up to `size` bytes into buf: how many were read, 0 at the end, < 0 on a failure.
+  virtual int read(uint8_t* buf, int size) = 0;
+  // SEEK_SET / SEEK_CUR / SEEK_END: the new position; kSeekSize: the total
+  // size. < 0 when it cannot (unseekable sources return -1 always).
+  virtual int64_t seek(int64_t offset, int whence) = 0;
+};
+
 // Reads the first video stream (attached pictures excepted) packet by packet.
 // Holds at most kPacketLookahead packets: Matroska stores presentation times
 // only, so the decode times of reordered packets are rebuilt from the smallest
@@ -338,7 +353,12 @@ class PacketReader {
   static constexpr int kPacketLookahead = 32;
 
   // Fails on an unreadable file, a file without video or an oversized attachment.
+  // Codes: kIo (cannot open or read), kInvalidData (not a readable media
+  // file), kUnsupported (no video stream), kOutOfMemory.
   static Expected<PacketReader> open(const std::string& path);
+  // Same from a byte source (owned by the reader from here on); `name` names
+  // the input in messages. The format is probed from the bytes.
+  static Expected<PacketReader> open(std::unique_ptr<ByteSource> source, const std::string& name);
   PacketReader(PacketReader&&) noexcept;
   PacketReader& operator=(PacketReader&&) noexcept;
   ~PacketReader();
@@ -360,6 +380,7 @@ class PacketReader {
  private:
   struct Impl;
   explicit PacketReader(std::unique_ptr<Impl> impl);
+  static Expected<PacketReader> open_impl(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

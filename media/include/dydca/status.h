@@ -11,26 +11,52 @@
 
 namespace dydca {
 
+// What kind of failure a Status is, for callers that act on it (the C API's
+// error codes; a player that ends quietly on a cancel). Flow is a code, never
+// a message search. kFailed: any other failure (the message says what).
+// End of stream and "try again" are flow, not errors: they are not here.
+enum class StatusCode : uint8_t {
+  kOk = 0,
+  kFailed,           // unclassified failure
+  kInvalidArgument,  // the caller passed something out of range
+  kInvalidData,      // damaged, truncated or non-conforming input
+  kUnsupported,      // valid input this build or CPU cannot handle
+  kOutOfMemory,
+  kIo,               // the input cannot be opened or read
+  kCancelled,        // the caller asked to stop
+};
+
 class [[nodiscard]] Status {
  public:
   Status() = default;  // success
   static Status ok() { return {}; }
-  static Status error(std::string message) {
+  static Status error(std::string message, StatusCode code = StatusCode::kFailed) {
     Status s;
-    s.failed_ = true;
+    s.code_ = code == StatusCode::kOk ? StatusCode::kFailed : code;
     s.message_ = std::move(message);
     return s;
   }
-  bool is_ok() const { return !failed_; }
-  explicit operator bool() const { return !failed_; }
+  static Status cancelled() { return error("cancelled", StatusCode::kCancelled); }
+  bool is_ok() const { return code_ == StatusCode::kOk; }
+  explicit operator bool() const { return is_ok(); }
+  StatusCode code() const { return code_; }
+  bool is_cancelled() const { return code_ == StatusCode::kCancelled; }
   const std::string& message() const { return message_; }
-  // Prefixes context ("open input.mp4: ") to an error, keeps success as is.
+  // Prefixes context ("open input.mp4: ") to an error, keeps success as is
+  // (and the code).
   Status with_context(const std::string& context) const {
-    return failed_ ? error(context + ": " + message_) : *this;
+    return is_ok() ? *this : error(context + ": " + message_, code_);
+  }
+  // An unclassified failure (kFailed) becomes `code`; success and classified
+  // failures stay as they are (the innermost classification wins).
+  Status or_code(StatusCode code) const {
+    Status s = *this;
+    if (s.code_ == StatusCode::kFailed) s.code_ = code;
+    return s;
   }
 
  private:
-  bool failed_ = false;
+  StatusCode code_ = StatusCode::kOk;
   std::string message_;
 };
 
