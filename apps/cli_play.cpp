@@ -105,7 +105,7 @@ class WindowSink final : public FrameSink {
   Status write(const Frame& frame) override {
     std::unique_lock lock(box_.m);
     box_.cv.wait(lock, [&] { return !box_.full || box_.quit; });
-    if (box_.quit) return Status::error("cancelled");
+    if (box_.quit) return Status::cancelled();
     box_.frame.width = frame.width;
     box_.frame.height = frame.height;
     box_.frame.y.assign(frame.y.begin(), frame.y.end());
@@ -409,7 +409,7 @@ Subcommand add_play(CLI::App& app) {
               box.cv.notify_all();
             }
             worker.join();
-            if (!result && !(quit && result.error_message().find("cancelled") != std::string::npos))
+            if (!result && !(quit && result.status().is_cancelled()))
               return fail(result.status());
             if (result && qos && !result->timings.empty()) qos->finish(result->timings.back());
             std::string levels;
