@@ -276,15 +276,13 @@ void conv_kernels_match(const std::vector<SimdLevel>& levels_to_test) {
 }
 }  // namespace
 
-TEST_CASE("conv3x3 kernels match the scalar reference [avx2]") {
-  if (!(simd_level_supported(SimdLevel::kAvx2))) DYDCA_SKIP("this CPU has no AVX2");
-  conv_kernels_match({SimdLevel::kAvx2});
-}
+DYDCA_CASE_IF("conv3x3 kernels match the scalar reference", "avx2",
+              simd_level_supported(SimdLevel::kAvx2), "this CPU has no AVX2",
+              conv_kernels_match({SimdLevel::kAvx2}))
 
-TEST_CASE("conv3x3 kernels match the scalar reference [avx512]") {
-  if (!(simd_level_supported(SimdLevel::kAvx512))) DYDCA_SKIP("this CPU has no AVX-512");
-  conv_kernels_match({SimdLevel::kAvx512});
-}
+DYDCA_CASE_IF("conv3x3 kernels match the scalar reference", "avx512",
+              simd_level_supported(SimdLevel::kAvx512), "this CPU has no AVX-512",
+              conv_kernels_match({SimdLevel::kAvx512}))
 
 namespace {
 void tail_kernels_match(const std::vector<SimdLevel>& levels_to_test) {
@@ -363,15 +361,13 @@ void tail_kernels_match(const std::vector<SimdLevel>& levels_to_test) {
 }
 }  // namespace
 
-TEST_CASE("tail kernels match the scalar reference [avx2]") {
-  if (!(simd_level_supported(SimdLevel::kAvx2))) DYDCA_SKIP("this CPU has no AVX2");
-  tail_kernels_match({SimdLevel::kAvx2});
-}
+DYDCA_CASE_IF("tail kernels match the scalar reference", "avx2",
+              simd_level_supported(SimdLevel::kAvx2), "this CPU has no AVX2",
+              tail_kernels_match({SimdLevel::kAvx2}))
 
-TEST_CASE("tail kernels match the scalar reference [avx512]") {
-  if (!(simd_level_supported(SimdLevel::kAvx512))) DYDCA_SKIP("this CPU has no AVX-512");
-  tail_kernels_match({SimdLevel::kAvx512});
-}
+DYDCA_CASE_IF("tail kernels match the scalar reference", "avx512",
+              simd_level_supported(SimdLevel::kAvx512), "this CPU has no AVX-512",
+              tail_kernels_match({SimdLevel::kAvx512}))
 
 // ---- the runtime vs the naive network -----------------------------------------------------
 

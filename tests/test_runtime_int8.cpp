@@ -234,15 +234,13 @@ void int8_conv_exact(const std::vector<SimdLevel>& levels_to_test) {
 }
 }  // namespace
 
-TEST_CASE("int8 conv kernels are bit-exact against the scalar reference [avx2]") {
-  if (!(simd_level_supported(SimdLevel::kAvx2))) DYDCA_SKIP("this CPU has no AVX2");
-  int8_conv_exact({SimdLevel::kAvx2});
-}
+DYDCA_CASE_IF("int8 conv kernels are bit-exact against the scalar reference", "avx2",
+              simd_level_supported(SimdLevel::kAvx2), "this CPU has no AVX2",
+              int8_conv_exact({SimdLevel::kAvx2}))
 
-TEST_CASE("int8 conv kernels are bit-exact against the scalar reference [avx512]") {
-  if (!(simd_level_supported(SimdLevel::kAvx512) && rt::cpu_has_vnni())) DYDCA_SKIP("this CPU has no AVX-512 VNNI");
-  int8_conv_exact({SimdLevel::kAvx512});
-}
+DYDCA_CASE_IF("int8 conv kernels are bit-exact against the scalar reference", "avx512",
+              simd_level_supported(SimdLevel::kAvx512) && rt::cpu_has_vnni(), "this CPU has no AVX-512 VNNI",
+              int8_conv_exact({SimdLevel::kAvx512}))
 
 namespace {
 void int8_tail_exact(const std::vector<SimdLevel>& levels_to_test) {
@@ -330,15 +328,13 @@ void int8_tail_exact(const std::vector<SimdLevel>& levels_to_test) {
 }
 }  // namespace
 
-TEST_CASE("int8 tail kernels are bit-exact against the scalar reference [avx2]") {
-  if (!(simd_level_supported(SimdLevel::kAvx2))) DYDCA_SKIP("this CPU has no AVX2");
-  int8_tail_exact({SimdLevel::kAvx2});
-}
+DYDCA_CASE_IF("int8 tail kernels are bit-exact against the scalar reference", "avx2",
+              simd_level_supported(SimdLevel::kAvx2), "this CPU has no AVX2",
+              int8_tail_exact({SimdLevel::kAvx2}))
 
-TEST_CASE("int8 tail kernels are bit-exact against the scalar reference [avx512]") {
-  if (!(simd_level_supported(SimdLevel::kAvx512) && rt::cpu_has_vnni())) DYDCA_SKIP("this CPU has no AVX-512 VNNI");
-  int8_tail_exact({SimdLevel::kAvx512});
-}
+DYDCA_CASE_IF("int8 tail kernels are bit-exact against the scalar reference", "avx512",
+              simd_level_supported(SimdLevel::kAvx512) && rt::cpu_has_vnni(), "this CPU has no AVX-512 VNNI",
+              int8_tail_exact({SimdLevel::kAvx512}))
 
 // ---- naive int8 network from model.h's rules ------------------------------------------
 

@@ -24,6 +24,14 @@ void mark_skipped(const std::string& why);
     ::dydca::test::mark_skipped(why);   \
     return;                             \
   } while (0)
+// A test case "TITLE [TAG]" that runs CALL, or skips with WHY when COND is
+// false (an instruction set this CPU lacks): TAG is a ctest split (SPLIT in
+// tests/CMakeLists.txt).
+#define DYDCA_CASE_IF(TITLE, TAG, COND, WHY, CALL) \
+  TEST_CASE(TITLE " [" TAG "]") {                  \
+    if (!(COND)) DYDCA_SKIP(WHY);                  \
+    CALL;                                          \
+  }
 // Runs a shell command, returns its exit code; stdout captured into *out.
 int run(const std::string& cmd, std::string* out = nullptr);
 // A whole file as bytes ({} when it cannot be read), and bytes to a file.
