@@ -685,6 +685,29 @@ void SrRuntime::Impl::build_jobs(int w, int h, const std::vector<uint8_t>& tile_
   });
 }
 
+namespace {
+// What the fp32 and the int8 tail arguments share: the job's LR rectangle,
+// its input window (2 pixels of halo for the 5x5 skip) and where its HR
+// pixels go.
+template <class Args>
+void set_tail_window(Args& t, const rt::Job& job, const float* x, ptrdiff_t x_row,
+                     const float* skip_weight, int s, uint8_t* hr, ptrdiff_t hr_stride,
+                     float* hr_float, ptrdiff_t hr_float_stride) {
+  t.x = x;
+  t.x_row = x_row;
+  t.skip_weight = skip_weight;
+  t.scale = s;
+  t.width = job.x1 - job.x0;
+  t.height = job.y1 - job.y0;
+  if (hr_float) {
+    t.hr_float = hr_float + ptrdiff_t(job.y0) * s * hr_float_stride + ptrdiff_t(job.x0) * s;
+    t.hr_float_stride = hr_float_stride;
+  } else {
+    t.hr = hr + ptrdiff_t(job.y0) * s * hr_stride + ptrdiff_t(job.x0) * s;
+    t.hr_stride = hr_stride;
+  }
+}
+}  // namespace
 
 void SrRuntime::Impl::run_job(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w,
                               int h, ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride,
@@ -750,21 +773,9 @@ void SrRuntime::Impl::run_job(const rt::Job& job, rt::Arena& arena, const uint8_
     t.cin = plan.spec.width;
     t.tail_weight = plan.tail_weight.data();
   }
-  t.x = X + (job.y0 - 2 - by0) * x_row + (job.x0 - 2 - bx0);
-  t.x_row = x_row;
-  t.skip_weight = plan.skip_weight.data();
   t.bias = plan.tail_bias.data();
-  t.scale = arch.scale;
-  t.width = job.x1 - job.x0;
-  t.height = job.y1 - job.y0;
-  const int s = arch.scale;
-  if (hr_float) {
-    t.hr_float = hr_float + ptrdiff_t(job.y0) * s * hr_float_stride + ptrdiff_t(job.x0) * s;
-    t.hr_float_stride = hr_float_stride;
-  } else {
-    t.hr = hr + ptrdiff_t(job.y0) * s * hr_stride + ptrdiff_t(job.x0) * s;
-    t.hr_stride = hr_stride;
-  }
+  set_tail_window(t, job, X + (job.y0 - 2 - by0) * x_row + (job.x0 - 2 - bx0), x_row,
+                  plan.skip_weight.data(), arch.scale, hr, hr_stride, hr_float, hr_float_stride);
   plan.tail_fn(t);
 }
 
@@ -838,20 +849,8 @@ void SrRuntime::Impl::run_job_i8(const rt::Job& job, rt::Arena& arena, const uin
   t.init_off = p8.tail_init_off.data();
   t.mul = p8.tail_mul.data();
   t.bias = plan.tail_bias.data();
-  t.x = X + (job.y0 - 2 - by0) * x_row + (job.x0 - 2 - bx0);
-  t.x_row = x_row;
-  t.skip_weight = plan.skip_weight.data();
-  t.scale = arch.scale;
-  t.width = job.x1 - job.x0;
-  t.height = job.y1 - job.y0;
-  const int s = arch.scale;
-  if (hr_float) {
-    t.hr_float = hr_float + ptrdiff_t(job.y0) * s * hr_float_stride + ptrdiff_t(job.x0) * s;
-    t.hr_float_stride = hr_float_stride;
-  } else {
-    t.hr = hr + ptrdiff_t(job.y0) * s * hr_stride + ptrdiff_t(job.x0) * s;
-    t.hr_stride = hr_stride;
-  }
+  set_tail_window(t, job, X + (job.y0 - 2 - by0) * x_row + (job.x0 - 2 - bx0), x_row,
+                  plan.skip_weight.data(), arch.scale, hr, hr_stride, hr_float, hr_float_stride);
   p8.tail_fn(t);
 }
 
