@@ -43,6 +43,9 @@ QosController::QosController(int num_levels, const QosParams& p)
   up_hold_ = base_up_hold_;
   probe_hold_ = base_probe_;
   window_ = size_t(std::max(5, frames(p.window_s)));
+  ratios_.reserve(window_);
+  overheads_.reserve(window_);
+  scratch_.reserve(window_);
   level_ = p.pinned_level >= 0 ? p.pinned_level
            : p.start_level >= 0 ? p.start_level
                                 : num_levels - 1;
@@ -95,21 +98,24 @@ int QosController::richest_fitting(int from_level, double margin, double s) cons
 }
 
 namespace {
-// The lower median: with two samples, the smaller (one outlier of two moves nothing).
-double median(std::vector<double> v) {
+// The lower median: with two samples, the smaller (one outlier of two moves
+// nothing). `scratch` keeps its capacity: no allocation per frame.
+double median(const std::vector<double>& v, std::vector<double>& scratch) {
   if (v.empty()) return 0;
-  const size_t m = (v.size() - 1) / 2;
-  std::nth_element(v.begin(), v.begin() + ptrdiff_t(m), v.end());
-  return v[m];
+  scratch.assign(v.begin(), v.end());
+  const size_t m = (scratch.size() - 1) / 2;
+  std::nth_element(scratch.begin(), scratch.begin() + ptrdiff_t(m), scratch.end());
+  return scratch[m];
 }
 }  // namespace
 
 void QosController::estimate() {
-  slowdown_ = ratios_.empty() ? 1.0 : std::clamp(median(ratios_), kMinSlowdown, kMaxSlowdown);
+  slowdown_ =
+      ratios_.empty() ? 1.0 : std::clamp(median(ratios_, scratch_), kMinSlowdown, kMaxSlowdown);
   fast_slowdown_ = slowdown_;
   if (ratios_.size() >= 2)
     fast_slowdown_ = std::max(slowdown_, std::min(ratios_.back(), ratios_[ratios_.size() - 2]));
-  overhead_s_ = median(overheads_);
+  overhead_s_ = median(overheads_, scratch_);
 }
 
 int QosController::choose_level(const std::vector<int64_t>& level_macs) {

@@ -178,6 +178,7 @@ class QosController {
   double overhead_s_ = 0.0;         // median of overheads_
   size_t window_ = 5;               // samples in the windows
   std::vector<double> ratios_, overheads_;  // last `window_` samples, oldest first
+  std::vector<double> scratch_;             // for their medians
   int late_run_ = 0;                // consecutive late frames up to the last one
   int64_t frames_since_late_ = 0;
   bool probe_pending_ = false;      // the next report is the first frame of a step up
