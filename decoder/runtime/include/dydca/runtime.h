@@ -13,7 +13,7 @@
 //   // or, straight from the routing blob:
 //   st = rt->upscale_luma(lr, w, h, w, hr, w * rt->scale(), routing, frame_index, qos_level);
 //
-// What it computes (see container/include/dydca/model.h): per tile, the
+// What it computes (see core/include/dydca/model.h): per tile, the
 // path's network applied to the WHOLE frame (valid convolutions over the
 // edge-replicated input), restricted to the tile. Tiles carry a halo of the
 // path's receptive field, so the output does not depend on the tiling, the
