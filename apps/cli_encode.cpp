@@ -115,11 +115,21 @@ Subcommand add_encode(CLI::App& app) {
   sub->add_option("--report", o->report, "Also write the report as JSON to this file");
   sub->add_flag("--train-skip", o->p.train_skip,
                "Also train the global 5x5 path (default: it stays bicubic, the fallback path)");
+  sub->add_option("--global-path", o->p.global_path,
+                  "The frozen global path every path adds to: bicubic, or fit (the clip's "
+                  "least-squares 5x5 linear upscaler)")
+      ->capture_default_str();
   sub->add_flag("--train-all-levels", o->p.train_all_levels,
                "Experimental (AdaSR): every cheaper QoS level's path each step");
   sub->add_option("--train-progressive", o->p.train_progressive,
                   "Experimental (AdaSR): fraction of steps that grow the path cheap -> rich")
       ->check(CLI::Range(0.0, 0.9));
+  sub->add_option("--train-lr", o->p.train_lr, "Experimental: Adam's peak learning rate (0 = 1e-3)");
+  sub->add_option("--train-batch", o->p.train_batch, "Experimental: LR patches per step (0 = 16)");
+  sub->add_option("--train-patch", o->p.train_patch, "Experimental: LR patch side (0 = 48)");
+  sub->add_option("--train-qos-weight", o->p.train_qos_weight,
+                  "Experimental: weight of the cheaper level's loss and of its distillation "
+                  "(sandwich rule; default 0.5 each)");
   sub->add_option("--train-max-norm", o->p.train_max_norm,
                   "Experimental (AdaSR): clip every conv filter's L2 norm to this (0 = off)")
       ->check(CLI::Range(0.0, 100.0));

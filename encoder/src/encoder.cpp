@@ -78,6 +78,8 @@ Status check_params(const EncodeParams& p) {
   if (!(p.warm_lr > 0) || p.warm_lr > 10) return Status::error("--warm-lr must be in (0, 10]");
   if (p.dist_mode != "data" && p.dist_mode != "segments")
     return Status::error("--dist-mode must be data or segments");
+  if (p.global_path != "bicubic" && p.global_path != "fit")
+    return Status::error("--global-path must be bicubic or fit");
   if (p.warm_start != "previous" && p.warm_start != "none")
     return Status::error("--warm-start must be previous or none");
   if (p.baseline != "none" && p.baseline != "static" && p.baseline != "per-chunk" &&
@@ -135,8 +137,9 @@ std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const Vid
   j["segment_memory_mb"] = p.segment_memory_mb;
   j["warm_start"] = p.warm_start;
   j["warm_lr"] = p.warm_lr;
-  j["train"] = {p.bf16, p.channels_last, p.train_all_levels, p.train_skip, p.train_progressive,
-                p.train_max_norm, p.refine, p.refine_tolerance_db};
+  j["train"] = {p.bf16, p.channels_last, p.train_all_levels, p.train_skip, p.global_path, p.train_progressive,
+                p.train_max_norm, p.refine, p.refine_tolerance_db, p.train_lr, p.train_batch,
+                p.train_patch, p.train_qos_weight};
   json paths = json::array();
   for (const PathSpec& ps : arch.paths) paths.push_back({ps.depth, ps.width});
   j["arch"] = {arch.channels, arch.inner, arch.blocks, paths};

@@ -79,8 +79,13 @@ Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& 
   cfg.dist = p.dist;
   cfg.all_levels = p.train_all_levels;
   cfg.train_skip = p.train_skip;
+  cfg.fit_skip = p.global_path == "fit";
   cfg.progressive = p.train_progressive;
   cfg.max_norm = p.train_max_norm;
+  if (p.train_lr > 0) cfg.lr = p.train_lr;
+  if (p.train_batch > 0) cfg.batch = p.train_batch;
+  if (p.train_patch > 0) cfg.patch = p.train_patch;
+  if (p.train_qos_weight >= 0) cfg.qos_weight = cfg.distill_weight = p.train_qos_weight;
   // The int8 runtime runs what QAT trained (model.h, ActScales).
   cfg.qat = p.int8_activations && p.precision == "int8";
   if (steps > 0) {

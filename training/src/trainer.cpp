@@ -280,6 +280,95 @@ Expected<TrainConfig> TrainConfig::preset(const std::string& name, const ModelAr
   return c;
 }
 
+Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
+                                             const std::vector<Frame>& lr, int scale) {
+  if (scale < kMinScale || scale > kMaxScale) return Status::error("fit_global_path: bad scale");
+  if (hr.empty() || hr.size() != lr.size()) return Status::error("fit_global_path: no frames");
+  constexpr int kTaps = 25, kN = kTaps + 1;  // 5x5 taps and the bias
+  const int s2 = scale * scale;
+  int64_t pixels = 0;
+  for (size_t f = 0; f < lr.size(); ++f) {
+    if (hr[f].width != lr[f].width * scale || hr[f].height != lr[f].height * scale)
+      return Status::error("fit_global_path: HR is not scale x LR");
+    pixels += int64_t(lr[f].width) * lr[f].height;
+  }
+  // At most ~2M samples, on an odd stride through the frames' pixels (odd:
+  // every position modulo the codec's 8- and 16-pixel grids is sampled).
+  constexpr int64_t kMaxSamples = 2'000'000;
+  int64_t stride = std::max<int64_t>(1, (pixels + kMaxSamples - 1) / kMaxSamples);
+  if (stride > 1 && stride % 2 == 0) ++stride;
+  std::vector<double> g(size_t(kN) * kN, 0.0), b(size_t(kN) * s2, 0.0);
+  double a[kN];
+  int64_t next = 0, base = 0, samples = 0;
+  for (size_t f = 0; f < lr.size(); ++f) {
+    const Frame& L = lr[f];
+    const Frame& H = hr[f];
+    const int64_t n = int64_t(L.width) * L.height;
+    for (; next < base + n; next += stride) {
+      const int y = int((next - base) / L.width), x = int((next - base) % L.width);
+      for (int ky = 0; ky < 5; ++ky) {
+        const int yy = std::clamp(y + ky - 2, 0, L.height - 1);
+        for (int kx = 0; kx < 5; ++kx) {
+          const int xx = std::clamp(x + kx - 2, 0, L.width - 1);
+          a[ky * 5 + kx] = L.y[size_t(yy) * L.width + xx] / 255.0;
+        }
+      }
+      a[kTaps] = 1.0;
+      for (int i = 0; i < kN; ++i)
+        for (int j = i; j < kN; ++j) g[size_t(i) * kN + j] += a[i] * a[j];
+      for (int py = 0; py < scale; ++py)
+        for (int px = 0; px < scale; ++px) {
+          const double t = H.y[size_t(y * scale + py) * H.width + x * scale + px] / 255.0;
+          double* bp = &b[size_t(py * scale + px) * kN];
+          for (int i = 0; i < kN; ++i) bp[i] += a[i] * t;
+        }
+      ++samples;
+    }
+    base += n;
+  }
+  if (samples < 4 * kN) return Status::error("fit_global_path: too few pixels");
+  for (int i = 0; i < kN; ++i)
+    for (int j = 0; j < i; ++j) g[size_t(i) * kN + j] = g[size_t(j) * kN + i];
+  // Ridge toward bicubic: (G + lambda I) w = B + lambda w_bicubic.
+  double trace = 0;
+  for (int i = 0; i < kN; ++i) trace += g[size_t(i) * kN + i];
+  const double lambda = 1e-5 * trace / kN;
+  for (int i = 0; i < kN; ++i) g[size_t(i) * kN + i] += lambda;
+  // Cholesky G = L L^T (G is symmetric positive definite with the ridge).
+  std::vector<double> chol(size_t(kN) * kN, 0.0);
+  for (int i = 0; i < kN; ++i)
+    for (int j = 0; j <= i; ++j) {
+      double sum = g[size_t(i) * kN + j];
+      for (int k = 0; k < j; ++k) sum -= chol[size_t(i) * kN + k] * chol[size_t(j) * kN + k];
+      if (i == j) {
+        if (!(sum > 0)) return Status::error("fit_global_path: singular system");
+        chol[size_t(i) * kN + i] = std::sqrt(sum);
+      } else {
+        chol[size_t(i) * kN + j] = sum / chol[size_t(j) * kN + j];
+      }
+    }
+  const std::vector<float> bicubic = bicubic_skip_kernel(scale);
+  std::vector<float> out(size_t(s2) * (kTaps + 1), 0.f);
+  for (int p = 0; p < s2; ++p) {
+    double r[kN], z[kN];
+    for (int i = 0; i < kN; ++i)
+      r[i] = b[size_t(p) * kN + i] + lambda * (i < kTaps ? bicubic[size_t(p) * kTaps + i] : 0.0);
+    for (int i = 0; i < kN; ++i) {  // L z = r
+      double sum = r[i];
+      for (int k = 0; k < i; ++k) sum -= chol[size_t(i) * kN + k] * z[k];
+      z[i] = sum / chol[size_t(i) * kN + i];
+    }
+    for (int i = kN - 1; i >= 0; --i) {  // L^T w = z
+      double sum = z[i];
+      for (int k = i + 1; k < kN; ++k) sum -= chol[size_t(k) * kN + i] * r[k];
+      r[i] = sum / chol[size_t(i) * kN + i];
+    }
+    for (int i = 0; i < kTaps; ++i) out[size_t(p) * kTaps + i] = float(r[i]);
+    out[size_t(s2) * kTaps + p] = float(r[kTaps]);
+  }
+  return out;
+}
+
 Expected<Model> init_model(const ModelArch& arch, uint64_t seed) {
   DYDCA_TRY(check_model_arch(arch));
   Supernet net(arch);
@@ -348,6 +437,14 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   Supernet net(arch);
   net->reset(cfg.seed);
   if (cfg.init) DYDCA_TRY(net->load_model(*cfg.init).with_context("train: warm start"));
+  if (cfg.fit_skip) {
+    auto fit = fit_global_path(hr, lr, arch.scale);
+    if (!fit) return fit.status();
+    torch::NoGradGuard ng;
+    const int s2 = arch.scale * arch.scale;
+    net->skip_w.copy_(torch::from_blob(fit->data(), net->skip_w.sizes(), torch::kFloat32));
+    net->skip_b.copy_(torch::from_blob(fit->data() + size_t(s2) * 25, {s2}, torch::kFloat32));
+  }
   net->channels_last = cfg.channels_last;
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(cfg.lr));
   // Every parameter has a gradient (zero when its path did not run) from the

@@ -61,8 +61,14 @@ struct EncodeParams {
   // AdaSR stabilisers (TrainConfig::all_levels / progressive / max_norm).
   bool train_all_levels = false;
   bool train_skip = false;  // TrainConfig::train_skip
+  std::string global_path = "bicubic";  // bicubic | fit (TrainConfig::fit_skip)
   double train_progressive = 0;
   double train_max_norm = 0;
+  // > 0: override TrainConfig's learning rate, batch and patch side (experiments).
+  double train_lr = 0;
+  int train_batch = 0;
+  int train_patch = 0;
+  double train_qos_weight = -1;  // >= 0: TrainConfig::qos_weight and distill_weight (sandwich)
   bool refine = true;                 // re-pick each chunk's path from measured PSNR
   double refine_tolerance_db = 0.05;
   // The network; scale is taken from `scale`. channels == 0 (the default):

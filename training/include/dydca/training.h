@@ -79,6 +79,14 @@ struct TrainConfig {
   // Train the 5x5 global path (skip) too. Off: it stays the exact bicubic
   // kernel, so path 0 is bicubic and the routing can always fall back to it.
   bool train_skip = false;
+  // The frozen global path: the exact bicubic kernel (false), or the 5x5
+  // linear filter + bias per output phase that fits this clip's HR from its
+  // decoded LR best in the least-squares sense (fit_global_path; true). The
+  // fit is done before training (also on a warm start: each segment gets its
+  // own) and then frozen like bicubic, so the body learns a residual over the
+  // best linear upscaler of the clip, and path 0 is at least as good as
+  // bicubic on the training frames by construction (bicubic is one candidate).
+  bool fit_skip = false;
   // AdaSR's stabilisers, off by default (measured in training/README.md):
   bool all_levels = false;  // every cheaper level's path each step, not one random one
   double progressive = 0;   // first fraction of the steps grows the allowed path cheap -> rich
@@ -163,6 +171,15 @@ struct TrainReport {
 Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Frame>& lr,
                               const RoutingMap& routing, const TrainConfig& config,
                               TrainReport* report = nullptr, const ProgressFn& progress = {});
+
+// The least-squares global path (TrainConfig::fit_skip): for each of the
+// scale^2 output phases, the 5x5 taps on the edge-replicated LR luma and a
+// bias that minimise the squared error to the HR luma over (a sample of) the
+// frames, ridge-regularised toward the bicubic kernel. Returns scale^2*25
+// weights then scale^2 biases, in the network's units (luma / 255). Plain
+// C++ (double normal equations), deterministic.
+Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
+                                             const std::vector<Frame>& lr, int scale);
 
 // A freshly initialised model (skip = bicubic, tail = 0: the output starts as
 // bicubic upscaling). Deterministic for a seed.
