@@ -16,7 +16,6 @@
 #include "dydca/decoder.h"
 #include "dydca/dydca.h"
 #include "dydca/synthetic.h"
-#include "sinks.h"  // detail::FrameMd5: the md5 muxer's own hash
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -78,7 +77,7 @@ struct Decoded {
 // Every picture of an open context, hashed as the md5 muxer hashes frames.
 Decoded drain(DydcaContext* ctx) {
   Decoded d;
-  detail::FrameMd5 md5;
+  FrameMd5 md5;  // the md5 muxer's own hash
   DydcaPicture pic;
   while ((d.end = dydca_get_picture(ctx, &pic)) == DYDCA_OK) {
     CHECK(pic.frame == d.frames);
