@@ -560,7 +560,11 @@ int dydca_set_level(DydcaContext* ctx, int level) {
 
 int dydca_report_late(DydcaContext* ctx, int64_t frame) {
   if (!ctx || frame < 0) return DYDCA_ERR_INVALID_ARG;
-  if (const std::shared_ptr<QosLevelPolicy>& qos = ctx->levels->qos()) qos->note_late();
+  const std::shared_ptr<QosLevelPolicy>& qos = ctx->levels->qos();
+  if (!qos) return DYDCA_OK;
+  qos->note_late();
+  if (log_level() >= LogLevel::kDebug)
+    log_debug(ctx->name + ": picture " + std::to_string(frame) + " shown late");
   return DYDCA_OK;
 }
 

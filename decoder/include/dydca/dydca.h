@@ -264,9 +264,9 @@ DYDCA_API int dydca_set_level(DydcaContext* ctx, int level);
 
 /* For a caller that shows pictures at their time (a player, with
  * settings.caller_reports_late): picture `frame` (its DydcaPicture.frame) was
- * shown late. The QoS controller counts it on the next frame it chooses (two
- * late frames in a row step down). Any thread. Without a QoS controller it is
- * ignored.
+ * shown late (logged at DYDCA_LOG_DEBUG). The QoS controller counts it on the
+ * next frame it chooses (two late frames in a row step down). Any thread.
+ * Without a QoS controller (plain and multi-model files) it is ignored.
  * Returns DYDCA_OK, or DYDCA_ERR_INVALID_ARG (ctx NULL, frame < 0). */
 DYDCA_API int dydca_report_late(DydcaContext* ctx, int64_t frame);
 
