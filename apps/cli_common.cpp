@@ -44,10 +44,10 @@ int fail(const Status& s) {
 
 LogLevel cli_log_level() {
   const GlobalOptions& g = globals();
-  return g.quiet              ? LogLevel::kError
-         : g.verbosity >= 2   ? LogLevel::kDebug
-         : g.verbosity == 1   ? LogLevel::kInfo
-                              : LogLevel::kWarning;
+  if (g.quiet) return LogLevel::kError;
+  return g.verbosity >= 2 ? LogLevel::kDebug
+         : g.verbosity == 1 ? LogLevel::kInfo
+                            : LogLevel::kWarning;
 }
 
 void print_log(LogLevel level, std::string_view message) {
@@ -101,11 +101,16 @@ Expected<DydcaSettings> library_settings(const LibraryFlags& f) {
   return s;
 }
 
-Expected<Context> open_library(const std::string& input, const DydcaSettings& settings) {
+Expected<OpenedInput> open_library(const std::string& input, const DydcaSettings& settings) {
   DydcaContext* ctx = nullptr;
   if (dydca_open(&ctx, input.c_str(), &settings) != DYDCA_OK)
     return Status::error(dydca_last_error(nullptr));
-  return Context(ctx);
+  OpenedInput in;
+  in.ctx.reset(ctx);
+  (void)dydca_get_info(ctx, &in.info);
+  in.stats = library_struct<DydcaStats>();
+  (void)dydca_get_stats(ctx, &in.stats);
+  return in;
 }
 
 Status library_error(const DydcaContext* ctx, int code) {

@@ -74,8 +74,14 @@ struct LibraryFlags {
 };
 // The settings for them, with --threads and the log of -q / -v.
 Expected<DydcaSettings> library_settings(const LibraryFlags& flags);
-// dydca_open; its error is the library's one-line message.
-Expected<Context> open_library(const std::string& input, const DydcaSettings& settings);
+// An open context with what is known from dydca_open on.
+struct OpenedInput {
+  Context ctx;
+  DydcaInfo info{};
+  DydcaStats stats{};  // the set-up part (has_audio, auto_level, calibration)
+};
+// dydca_open, dydca_get_info, dydca_get_stats; the error is the library's line.
+Expected<OpenedInput> open_library(const std::string& input, const DydcaSettings& settings);
 // The message of the context's failed call (dydca_last_error), or the code's name.
 Status library_error(const DydcaContext* ctx, int code);
 // The picture's planes into `out` (tightly packed; allocated when the size changes).

@@ -179,7 +179,8 @@ Subcommand add_decode(CLI::App& app) {
               *muxer = Muxer::kMd5;
             const bool want_md5 = *muxer == Muxer::kMd5 || !o->verify.empty();
             // The md5 of the md5 muxer goes to -o FILE, else stdout.
-            const bool md5_to_file = *muxer == Muxer::kMd5 && !o->output.empty() && o->output != "-";
+            const bool md5_to_file =
+                *muxer == Muxer::kMd5 && !o->output.empty() && o->output != "-";
             DecodeOptions video;  // make_sink reads the x264 settings only
             video.video_crf = o->crf;
             video.video_preset = o->preset;
@@ -188,12 +189,11 @@ Subcommand add_decode(CLI::App& app) {
 
             std::optional<StopOnSignal> on_signal(std::in_place);
             const Clock::time_point t_open = Clock::now();
-            auto ctx = open_library(o->input, *settings);
-            if (!ctx) return fail(ctx.status());
-            DydcaInfo info;
-            (void)dydca_get_info(ctx->get(), &info);
-            auto stats = library_struct<DydcaStats>();
-            (void)dydca_get_stats(ctx->get(), &stats);
+            auto opened = open_library(o->input, *settings);
+            if (!opened) return fail(opened.status());
+            Context& ctx = opened->ctx;
+            const DydcaInfo& info = opened->info;
+            DydcaStats& stats = opened->stats;
             RunTimes times;
             times.setup_s = seconds_since(t_open);
             const Clock::time_point t_start = Clock::now();
@@ -216,7 +216,8 @@ Subcommand add_decode(CLI::App& app) {
             Frame frame;
             DydcaPicture pic;
             int err = DYDCA_OK;
-            while (!StopOnSignal::stopped() && (err = dydca_get_picture(ctx->get(), &pic)) == DYDCA_OK) {
+            while (!StopOnSignal::stopped() &&
+                   (err = dydca_get_picture(ctx.get(), &pic)) == DYDCA_OK) {
               const Clock::time_point t0 = Clock::now();
               copy_picture(pic, frame);
               dydca_picture_unref(&pic);
@@ -229,20 +230,20 @@ Subcommand add_decode(CLI::App& app) {
               progress.update(++times.frames);
             }
             if (StopOnSignal::stopped()) {
-              ctx->reset();  // stops the decode
+              ctx.reset();  // stops the decode
               out.abort();
               fail(Status::error("interrupted; no output written"));
               return 130;  // the shell's code for SIGINT
             }
             if (err != DYDCA_ERR_EOS) {
               out.abort();
-              return fail(library_error(ctx->get(), err));
+              return fail(library_error(ctx.get(), err));
             }
             if (Status s = out.finish(); !s) return fail(s);
             times.wall_s = seconds_since(t_start);
             if (times.frames > 0) times.output_ms /= double(times.frames);
-            (void)dydca_get_stats(ctx->get(), &stats);  // complete after EOS
-            ctx->reset();
+            (void)dydca_get_stats(ctx.get(), &stats);  // complete after EOS
+            ctx.reset();
             on_signal.reset();
 
             if (!globals().quiet) std::fprintf(stderr, "%s\n", summary(info, stats, times).c_str());

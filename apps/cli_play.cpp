@@ -142,13 +142,11 @@ Subcommand add_play(CLI::App& app) {
             settings->nonblocking = 1;             // polled from the render loop
             settings->caller_reports_late = 1;     // the player sees the deadlines
             // Opening sizes the window and, at level auto, calibrates the controller.
-            auto ctx = open_library(o->input, *settings);
-            if (!ctx) return fail(ctx.status());
-            DydcaInfo info;
-            (void)dydca_get_info(ctx->get(), &info);
-            auto open_stats = library_struct<DydcaStats>();
-            (void)dydca_get_stats(ctx->get(), &open_stats);
-            if (open_stats.has_audio)
+            auto opened = open_library(o->input, *settings);
+            if (!opened) return fail(opened.status());
+            Context& ctx = opened->ctx;
+            const DydcaInfo& info = opened->info;
+            if (opened->stats.has_audio)
               print_log(LogLevel::kWarning,
                         "the audio track is not played (no audio decoder in dydca yet)");
             // Auto needs the controller (single-model dydca files); otherwise
@@ -234,13 +232,13 @@ Subcommand add_play(CLI::App& app) {
               }
               if (quit) break;
               if (!have && !end) {
-                const int err = dydca_get_picture(ctx->get(), &next);
+                const int err = dydca_get_picture(ctx.get(), &next);
                 if (err == DYDCA_OK) {
                   have = true;
                 } else if (err == DYDCA_ERR_EOS) {
                   end = true;
                 } else if (err != DYDCA_ERR_AGAIN) {
-                  failure = library_error(ctx->get(), err);
+                  failure = library_error(ctx.get(), err);
                   break;
                 }
               }
@@ -252,10 +250,9 @@ Subcommand add_play(CLI::App& app) {
               const Clock::time_point now = Clock::now();
               if (shown == 0) {
                 anchor = t_first = now;
+                const double after_s = std::chrono::duration<double>(now - t_launch).count();
                 print_log(LogLevel::kInfo,
-                          "first picture " +
-                              std::to_string(std::chrono::duration<double>(now - t_launch).count()) +
-                              " s after start");
+                          "first picture " + std::to_string(after_s) + " s after start");
               }
               const Clock::time_point due =
                   anchor + std::chrono::duration_cast<Clock::duration>(
@@ -273,16 +270,18 @@ Subcommand add_play(CLI::App& app) {
               if (shown > 0 && now - due > std::chrono::milliseconds(2)) {
                 ++late;
                 late_at_switch += pst.segment_switch;
-                if (auto_level) (void)dydca_report_late(ctx->get(), next.frame);
+                if (auto_level) (void)dydca_report_late(ctx.get(), next.frame);
                 anchor += now - due;
               }
               if (shown > 0 && next.level != shown_level) ++level_switches;
               shown_level = next.level;
-              if (level_frames.size() <= size_t(shown_level)) level_frames.resize(size_t(shown_level) + 1);
+              if (level_frames.size() <= size_t(shown_level))
+                level_frames.resize(size_t(shown_level) + 1);
               ++level_frames[size_t(shown_level)];
               const Clock::time_point show_t0 = Clock::now();
-              SDL_UpdateYUVTexture(tex, nullptr, next.planes[0], int(next.stride[0]), next.planes[1],
-                                   int(next.stride[1]), next.planes[2], int(next.stride[2]));
+              SDL_UpdateYUVTexture(tex, nullptr, next.planes[0], int(next.stride[0]),
+                                   next.planes[1], int(next.stride[1]), next.planes[2],
+                                   int(next.stride[2]));
               dydca_picture_unref(&next);
               have = false;
               ++shown;
@@ -319,10 +318,11 @@ Subcommand add_play(CLI::App& app) {
             }
             // The controller's trace: complete after the end, up to the
             // pictures decoded so far after a quit.
-            if (auto_level && !o->trace.empty())
-              if (const int err = dydca_write_qos_trace(ctx->get(), o->trace.c_str()); err != DYDCA_OK)
-                return fail(library_error(ctx->get(), err));
-            ctx->reset();  // stops a decode still running (after q / Esc)
+            if (auto_level && !o->trace.empty()) {
+              const int err = dydca_write_qos_trace(ctx.get(), o->trace.c_str());
+              if (err != DYDCA_OK) return fail(library_error(ctx.get(), err));
+            }
+            ctx.reset();  // stops a decode still running (after q / Esc)
             std::string levels;
             if (auto_level) {
               for (size_t l = 0; l < level_frames.size(); ++l)

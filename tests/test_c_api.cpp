@@ -3,8 +3,9 @@
 // (same md5), nonblocking AGAIN, set_level while decoding, close at any
 // point, open_io from memory; 1.1: the settings taken from the reserved
 // bytes, statistics (whole run and per picture, versioned by struct_size),
-// late reports reaching the QoS controller, its trace, the log callback. Fixtures: the small files test_decoder writes
-// (`test_decoder -tc="fixture*"`, as tests/test_decode_cli.sh does).
+// late reports reaching the QoS controller, its trace, the log callback.
+// Fixtures: the small files test_decoder writes (`test_decoder
+// -tc="fixture*"`, as tests/test_decode_cli.sh does).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -522,7 +523,8 @@ TEST_CASE("c api: open_io from memory gives open(path)'s pictures") {
 namespace {
 
 // Rows of a QoS trace CSV: column name -> values.
-std::vector<std::vector<std::string>> read_csv(const std::string& path, std::vector<std::string>* header) {
+std::vector<std::vector<std::string>> read_csv(const std::string& path,
+                                               std::vector<std::string>* header) {
   std::ifstream f(path);
   std::vector<std::vector<std::string>> rows;
   std::string line;
