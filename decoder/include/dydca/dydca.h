@@ -30,6 +30,11 @@
  *   if (err != DYDCA_ERR_EOS) fprintf(stderr, "%s\n", dydca_last_error(ctx));
  *   dydca_close(&ctx);
  *
+ * A player polls instead (settings.nonblocking = 1: DYDCA_ERR_AGAIN while no
+ * picture is ready), keeps its own clock, and with settings.caller_reports_late
+ * = 1 calls dydca_report_late(ctx, pic.frame) for each picture it showed after
+ * its time: the QoS controller then steps down on what the viewer saw.
+ *
  * Flow: dydca_open() reads the header and the models and starts the decode on
  * library threads (H.264 decode, SR, output), which run up to queue_depth
  * pictures ahead of the caller. dydca_get_picture() hands them out in order;
