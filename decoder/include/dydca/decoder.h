@@ -198,8 +198,9 @@ struct DecodeOptions {
   std::string output;  // file path or "-"; unused by md5/null
   Muxer muxer = Muxer::kAuto;
   bool compute_md5 = false;  // hash output frames whatever the sink (implied by kMd5)
-  int level = 0;             // fixed QoS level, used when `policy` is null and !auto_level
-  std::shared_ptr<LevelPolicy> policy;  // per-frame level; null = auto_level or fixed `level`
+  int level = 0;             // fixed QoS level (policy, switchable null and !auto_level)
+  // Per-frame level; null = `switchable`, else auto_level or the fixed `level`.
+  std::shared_ptr<LevelPolicy> policy;
   // `--level auto` (policy null): a QosLevelPolicy (dydca/qos.h) for the
   // file's model and routing (format 2: segment 0's; the architecture is the
   // file's, and each frame's cost comes from its segment's routing),
