@@ -48,10 +48,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dydca: error: %s (see dydca --help)\n", e.what());
     return 2;
   }
-  set_log_level(g.quiet ? LogLevel::kError
-                        : g.verbosity >= 2 ? LogLevel::kDebug
-                        : g.verbosity == 1 ? LogLevel::kInfo
-                                           : LogLevel::kWarning);
+  set_log_level(cli::cli_log_level());
   install_ffmpeg_log_bridge();
   // Last line of defence: an allocation failure (an address-space limit, an
   // absurd input) or any other escaped exception is one line and exit 1, not

@@ -1,14 +1,19 @@
 // The C API (dydca/dydca.h): error codes (missing, corrupt and truncated
 // files, NULL arguments, bad settings), pictures equal to decode_file's
 // (same md5), nonblocking AGAIN, set_level while decoding, close at any
-// point, open_io from memory. Fixtures: the small files test_decoder writes
-// (`test_decoder -tc="fixture*"`, as tests/test_decode_cli.sh does).
+// point, open_io from memory; 1.1: the settings taken from the reserved
+// bytes, statistics (whole run and per picture, versioned by struct_size),
+// late reports reaching the QoS controller, its trace, the log callback.
+// Fixtures: the small files test_decoder writes (`test_decoder
+// -tc="fixture*"`, as tests/test_decode_cli.sh does).
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,7 +21,6 @@
 #include "dydca/decoder.h"
 #include "dydca/dydca.h"
 #include "dydca/synthetic.h"
-#include "sinks.h"  // detail::FrameMd5: the md5 muxer's own hash
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -78,7 +82,7 @@ struct Decoded {
 // Every picture of an open context, hashed as the md5 muxer hashes frames.
 Decoded drain(DydcaContext* ctx) {
   Decoded d;
-  detail::FrameMd5 md5;
+  FrameMd5 md5;  // the md5 muxer's own hash
   DydcaPicture pic;
   while ((d.end = dydca_get_picture(ctx, &pic)) == DYDCA_OK) {
     CHECK(pic.frame == d.frames);
@@ -146,6 +150,9 @@ TEST_CASE("c api: version, error strings, default settings") {
   CHECK(s.queue_depth == 3);
   CHECK(s.nonblocking == 0);
   CHECK((s.log_callback == nullptr));
+  CHECK(s.target_fps == 0);
+  CHECK(s.simd == DYDCA_SIMD_AUTO);
+  CHECK(s.caller_reports_late == 0);
   for (uint8_t b : s.reserved) CHECK(b == 0);
   dydca_default_settings(nullptr);  // no crash
 }
@@ -182,6 +189,11 @@ TEST_CASE("c api: NULL arguments and bad settings are INVALID_ARG") {
   CHECK(bad([](DydcaSettings& b) { b.max_frames = -1; }) == DYDCA_ERR_INVALID_ARG);
   CHECK(bad([](DydcaSettings& b) { b.precision = 7; }) == DYDCA_ERR_INVALID_ARG);
   CHECK(bad([](DydcaSettings& b) { b.log_level = 4; }) == DYDCA_ERR_INVALID_ARG);
+  CHECK(bad([](DydcaSettings& b) { b.simd = 4; }) == DYDCA_ERR_INVALID_ARG);
+  CHECK(bad([](DydcaSettings& b) { b.target_fps = -1; }) == DYDCA_ERR_INVALID_ARG);
+  CHECK(bad([](DydcaSettings& b) { b.target_fps = 0.0 / 0.0; }) == DYDCA_ERR_INVALID_ARG);
+  CHECK(bad([](DydcaSettings& b) { b.struct_size = offsetof(DydcaSettings, target_fps) - 1; }) ==
+        DYDCA_ERR_INVALID_ARG);
 
   // A level the file does not have: the file's message.
   s.level = 3;
@@ -504,6 +516,242 @@ TEST_CASE("c api: open_io from memory gives open(path)'s pictures") {
   const int err = dydca_open_io(&ctx, &bad, &s);
   CHECK((err == DYDCA_ERR_IO || err == DYDCA_ERR_INVALID_DATA));
   CHECK(ctx == nullptr);
+}
+
+// ---- 1.1 ---------------------------------------------------------------------------
+
+namespace {
+
+// Rows of a QoS trace CSV: column name -> values.
+std::vector<std::vector<std::string>> read_csv(const std::string& path,
+                                               std::vector<std::string>* header) {
+  std::ifstream f(path);
+  std::vector<std::vector<std::string>> rows;
+  std::string line;
+  bool first = true;
+  while (std::getline(f, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) cells.push_back(cell);
+    if (first) {
+      *header = cells;
+      first = false;
+    } else {
+      rows.push_back(cells);
+    }
+  }
+  return rows;
+}
+
+size_t column(const std::vector<std::string>& header, const std::string& name) {
+  auto it = std::find(header.begin(), header.end(), name);
+  REQUIRE(it != header.end());
+  return size_t(it - header.begin());
+}
+
+}  // namespace
+
+TEST_CASE("c api 1.1: a 1.0 settings struct still opens; simd reaches the runtime") {
+  const Fixtures& fx = fixtures();
+  // A caller built against 1.0 passes the size up to the old reserved bytes
+  // (here: garbage after it must not be read).
+  DydcaSettings s = defaults();
+  s.struct_size = offsetof(DydcaSettings, target_fps);
+  std::memset(reinterpret_cast<char*>(&s) + s.struct_size, 0x7f, sizeof s - s.struct_size);
+  DydcaContext* ctx = nullptr;
+  REQUIRE(dydca_open(&ctx, fx.v1.c_str(), &s) == DYDCA_OK);
+  CHECK(drain(ctx).md5 == reference_md5(fx.v1));
+  dydca_close(&ctx);
+
+  DydcaSettings n = defaults();
+  n.simd = DYDCA_SIMD_NONE;
+  REQUIRE(dydca_open(&ctx, fx.v1.c_str(), &n) == DYDCA_OK);
+  CHECK(drain(ctx).end == DYDCA_ERR_EOS);
+  DydcaStats st{};
+  st.struct_size = sizeof st;
+  REQUIRE(dydca_get_stats(ctx, &st) == DYDCA_OK);
+  CHECK(st.complete == 1);
+  CHECK(st.simd == DYDCA_SIMD_NONE);
+  CHECK(st.precision == DYDCA_PRECISION_FP32);  // simd none keeps fp32
+  dydca_close(&ctx);
+}
+
+TEST_CASE("c api 1.1: statistics of the run and of each picture") {
+  const Fixtures& fx = fixtures();
+  DydcaSettings s = defaults();
+  s.queue_depth = 1;
+  DydcaContext* ctx = nullptr;
+  REQUIRE(dydca_open(&ctx, fx.v2.c_str(), &s) == DYDCA_OK);
+  DydcaInfo info;
+  REQUIRE(dydca_get_info(ctx, &info) == DYDCA_OK);
+  // Before the end (30 frames cannot fit a queue of 1 nobody reads): the
+  // set-up only.
+  DydcaStats st{};
+  st.struct_size = sizeof st;
+  REQUIRE(dydca_get_stats(ctx, &st) == DYDCA_OK);
+  CHECK(st.struct_size == sizeof st);
+  CHECK(st.complete == 0);
+  CHECK(st.frames == 0);
+  CHECK(st.has_audio == 0);
+  CHECK(st.auto_level == 0);  // level 0: the controller exists but does not choose
+
+  DydcaPicture pic;
+  int64_t frames = 0, switches = 0;
+  std::vector<int64_t> switch_frames;
+  double sr_ms = 0;
+  while (dydca_get_picture(ctx, &pic) == DYDCA_OK) {
+    DydcaPictureStats ps{};
+    ps.struct_size = sizeof ps;
+    REQUIRE(dydca_get_picture_stats(&pic, &ps) == DYDCA_OK);
+    CHECK(ps.sr_ms > 0);
+    CHECK(ps.decode_ms >= 0);
+    CHECK((ps.segment_switch == 0 || ps.segment_switch == 1));
+    if (ps.segment_switch) switch_frames.push_back(pic.frame);
+    switches += ps.segment_switch;
+    sr_ms += ps.sr_ms;
+    ++frames;
+    dydca_picture_unref(&pic);
+    CHECK(dydca_get_picture_stats(&pic, &ps) == DYDCA_ERR_INVALID_ARG);  // unreferenced
+  }
+  REQUIRE(dydca_get_stats(ctx, &st) == DYDCA_OK);
+  CHECK(st.complete == 1);
+  CHECK(st.frames == frames);
+  CHECK(st.frames == 30);
+  int64_t per_level = 0;
+  for (int64_t n : st.level_frames) per_level += n;
+  CHECK(per_level == 30);
+  CHECK(st.level_frames[0] == 30);
+  CHECK(st.threads == 2);
+  CHECK(st.simd != DYDCA_SIMD_AUTO);
+  CHECK(st.sr_ms == doctest::Approx(sr_ms / 30).epsilon(1e-6));
+  // Segments: every switch is the first picture of a segment after the first.
+  CHECK(info.segments > 1);
+  CHECK(switches == info.segments - 1);
+  CHECK(st.segment_switches == switches);
+  CHECK(switch_frames.front() > 0);
+  CHECK(st.max_runtimes_alive >= 1);
+  CHECK(st.max_runtimes_alive <= 2);
+  CHECK(st.runtime_bytes > 0);
+
+  // Versioning by struct_size: an older, shorter struct gets its part only;
+  // a newer, longer one gets zeros past this library's; nonsense sizes fail.
+  struct Longer {
+    DydcaStats s;
+    uint64_t more[4];
+  } longer;
+  std::memset(&longer, 0xab, sizeof longer);
+  longer.s.struct_size = sizeof longer;
+  REQUIRE(dydca_get_stats(ctx, &longer.s) == DYDCA_OK);
+  CHECK(longer.s.struct_size == sizeof longer);  // the caller's, kept
+  CHECK(longer.s.frames == 30);
+  for (uint64_t m : longer.more) CHECK(m == 0);
+  DydcaStats shorter;
+  std::memset(&shorter, 0xab, sizeof shorter);
+  shorter.struct_size = offsetof(DydcaStats, complete);
+  REQUIRE(dydca_get_stats(ctx, &shorter) == DYDCA_OK);
+  CHECK(shorter.has_audio == 0);
+  CHECK(shorter.complete == int(0xabababab));  // not written
+  DydcaStats tiny{};
+  tiny.struct_size = 4;
+  CHECK(dydca_get_stats(ctx, &tiny) == DYDCA_ERR_INVALID_ARG);
+  tiny.struct_size = 1 << 20;
+  CHECK(dydca_get_stats(ctx, &tiny) == DYDCA_ERR_INVALID_ARG);
+  CHECK(dydca_get_stats(ctx, nullptr) == DYDCA_ERR_INVALID_ARG);
+  CHECK(dydca_get_stats(nullptr, &st) == DYDCA_ERR_INVALID_ARG);
+  DydcaPictureStats ps{};
+  ps.struct_size = sizeof ps;
+  CHECK(dydca_get_picture_stats(nullptr, &ps) == DYDCA_ERR_INVALID_ARG);
+  dydca_close(&ctx);
+
+  // Auto from the start: the calibration is part of open.
+  s.level = -1;
+  REQUIRE(dydca_open(&ctx, fx.v1.c_str(), &s) == DYDCA_OK);
+  REQUIRE(dydca_get_stats(ctx, &st) == DYDCA_OK);
+  CHECK(st.auto_level == 1);
+  CHECK(st.calibration_ms > 0);
+  dydca_close(&ctx);
+}
+
+TEST_CASE("c api 1.1: late reports reach the QoS controller; its trace; target_fps") {
+  const Fixtures& fx = fixtures();
+  const std::string dir = test::temp_dir("c_api_qos");
+  DydcaSettings s = defaults();
+  s.level = -1;
+  s.queue_depth = 1;
+  s.caller_reports_late = 1;
+  s.target_fps = 10;
+  DydcaContext* ctx = nullptr;
+  REQUIRE(dydca_open(&ctx, fx.v2.c_str(), &s) == DYDCA_OK);
+  CHECK(dydca_report_late(nullptr, 0) == DYDCA_ERR_INVALID_ARG);
+  CHECK(dydca_report_late(ctx, -1) == DYDCA_ERR_INVALID_ARG);
+  // A player that shows every picture late: the pipeline waits for it, so
+  // each level choice sees one new report (two late frames in a row step down).
+  DydcaPicture pic;
+  std::vector<int> levels;
+  while (dydca_get_picture(ctx, &pic) == DYDCA_OK) {
+    levels.push_back(pic.level);
+    const int64_t frame = pic.frame;
+    dydca_picture_unref(&pic);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(dydca_report_late(ctx, frame) == DYDCA_OK);
+  }
+  REQUIRE(levels.size() == 30);
+  CHECK(*std::max_element(levels.begin(), levels.end()) > 0);  // it stepped down
+  const std::string trace = dir + "/trace.csv";
+  REQUIRE(dydca_write_qos_trace(ctx, trace.c_str()) == DYDCA_OK);
+  std::vector<std::string> header;
+  const auto rows = read_csv(trace, &header);
+  CHECK(rows.size() == 30);  // one per frame, the last one reported at the end
+  const size_t late = column(header, "late"), budget = column(header, "budget_ms");
+  int64_t late_rows = 0;
+  for (const auto& r : rows) {
+    REQUIRE(r.size() == header.size());
+    late_rows += r[late] == "1";
+    CHECK(std::stod(r[budget]) > 50);  // 1000 / 10 fps minus the overhead (40 at 25 fps)
+  }
+  CHECK(late_rows > 10);
+  CHECK(dydca_write_qos_trace(ctx, (dir + "/no/such/dir/t.csv").c_str()) == DYDCA_ERR_IO);
+  CHECK(std::string(dydca_last_error(ctx)).find("t.csv") != std::string::npos);
+  CHECK(dydca_write_qos_trace(ctx, nullptr) == DYDCA_ERR_INVALID_ARG);
+  dydca_close(&ctx);
+
+  // A plain video has no controller: nothing to trace; reports are ignored.
+  DydcaSettings p = defaults();
+  REQUIRE(dydca_open(&ctx, fx.plain.c_str(), &p) == DYDCA_OK);
+  CHECK(dydca_report_late(ctx, 0) == DYDCA_OK);
+  CHECK(dydca_write_qos_trace(ctx, trace.c_str()) == DYDCA_ERR_UNSUPPORTED);
+  dydca_close(&ctx);
+}
+
+TEST_CASE("c api 1.1: the log callback gets the library's messages, each once") {
+  const Fixtures& fx = fixtures();
+  struct Log {
+    std::vector<std::pair<int, std::string>> lines;
+    static void cb(void* o, int level, const char* msg) {
+      static_cast<Log*>(o)->lines.emplace_back(level, msg);
+    }
+    int64_t count(const std::string& what) const {
+      return std::count_if(lines.begin(), lines.end(),
+                           [&](const auto& l) { return l.second.find(what) != std::string::npos; });
+    }
+  } log;
+  DydcaSettings s = defaults();
+  s.level = -1;  // auto on a plain video: one warning (decode_file decides auto, nobody else)
+  s.log_callback = &Log::cb;
+  s.log_opaque = &log;
+  s.log_level = DYDCA_LOG_WARNING;
+  DydcaContext* ctx = nullptr;
+  REQUIRE(dydca_open(&ctx, fx.plain.c_str(), &s) == DYDCA_OK);
+  CHECK(drain(ctx).end == DYDCA_ERR_EOS);
+  dydca_close(&ctx);
+  CHECK(log.count("level auto needs a single-model dydca file") == 1);
+  CHECK(log.count("no dydca model") == 1);
+  for (const auto& [level, line] : log.lines) {
+    CHECK(level >= DYDCA_LOG_ERROR);
+    CHECK(level <= DYDCA_LOG_WARNING);  // up to log_level only
+    CHECK(!line.empty());
+  }
 }
 
 TEST_CASE("status codes: kept through context, or_code classifies only unclassified failures") {

@@ -14,10 +14,7 @@
 
 #include "bounded_queue.h"
 #include "dydca/container.h"
-#ifdef DYDCA_HAVE_QOS
 #include "dydca/qos.h"
-#endif
-#include "sinks.h"
 #include "upscale_stages.h"
 
 namespace dydca {
@@ -245,8 +242,10 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
     if (!stage) return stage.status().with_context(input);
     sr = std::move(*stage);
     stats.levels = sr->levels();
-    if (!options.policy && options.level >= stats.levels)
-      return Status::error("QoS level " + std::to_string(options.level) + " but " + input +
+    const int fixed_level =
+        options.switchable ? options.switchable->requested() : options.level;
+    if (!options.policy && fixed_level >= stats.levels)
+      return Status::error("QoS level " + std::to_string(fixed_level) + " but " + input +
                            " has " + std::to_string(stats.levels) + " level" +
                            (stats.levels == 1 ? "" : "s") + " (0.." +
                            std::to_string(stats.levels - 1) + ")",
@@ -276,32 +275,34 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
   auto bicubic = detail::BicubicUpscaler::create(stats.lr_width, stats.lr_height, stats.scale);
   if (!bicubic) return bicubic.status().with_context(input);
 
-  FixedLevelPolicy fixed(options.level);
-  LevelPolicy* policy = options.policy ? options.policy.get() : &fixed;
-#ifdef DYDCA_HAVE_QOS
-  std::shared_ptr<QosLevelPolicy> qos;
-#endif
-  if (options.auto_level && !options.policy) {
-#ifdef DYDCA_HAVE_QOS
+  // The level of every frame: the caller's policy, else a switch (the
+  // caller's, or fixed `level` / auto). What auto means for the file is
+  // decided here and nowhere else: the QoS controller for single-model
+  // files, from segment 0's model and routing (one architecture per file;
+  // each frame's cost then comes from its own segment's routing), calibrated
+  // when the run starts in auto.
+  std::shared_ptr<SwitchableLevelPolicy> levels = options.switchable;
+  if (!levels)
+    levels = std::make_shared<SwitchableLevelPolicy>(options.auto_level ? -1 : options.level);
+  LevelPolicy* policy = options.policy ? options.policy.get() : levels.get();
+  if (!options.policy && (options.auto_level || options.switchable)) {
     if (sr && reader.model_count() == 1) {
-      // Segment 0's model and routing: one architecture for the file; each
-      // frame's cost then comes from its own segment's routing (LevelContext).
-      const auto t0 = Clock::now();
+      QosParams params;
+      params.target_fps = options.qos_target_fps;  // <= 0: the stream's
       auto q = QosLevelPolicy::create(sr->first_model().arch, sr->first_routing(),
-                                      stats.lr_width, stats.lr_height, stats.frame_rate, {});
+                                      stats.lr_width, stats.lr_height, stats.frame_rate, params);
       if (!q) return q.status().with_context(input + ": QoS");
-      if (Status s = (*q)->calibrate(sr->first_model(), sr->runtime_options()); !s)
-        return s.with_context(input);
-      qos = *q;
-      policy = qos.get();
-      stats.auto_level = true;
-      stats.calibration_ms = ms_since(t0);
-    } else {
-      log_warning(input + ": --level auto needs a single-model dydca file; using level 0");
+      if (levels->requested() < 0) {
+        const auto t0 = Clock::now();
+        if (Status s = (*q)->calibrate(sr->first_model(), sr->runtime_options()); !s)
+          return s.with_context(input);
+        stats.auto_level = true;
+        stats.calibration_ms = ms_since(t0);
+      }
+      levels->attach(*q);
+    } else if (levels->requested() < 0) {
+      log_warning(input + ": level auto needs a single-model dydca file; using level 0");
     }
-#else
-    log_warning("--level auto: this build has no QoS controller; using level 0");
-#endif
   }
 
   // Slots: enough for every queue to be full plus one in each stage.
@@ -317,7 +318,7 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
   const bool crop = stats.hr_width != stats.lr_width * stats.scale ||
                     stats.hr_height != stats.lr_height * stats.scale;
   Frame cropped = crop ? Frame::blank(stats.hr_width, stats.hr_height) : Frame{};
-  std::optional<detail::FrameMd5> md5;
+  std::optional<FrameMd5> md5;
   if (options.compute_md5) md5.emplace();
   stats.timings.reserve(size_t(std::clamp<int64_t>(expected, 0, 1 << 20)));
 
@@ -371,7 +372,7 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
         out = &cropped;
       }
       if (md5) md5->add(*out);
-      if (Status s = sink.write(*out); !s) return latch.fail(s);
+      if (Status s = sink.write_timed(*out, sl.timing); !s) return latch.fail(s);
       sl.timing.output_ms = ms_since(t0);
       stats.timings.push_back(sl.timing);
       ++written;
@@ -449,9 +450,7 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
   stats.other_sr_p99_ms = percentile(other_sr, 0.99);
   if (md5) stats.md5 = md5->hex();
   if (sr) sr->report(stats);
-#ifdef DYDCA_HAVE_QOS
-  if (qos && !stats.timings.empty()) qos->finish(stats.timings.back());
-#endif
+  if (!options.policy && !stats.timings.empty()) levels->finish(stats.timings.back());
   return stats;
 }
 

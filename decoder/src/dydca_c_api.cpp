@@ -1,7 +1,8 @@
 // The C API (dydca/dydca.h) over decode_file(): a worker thread runs the
 // three-thread pipeline into a FrameSink that hands pictures to a bounded
-// queue; dydca_get_picture() pops it. The level comes from a LevelPolicy the
-// context owns, so dydca_set_level() works while decoding.
+// queue; dydca_get_picture() pops it. The level comes from a
+// SwitchableLevelPolicy the context owns (decode_file attaches the file's QoS
+// controller to it), so dydca_set_level() works while decoding.
 #include "dydca/dydca.h"
 
 #include <algorithm>
@@ -22,7 +23,6 @@
 #include "dydca/decoder.h"
 #include "dydca/log.h"
 #include "dydca/qos.h"
-#include "upscale_stages.h"
 
 #ifndef DYDCA_VERSION_STRING
 #define DYDCA_VERSION_STRING "unknown"
@@ -115,7 +115,7 @@ class PicturePool;
 struct PictureBuffer {
   Frame frame;
   int64_t index = 0;
-  int level = 0;
+  FrameTiming timing;  // level, segment switch, stage times
   std::shared_ptr<PicturePool> pool;  // where unref returns it (outlives the context)
 };
 
@@ -150,53 +150,6 @@ class PicturePool : public std::enable_shared_from_this<PicturePool> {
   std::vector<std::unique_ptr<PictureBuffer>> free_;
 };
 
-// ---- level policy -------------------------------------------------------------------
-
-// The level of every frame: fixed (>= 0) or the QoS controller's (-1), as
-// dydca_set_level() last said. Records each frame's level for its picture.
-class SwitchableLevelPolicy final : public LevelPolicy {
- public:
-  SwitchableLevelPolicy(int level, std::shared_ptr<QosLevelPolicy> qos)
-      : requested_(level), qos_(std::move(qos)) {}
-  void set(int level) { requested_.store(level); }
-  bool has_auto() const { return qos_ != nullptr; }
-
-  int level_for_frame(const LevelContext& ctx) override {
-    const int want = requested_.load();
-    int level = 0;
-    if (want < 0 && qos_) {
-      // The controller learns from the previous frame only if it chose it.
-      LevelContext c = ctx;
-      if (!auto_last_) c.last = nullptr;
-      level = qos_->level_for_frame(c);
-      auto_last_ = true;
-    } else {
-      level = std::max(want, 0);
-      auto_last_ = false;
-    }
-    level = std::clamp(level, 0, std::max(0, ctx.levels - 1));
-    std::lock_guard lock(mu_);
-    chosen_.push_back(level);
-    return level;
-  }
-  // Level of the next frame out (frames reach the sink in the order they were
-  // upscaled). Plain videos have no SR and no policy call: 0.
-  int pop_level() {
-    std::lock_guard lock(mu_);
-    if (chosen_.empty()) return 0;
-    const int l = chosen_.front();
-    chosen_.pop_front();
-    return l;
-  }
-
- private:
-  std::atomic<int> requested_;
-  std::shared_ptr<QosLevelPolicy> qos_;
-  bool auto_last_ = false;  // SR thread only
-  std::mutex mu_;
-  std::deque<int> chosen_;  // upscaled, not yet output: bounded by the pipeline's queues
-};
-
 // ---- custom input ---------------------------------------------------------------------
 
 class CallbackSource final : public ByteSource {
@@ -219,12 +172,13 @@ struct DydcaContext {
   DydcaSettings settings{};
   std::string name;  // the input in messages
   DydcaInfo info{};
-  std::shared_ptr<SwitchableLevelPolicy> policy;
+  DydcaStats stats{};  // set-up fields at open, the rest when the decode ends
+  std::shared_ptr<SwitchableLevelPolicy> levels;
   std::shared_ptr<PicturePool> pool;
   std::string last_error;
 
   // Between the sink (output thread) and dydca_get_picture (caller).
-  std::mutex mu;
+  mutable std::mutex mu;
   std::condition_variable cv;  // any change below
   std::deque<std::unique_ptr<PictureBuffer>> ready;
   size_t capacity = 3;
@@ -253,7 +207,8 @@ class QueueSink final : public FrameSink {
  public:
   explicit QueueSink(DydcaContext& c) : c_(c) {}
   Status open(const SinkFormat&) override { return Status::ok(); }
-  Status write(const Frame& frame) override {
+  Status write(const Frame& frame) override { return write_timed(frame, FrameTiming{}); }
+  Status write_timed(const Frame& frame, const FrameTiming& timing) override {
     std::unique_ptr<PictureBuffer> b = c_.pool->get();
     b->frame.width = frame.width;
     b->frame.height = frame.height;
@@ -262,7 +217,7 @@ class QueueSink final : public FrameSink {
     b->frame.v.assign(frame.v.begin(), frame.v.end());
     b->frame.pts = frame.pts;
     b->index = next_++;
-    b->level = c_.policy->pop_level();
+    b->timing = timing;
     std::unique_lock lock(c_.mu);
     c_.cv.wait(lock, [&] { return c_.cancel.load() || c_.ready.size() < c_.capacity; });
     if (c_.cancel) return Status::cancelled();
@@ -280,7 +235,8 @@ class QueueSink final : public FrameSink {
 Status check_settings(const DydcaSettings* in, DydcaSettings* out) {
   dydca_default_settings(out);
   if (!in) return Status::error("settings are NULL", StatusCode::kInvalidArgument);
-  if (in->struct_size < offsetof(DydcaSettings, reserved) || in->struct_size > sizeof *in)
+  // 1.0's fields end where target_fps starts (1.1 took it from the reserved bytes).
+  if (in->struct_size < offsetof(DydcaSettings, target_fps) || in->struct_size > sizeof *in)
     return Status::error("settings: struct_size " + std::to_string(in->struct_size) +
                              " is not from this dydca.h (call dydca_default_settings)",
                          StatusCode::kInvalidArgument);
@@ -298,7 +254,71 @@ Status check_settings(const DydcaSettings* in, DydcaSettings* out) {
   if (out->plain_scale < 1 || out->plain_scale > 8) return bad("plain_scale must be 1..8");
   if (out->log_level < DYDCA_LOG_ERROR || out->log_level > DYDCA_LOG_DEBUG)
     return bad("log_level must be 0..3");
+  if (!(out->target_fps >= 0 && out->target_fps <= 1000))  // NaN too
+    return bad("target_fps must be 0 (the stream's) .. 1000");
+  if (out->simd < DYDCA_SIMD_AUTO || out->simd > DYDCA_SIMD_AVX512) return bad("unknown simd");
   return Status::ok();
+}
+
+std::optional<SimdLevel> to_simd(int s) {
+  switch (s) {
+    case DYDCA_SIMD_NONE: return SimdLevel::kNone;
+    case DYDCA_SIMD_AVX2: return SimdLevel::kAvx2;
+    case DYDCA_SIMD_AVX512: return SimdLevel::kAvx512;
+    default: return std::nullopt;
+  }
+}
+
+int from_simd(SimdLevel s) {
+  switch (s) {
+    case SimdLevel::kAvx2: return DYDCA_SIMD_AVX2;
+    case SimdLevel::kAvx512: return DYDCA_SIMD_AVX512;
+    case SimdLevel::kNone: break;
+  }
+  return DYDCA_SIMD_NONE;
+}
+
+// The run's statistics into the context's DydcaStats (decode_file returned).
+void fill_stats(const DecodeStats& d, DydcaStats& s) {
+  s.complete = 1;
+  s.frames = d.frames;
+  s.decode_ms = d.mean_ms(&FrameTiming::decode_ms);
+  s.chroma_ms = d.mean_ms(&FrameTiming::chroma_ms);
+  s.sr_ms = d.mean_ms(&FrameTiming::sr_ms);
+  for (size_t l = 0; l < d.level_histogram.size() && l < DYDCA_MAX_LEVELS; ++l)
+    s.level_frames[l] = d.level_histogram[l];
+  s.simd = from_simd(d.simd);
+  s.precision = d.precision == Precision::kInt8 ? DYDCA_PRECISION_INT8 : DYDCA_PRECISION_FP32;
+  s.threads = d.threads;
+  s.segment_switches = d.segment_switches;
+  s.switch_waits = d.switch_waits;
+  s.max_runtimes_alive = d.max_runtimes_alive;
+  s.prepare_ms = d.prepare_ms;
+  s.switch_sr_p50_ms = d.switch_sr_p50_ms;
+  s.switch_sr_p99_ms = d.switch_sr_p99_ms;
+  s.other_sr_p50_ms = d.other_sr_p50_ms;
+  s.other_sr_p99_ms = d.other_sr_p99_ms;
+  s.models = d.models;
+  s.models_loaded = d.models_loaded;
+  s.model_load_ms = d.model_load_ms;
+  s.tile_switches = d.tile_switches;
+  s.frame_switches = d.frame_switches;
+  s.runtime_bytes = int64_t(d.runtime_bytes);
+}
+
+// A versioned struct (struct_size first) into the caller's copy of it, whose
+// size the caller set: the common part, and zeros past what this library
+// knows.
+template <class T>
+int copy_sized(const T& from, T* out) {
+  if (!out) return DYDCA_ERR_INVALID_ARG;
+  const size_t n = out->struct_size;
+  if (n < sizeof(size_t) || n > 4096) return DYDCA_ERR_INVALID_ARG;
+  auto* dst = reinterpret_cast<unsigned char*>(out);
+  const auto* src = reinterpret_cast<const unsigned char*>(&from);
+  std::memcpy(dst + sizeof(size_t), src + sizeof(size_t), std::min(n, sizeof(T)) - sizeof(size_t));
+  if (n > sizeof(T)) std::memset(dst + sizeof(T), 0, n - sizeof(T));
+  return DYDCA_OK;
 }
 
 Precision to_precision(int p) {
@@ -307,36 +327,6 @@ Precision to_precision(int p) {
     case DYDCA_PRECISION_INT8: return Precision::kInt8;
     default: return Precision::kAuto;
   }
-}
-
-// The QoS controller for the file, as DecodeOptions::auto_level builds it
-// (single-model dydca files; null otherwise). Calibrated when the context
-// starts in auto; otherwise it learns each level's speed on the first frame
-// that runs it, should dydca_set_level(-1) come.
-Expected<std::shared_ptr<QosLevelPolicy>> make_qos(DydcaReader& reader,
-                                                   const DecodeOptions& options,
-                                                   bool calibrate) {
-  if (!reader.has_dydca() || reader.model_count() != 1)
-    return std::shared_ptr<QosLevelPolicy>();
-  auto model = reader.segment_model(0);
-  if (!model) return model.status();
-  std::optional<RoutingMap> segment0;
-  const RoutingMap* routing = nullptr;
-  if (reader.format_version() == 1) {
-    routing = reader.v1_routing() ? &*reader.v1_routing() : nullptr;
-  } else {
-    auto r = reader.segment_routing(0);
-    if (!r) return r.status();
-    segment0 = std::move(*r);
-    routing = segment0 ? &*segment0 : nullptr;
-  }
-  const EncodedVideo& video = reader.video();
-  auto qos = QosLevelPolicy::create(model->arch, routing, video.width, video.height,
-                                    video.frame_rate, {});
-  if (!qos) return qos.status();
-  if (calibrate)
-    DYDCA_TRY((*qos)->calibrate(*model, detail::sr_runtime_options(reader, options, routing)));
-  return *qos;
 }
 
 // dydca_open / dydca_open_io after the reader opened.
@@ -351,20 +341,24 @@ Status start(DydcaContext& c, DydcaReader reader, bool from_path) {
   opt.max_frames = s.max_frames;
   opt.queue_depth = s.queue_depth;
   opt.plain_scale = s.plain_scale;
-
-  auto qos = make_qos(reader, opt, s.level < 0);
-  if (!qos) return qos.status().with_context(c.name + ": QoS");
-  if (s.level < 0 && !*qos)
-    log_warning(c.name + ": level auto needs a single-model dydca file; using level 0");
-  c.policy = std::make_shared<SwitchableLevelPolicy>(s.level, *qos);
-  opt.policy = c.policy;
-  c.info.auto_level = *qos ? 1 : 0;
+  opt.simd = to_simd(s.simd);
+  opt.qos_target_fps = s.target_fps;
+  // decode_file decides what auto is for the file and attaches the QoS
+  // controller (calibrated when the level starts at -1) before on_start.
+  c.levels = std::make_shared<SwitchableLevelPolicy>(s.level);
+  opt.switchable = c.levels;
+  c.stats.has_audio = reader.has_audio() ? 1 : 0;
   c.info.format_version = reader.format_version();
   c.info.segments = int(reader.segments().size());
   c.capacity = size_t(s.queue_depth);
   c.pool = std::make_shared<PicturePool>(size_t(s.queue_depth) + 2);
   opt.on_start = [&c](const DecodeStats& st) {
+    const std::shared_ptr<QosLevelPolicy>& qos = c.levels->qos();
+    if (qos && c.settings.caller_reports_late) qos->set_sink_reports_late(true);
     std::lock_guard lock(c.mu);
+    c.info.auto_level = qos ? 1 : 0;
+    c.stats.auto_level = st.auto_level ? 1 : 0;
+    c.stats.calibration_ms = st.calibration_ms;
     c.info.width = st.hr_width;
     c.info.height = st.hr_height;
     c.info.lr_width = st.lr_width;
@@ -380,17 +374,20 @@ Status start(DydcaContext& c, DydcaReader reader, bool from_path) {
 
   c.worker = std::thread([&c, reader = std::move(reader), opt = std::move(opt)]() mutable {
     Status result;
+    DecodeStats stats;
     try {
       QueueSink sink(c);
-      auto stats = decode_file(std::move(reader), c.name, opt, sink,
-                               [&c](const Progress&) { return !c.cancel.load(); });
-      result = stats.status();
+      auto run = decode_file(std::move(reader), c.name, opt, sink,
+                             [&c](const Progress&) { return !c.cancel.load(); });
+      result = run.status();
+      if (run) stats = std::move(*run);
     } catch (const std::bad_alloc&) {
       result = Status::error("out of memory", StatusCode::kOutOfMemory);
     } catch (const std::exception& e) {
       result = Status::error(std::string("internal: ") + e.what());
     }
     std::lock_guard lock(c.mu);
+    if (result) fill_stats(stats, c.stats);
     c.done = true;
     c.result = std::move(result);
     c.cv.notify_all();
@@ -400,12 +397,7 @@ Status start(DydcaContext& c, DydcaReader reader, bool from_path) {
   // errors (models, runtime, options) are open's.
   std::unique_lock lock(c.mu);
   c.cv.wait(lock, [&] { return c.started || c.done; });
-  if (!c.started) return c.result;
-  if (s.level >= c.info.levels)
-    return Status::error("QoS level " + std::to_string(s.level) + " but " + c.name + " has " +
-                             std::to_string(c.info.levels) + " level" +
-                             (c.info.levels == 1 ? "" : "s"),
-                         StatusCode::kInvalidArgument);
+  if (!c.started) return c.result;  // (a level the file lacks is decode_file's error)
   return Status::ok();
 }
 
@@ -442,6 +434,13 @@ int open_context(DydcaContext** out, const DydcaSettings* settings, bool from_pa
 }  // namespace
 
 // ---- the C functions ----------------------------------------------------------------------
+
+// The ABI of libdydca.so.1 (LP64): 1.1 took its settings from the reserved
+// bytes, so every 1.0 struct keeps its size and offsets.
+static_assert(sizeof(void*) != 8 ||
+                  (sizeof(DydcaSettings) == 128 && offsetof(DydcaSettings, target_fps) == 64 &&
+                   sizeof(DydcaInfo) == 56 && sizeof(DydcaPicture) == 88),
+              "the 1.0 structs of dydca.h changed: that breaks libdydca.so.1");
 
 extern "C" {
 
@@ -538,7 +537,7 @@ int dydca_get_picture(DydcaContext* ctx, DydcaPicture* out) {
   out->pts = ctx->info.fps_num > 0 && ctx->info.fps_den > 0
                  ? double(b->index) * ctx->info.fps_den / ctx->info.fps_num
                  : 0.0;
-  out->level = b->level;
+  out->level = b->timing.level;
   out->ref = b.release();
   return DYDCA_OK;
 }
@@ -554,9 +553,56 @@ void dydca_picture_unref(DydcaPicture* pic) {
 int dydca_set_level(DydcaContext* ctx, int level) {
   if (!ctx || level < -1 || (level >= 0 && level >= ctx->info.levels))
     return DYDCA_ERR_INVALID_ARG;
-  if (level < 0 && !ctx->policy->has_auto()) return DYDCA_ERR_UNSUPPORTED;
-  ctx->policy->set(level);
+  if (level < 0 && !ctx->levels->qos()) return DYDCA_ERR_UNSUPPORTED;
+  ctx->levels->set(level);
   return DYDCA_OK;
+}
+
+int dydca_report_late(DydcaContext* ctx, int64_t frame) {
+  if (!ctx || frame < 0) return DYDCA_ERR_INVALID_ARG;
+  const std::shared_ptr<QosLevelPolicy>& qos = ctx->levels->qos();
+  if (!qos) return DYDCA_OK;
+  qos->note_late();
+  if (log_level() >= LogLevel::kDebug)
+    log_debug(ctx->name + ": picture " + std::to_string(frame) + " shown late");
+  return DYDCA_OK;
+}
+
+int dydca_get_stats(const DydcaContext* ctx, DydcaStats* out) {
+  if (!ctx) return DYDCA_ERR_INVALID_ARG;
+  DydcaStats s;
+  {
+    std::lock_guard lock(ctx->mu);
+    s = ctx->stats;  // the counters are filled when decode_file returns
+  }
+  s.struct_size = sizeof s;
+  return copy_sized(s, out);
+}
+
+int dydca_get_picture_stats(const DydcaPicture* pic, DydcaPictureStats* out) {
+  if (!pic || !pic->ref) return DYDCA_ERR_INVALID_ARG;
+  const FrameTiming& t = static_cast<const PictureBuffer*>(pic->ref)->timing;
+  DydcaPictureStats s{};
+  s.struct_size = sizeof s;
+  s.decode_ms = t.decode_ms;
+  s.chroma_ms = t.chroma_ms;
+  s.sr_ms = t.sr_ms;
+  s.segment_switch = t.segment_switch ? 1 : 0;
+  return copy_sized(s, out);
+}
+
+int dydca_write_qos_trace(DydcaContext* ctx, const char* path) {
+  if (!ctx || !path) return DYDCA_ERR_INVALID_ARG;
+  if (!ctx->levels->qos()) return DYDCA_ERR_UNSUPPORTED;
+  Status s;
+  try {
+    s = write_qos_trace_csv(path, ctx->levels->trace());
+  } catch (const std::bad_alloc&) {
+    s = Status::error("out of memory", StatusCode::kOutOfMemory);
+  }
+  if (s) return DYDCA_OK;
+  ctx->last_error = s.message();
+  return s.code() == StatusCode::kOutOfMemory ? DYDCA_ERR_NOMEM : DYDCA_ERR_IO;
 }
 
 const char* dydca_last_error(const DydcaContext* ctx) {

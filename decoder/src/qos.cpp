@@ -392,4 +392,31 @@ int QosLevelPolicy::level_for_frame(const LevelContext& ctx) {
 
 void QosLevelPolicy::finish(const FrameTiming& last) { report_last(last); }
 
+int SwitchableLevelPolicy::level_for_frame(const LevelContext& ctx) {
+  const int want = requested_.load();
+  int level = std::max(want, 0);
+  const bool from_qos = want < 0 && qos_;
+  if (from_qos) {
+    // The controller learns from the previous frame only if it chose it.
+    LevelContext c = ctx;
+    if (!auto_last_) c.last = nullptr;
+    std::lock_guard lock(mu_);
+    level = qos_->level_for_frame(c);
+  }
+  auto_last_ = from_qos;
+  return std::clamp(level, 0, std::max(0, ctx.levels - 1));
+}
+
+void SwitchableLevelPolicy::finish(const FrameTiming& last) {
+  if (!auto_last_ || !qos_) return;
+  std::lock_guard lock(mu_);
+  qos_->finish(last);
+}
+
+std::vector<QosFrameRecord> SwitchableLevelPolicy::trace() const {
+  if (!qos_) return {};
+  std::lock_guard lock(mu_);
+  return qos_->controller().trace();
+}
+
 }  // namespace dydca

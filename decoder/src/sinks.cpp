@@ -1,6 +1,5 @@
-// Output sinks of the decoder: y4m (file or stdout), x264 .mp4/.mkv, null;
-// and the md5 of output frames.
-#include "sinks.h"
+// Output sinks of the decoder: y4m (file or stdout), x264 .mp4/.mkv, null
+// (the md5 of output frames is media's FrameMd5).
 
 #include <unistd.h>
 
@@ -13,44 +12,7 @@
 
 #include "dydca/decoder.h"
 
-extern "C" {
-#include <libavutil/md5.h>
-#include <libavutil/mem.h>
-}
-
 namespace dydca {
-namespace detail {
-
-void FrameMd5::Deleter::operator()(AVMD5* m) const { av_free(m); }
-
-FrameMd5::FrameMd5() : ctx_(av_md5_alloc()) {
-  if (ctx_) av_md5_init(ctx_.get());
-}
-FrameMd5::FrameMd5(FrameMd5&&) noexcept = default;
-FrameMd5& FrameMd5::operator=(FrameMd5&&) noexcept = default;
-FrameMd5::~FrameMd5() = default;
-
-void FrameMd5::add(const Frame& f) {
-  if (!ctx_) return;
-  av_md5_update(ctx_.get(), f.y.data(), f.y.size());
-  av_md5_update(ctx_.get(), f.u.data(), f.u.size());
-  av_md5_update(ctx_.get(), f.v.data(), f.v.size());
-}
-
-std::string FrameMd5::hex() {
-  if (!ctx_) return {};
-  uint8_t digest[16];
-  av_md5_final(ctx_.get(), digest);
-  static const char* kHex = "0123456789abcdef";
-  std::string s;
-  for (uint8_t b : digest) {
-    s += kHex[b >> 4];
-    s += kHex[b & 15];
-  }
-  return s;
-}
-
-}  // namespace detail
 
 namespace {
 

@@ -13,6 +13,7 @@ extern "C" {
 #include <libavformat/avformat.h>
 #include <libavutil/error.h>
 #include <libavutil/frame.h>
+#include <libavutil/md5.h>
 #include <libswscale/swscale.h>
 }
 
@@ -39,6 +40,9 @@ struct PacketDeleter {
 struct SwsDeleter {
   void operator()(SwsContext* s) const { sws_freeContext(s); }
 };
+struct Md5Deleter {
+  void operator()(AVMD5* m) const { av_free(m); }
+};
 struct AvioContextDeleter {
   void operator()(AVIOContext* c) const {
     if (c) av_freep(&c->buffer);
@@ -52,6 +56,7 @@ using CodecContextPtr = std::unique_ptr<AVCodecContext, CodecContextDeleter>;
 using FramePtr = std::unique_ptr<AVFrame, FrameDeleter>;
 using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
 using SwsPtr = std::unique_ptr<SwsContext, SwsDeleter>;
+using Md5Ptr = std::unique_ptr<AVMD5, Md5Deleter>;
 
 using AvioContextPtr = std::unique_ptr<AVIOContext, AvioContextDeleter>;
 

@@ -3,9 +3,43 @@
 #include <cstring>
 #include <sstream>
 
+#include "av_ptr.h"
 #include "dydca/media.h"
 
 namespace dydca {
+
+// ---- md5 of frames -------------------------------------------------------------
+
+struct FrameMd5::Impl {
+  av::Md5Ptr md5{av_md5_alloc()};
+};
+
+FrameMd5::FrameMd5() : impl_(std::make_unique<Impl>()) {
+  if (impl_->md5) av_md5_init(impl_->md5.get());
+}
+FrameMd5::FrameMd5(FrameMd5&&) noexcept = default;
+FrameMd5& FrameMd5::operator=(FrameMd5&&) noexcept = default;
+FrameMd5::~FrameMd5() = default;
+
+void FrameMd5::add(const Frame& f) {
+  if (!impl_ || !impl_->md5) return;
+  av_md5_update(impl_->md5.get(), f.y.data(), f.y.size());
+  av_md5_update(impl_->md5.get(), f.u.data(), f.u.size());
+  av_md5_update(impl_->md5.get(), f.v.data(), f.v.size());
+}
+
+std::string FrameMd5::hex() {
+  if (!impl_ || !impl_->md5) return {};
+  uint8_t digest[16];
+  av_md5_final(impl_->md5.get(), digest);
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : digest) {
+    s += kHex[b >> 4];
+    s += kHex[b & 15];
+  }
+  return s;
+}
 
 // ---- writer --------------------------------------------------------------------
 

@@ -103,7 +103,9 @@ class FixedLevelPolicy final : public LevelPolicy {
 };
 
 // The QoS controller's adapter, QosLevelPolicy (dydca/qos.h), is a
-// LevelPolicy; DecodeOptions::auto_level builds one from the file.
+// LevelPolicy; decode_file builds one from the file for DecodeOptions::
+// auto_level and ::switchable (a SwitchableLevelPolicy, dydca/qos.h).
+class SwitchableLevelPolicy;
 
 // ---- sinks --------------------------------------------------------------------
 
@@ -124,6 +126,10 @@ class FrameSink {
   virtual ~FrameSink() = default;
   virtual Status open(const SinkFormat& format) = 0;
   virtual Status write(const Frame& frame) = 0;
+  // What decode_file calls: the frame with its timing (level, segment
+  // switch, decode / chroma / SR ms; output_ms is not known yet). By default
+  // write(frame); a sink that reports per-frame facts (the C API) overrides it.
+  virtual Status write_timed(const Frame& frame, const FrameTiming& timing) { return write(frame); }
   virtual Status finish() = 0;
   virtual void abort() {}
 };
@@ -192,8 +198,9 @@ struct DecodeOptions {
   std::string output;  // file path or "-"; unused by md5/null
   Muxer muxer = Muxer::kAuto;
   bool compute_md5 = false;  // hash output frames whatever the sink (implied by kMd5)
-  int level = 0;             // fixed QoS level, used when `policy` is null and !auto_level
-  std::shared_ptr<LevelPolicy> policy;  // per-frame level; null = auto_level or fixed `level`
+  int level = 0;             // fixed QoS level (policy, switchable null and !auto_level)
+  // Per-frame level; null = `switchable`, else auto_level or the fixed `level`.
+  std::shared_ptr<LevelPolicy> policy;
   // `--level auto` (policy null): a QosLevelPolicy (dydca/qos.h) for the
   // file's model and routing (format 2: segment 0's; the architecture is the
   // file's, and each frame's cost comes from its segment's routing),
@@ -201,6 +208,13 @@ struct DecodeOptions {
   // targeting the stream's frame rate. Single-model files only; plain and
   // multi-model files run level 0 with a warning.
   bool auto_level = false;
+  // Instead of `level` / auto_level (policy null): the caller's switch, which
+  // it may turn between fixed levels and auto while the run goes on (the C
+  // API). decode_file attaches the file's QoS controller to it as for
+  // auto_level, calibrated when it starts in auto (requested() < 0).
+  std::shared_ptr<SwitchableLevelPolicy> switchable;
+  // Auto level: the frame rate the QoS controller holds; <= 0: the stream's.
+  double qos_target_fps = 0;
   int threads = 0;                // SR runtime workers incl. the caller; 0 = all cores
   int decode_threads = 1;         // libavcodec threads (1 keeps the cores for SR)
   std::optional<SimdLevel> simd;  // unset = best this CPU has

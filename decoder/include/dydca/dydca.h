@@ -30,6 +30,11 @@
  *   if (err != DYDCA_ERR_EOS) fprintf(stderr, "%s\n", dydca_last_error(ctx));
  *   dydca_close(&ctx);
  *
+ * A player polls instead (settings.nonblocking = 1: DYDCA_ERR_AGAIN while no
+ * picture is ready), keeps its own clock, and with settings.caller_reports_late
+ * = 1 calls dydca_report_late(ctx, pic.frame) for each picture it showed after
+ * its time: the QoS controller then steps down on what the viewer saw.
+ *
  * Flow: dydca_open() reads the header and the models and starts the decode on
  * library threads (H.264 decode, SR, output), which run up to queue_depth
  * pictures ahead of the caller. dydca_get_picture() hands them out in order;
@@ -41,8 +46,9 @@
  * context. Strings returned by the library are owned by it.
  *
  * Threads: one context is used from one thread at a time, except
- * dydca_set_level(), which may be called from any thread while another one
- * waits in dydca_get_picture(). Different contexts are independent.
+ * dydca_set_level() and dydca_report_late(), which may be called from any
+ * thread while another one waits in dydca_get_picture(). Different contexts
+ * are independent.
  *
  * Errors: functions return DYDCA_OK (0) or a negative DYDCA_ERR_* code;
  * dydca_last_error() has the one-line message of the context's last failure.
@@ -67,9 +73,12 @@ extern "C" {
 
 /* ---- version ------------------------------------------------------------ */
 
-/* Version of this API (the header). MAJOR changes break the ABI. */
+/* Version of this API (the header). MAJOR changes break the ABI; MINOR adds
+ * (1.1: simd, target_fps, caller_reports_late in the settings;
+ * dydca_report_late, dydca_get_stats, dydca_get_picture_stats,
+ * dydca_write_qos_trace). */
 #define DYDCA_API_VERSION_MAJOR 1
-#define DYDCA_API_VERSION_MINOR 0
+#define DYDCA_API_VERSION_MINOR 1
 #define DYDCA_API_VERSION_PATCH 0
 #define DYDCA_API_VERSION \
   ((DYDCA_API_VERSION_MAJOR << 16) | (DYDCA_API_VERSION_MINOR << 8) | DYDCA_API_VERSION_PATCH)
@@ -103,6 +112,14 @@ typedef enum DydcaPrecision {
   DYDCA_PRECISION_INT8 = 2 /* opening fails (UNSUPPORTED) on a model without int8 scales */
 } DydcaPrecision;
 
+/* Kernels of the SR (DydcaSettings.simd, DydcaStats.simd). */
+typedef enum DydcaSimd {
+  DYDCA_SIMD_AUTO = 0, /* the best this CPU has */
+  DYDCA_SIMD_NONE = 1, /* the scalar reference */
+  DYDCA_SIMD_AVX2 = 2,
+  DYDCA_SIMD_AVX512 = 3 /* opening fails (UNSUPPORTED) on a CPU without it */
+} DydcaSimd;
+
 /* Log levels of the log callback. */
 #define DYDCA_LOG_ERROR 0
 #define DYDCA_LOG_WARNING 1
@@ -135,7 +152,16 @@ typedef struct DydcaSettings {
   int log_level;
   void (*log_callback)(void* opaque, int level, const char* message);
   void* log_opaque;
-  uint8_t reserved[64]; /* zero; room for new fields without changing the size */
+  /* ---- 1.1 (taken from the reserved bytes: the struct's size is 1.0's) ---- */
+  double target_fps;        /* frame rate the QoS controller holds; 0 = the stream's
+                             * (default 0) */
+  int simd;                 /* a DydcaSimd; default DYDCA_SIMD_AUTO */
+  int caller_reports_late;  /* != 0: the caller (a player, which knows when each picture
+                             * is due) reports late pictures with dydca_report_late(), and
+                             * the QoS controller takes lateness from those reports only.
+                             * 0 (default): a frame is late when its SR + decode time
+                             * exceeds the frame interval. */
+  uint8_t reserved[48]; /* zero; room for new fields without changing the size */
 } DydcaSettings;
 
 /* Fills *s with the defaults above. */
@@ -241,8 +267,82 @@ DYDCA_API void dydca_picture_unref(DydcaPicture* pic);
  * without the QoS controller: plain or multi-model; the level is unchanged). */
 DYDCA_API int dydca_set_level(DydcaContext* ctx, int level);
 
+/* For a caller that shows pictures at their time (a player, with
+ * settings.caller_reports_late): picture `frame` (its DydcaPicture.frame) was
+ * shown late (logged at DYDCA_LOG_DEBUG). The QoS controller counts it on the
+ * next frame it chooses (two late frames in a row step down). Any thread.
+ * Without a QoS controller (plain and multi-model files) it is ignored.
+ * Returns DYDCA_OK, or DYDCA_ERR_INVALID_ARG (ctx NULL, frame < 0). */
+DYDCA_API int dydca_report_late(DydcaContext* ctx, int64_t frame);
+
+/* ---- statistics (1.1) ---------------------------------------------------------- */
+
+/* Levels a file may have (the container's cap). */
+#define DYDCA_MAX_LEVELS 16
+
+/* How the decode ran. The caller sets struct_size = sizeof(DydcaStats)
+ * before the call: a newer library fills what fits in it, an older one
+ * zeroes what it does not know. */
+typedef struct DydcaStats {
+  size_t struct_size;
+  /* Known from dydca_open() on. */
+  int has_audio;         /* the input has an audio track (not decoded; a muxer may copy it) */
+  int auto_level;        /* the QoS controller chose the levels from the first picture */
+  double calibration_ms; /* its start-up calibration, inside dydca_open() */
+  /* Filled when the decode has ended well (complete = 1): at the latest when
+   * dydca_get_picture() returns DYDCA_ERR_EOS. 0 before, and after a failure. */
+  int complete;
+  int64_t frames;                          /* pictures decoded */
+  double decode_ms, chroma_ms, sr_ms;      /* mean per picture: H.264 decode, bicubic
+                                            * chroma (plain videos: all planes), SR */
+  int64_t level_frames[DYDCA_MAX_LEVELS];  /* pictures per QoS level */
+  int simd;                                /* a DydcaSimd (not AUTO): the SR kernels run */
+  int precision;                           /* DYDCA_PRECISION_FP32 or _INT8 (the last
+                                            * segment's runtime) */
+  int threads;                             /* SR workers */
+  /* Segments (format 2; a format-1 file is one segment). */
+  int64_t segment_switches; /* pictures whose SR moved to the next segment's runtime */
+  int64_t switch_waits;     /* ... of which that runtime was not ready yet */
+  int max_runtimes_alive;   /* SR runtimes alive at once, at most */
+  double prepare_ms;        /* background time preparing segments (model + runtime) */
+  double switch_sr_p50_ms, switch_sr_p99_ms; /* SR time of the switch pictures */
+  double other_sr_p50_ms, other_sr_p99_ms;   /* ... of every other picture */
+  /* Multi-model files (format 1, models > 1). */
+  int models, models_loaded;
+  double model_load_ms;
+  int64_t tile_switches, frame_switches;
+  int64_t runtime_bytes; /* arenas + packed weights of the SR runtimes */
+} DydcaStats;
+
+/* Returns DYDCA_OK, or DYDCA_ERR_INVALID_ARG (ctx or out NULL, out->struct_size
+ * smaller than a size_t or above 4096). */
+DYDCA_API int dydca_get_stats(const DydcaContext* ctx, DydcaStats* out);
+
+/* Per picture, while it is referenced (struct_size as for DydcaStats). */
+typedef struct DydcaPictureStats {
+  size_t struct_size;
+  double decode_ms, chroma_ms, sr_ms; /* this picture's stages (sr_ms includes a segment
+                                       * switch's wait) */
+  int segment_switch; /* 1: the first picture of a segment after the first */
+} DydcaPictureStats;
+
+/* Returns DYDCA_OK, or DYDCA_ERR_INVALID_ARG (pic or out NULL, pic unreferenced,
+ * a bad struct_size). */
+DYDCA_API int dydca_get_picture_stats(const DydcaPicture* pic, DydcaPictureStats* out);
+
+/* Writes the QoS controller's trace so far to `path` as CSV, one row per
+ * frame it chose:
+ *   frame,t_s,level,macs,sr_ms,overhead_ms,predicted_ms,budget_ms,slowdown,late
+ * (t_s counts from its first choice; the last frame's row comes with the end
+ * of the decode). Any time, e.g. after DYDCA_ERR_EOS or when a player stops.
+ * Returns DYDCA_OK, or DYDCA_ERR_INVALID_ARG (ctx or path NULL),
+ * DYDCA_ERR_UNSUPPORTED (no QoS controller: a plain or multi-model file),
+ * DYDCA_ERR_IO (cannot write; dydca_last_error says why). */
+DYDCA_API int dydca_write_qos_trace(DydcaContext* ctx, const char* path);
+
 /* The one-line message of the context's last failure ("" when none): set by
- * dydca_get_picture() (dydca_set_level() reports by its code only). Valid
+ * dydca_get_picture() and dydca_write_qos_trace() (dydca_set_level() reports
+ * by its code only). Valid
  * until the next call on the context. NULL ctx: the message of this thread's
  * last failed dydca_open() / dydca_open_io() ("" when none). */
 DYDCA_API const char* dydca_last_error(const DydcaContext* ctx);

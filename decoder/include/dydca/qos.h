@@ -52,6 +52,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -255,6 +256,42 @@ class QosLevelPolicy final : public LevelPolicy {
   std::atomic<int64_t> late_events_{0};
   int64_t late_seen_ = 0;
   std::atomic<int> current_level_{0};
+};
+
+// ---- fixed or auto, switchable while decoding -------------------------------------
+
+// The level of every frame as the caller last asked: a fixed level (>= 0) or
+// the QoS controller's (-1, auto), changeable from any thread while
+// decode_file runs (the C API's dydca_set_level). What auto means for a file
+// is decided in one place, decode_file (DecodeOptions::switchable): it builds
+// a QosLevelPolicy for single-model dydca files - calibrated when the run
+// starts in auto, else learning each level's speed on the first frame that
+// runs it - and attaches it before on_start. Without one (plain videos,
+// multi-model files) auto runs level 0. The controller hears only about the
+// frames it chose.
+class SwitchableLevelPolicy final : public LevelPolicy {
+ public:
+  explicit SwitchableLevelPolicy(int level) : requested_(level) {}
+  // -1 auto, >= 0 fixed (clamped to the file's levels per frame). Any thread.
+  void set(int level) { requested_.store(level); }
+  int requested() const { return requested_.load(); }
+  // decode_file, before the first frame and before on_start.
+  void attach(std::shared_ptr<QosLevelPolicy> qos) { qos_ = std::move(qos); }
+  // The attached controller (null: auto runs level 0); read it from on_start
+  // on. Its note_late() and set_sink_reports_late() (before the first frame)
+  // are for the caller; its trace is read through trace() below.
+  const std::shared_ptr<QosLevelPolicy>& qos() const { return qos_; }
+  int level_for_frame(const LevelContext& ctx) override;
+  // After the run: reports the last frame to the controller if it chose it.
+  void finish(const FrameTiming& last);
+  // A copy of the controller's trace so far (any thread; empty without one).
+  std::vector<QosFrameRecord> trace() const;
+
+ private:
+  std::atomic<int> requested_;
+  std::shared_ptr<QosLevelPolicy> qos_;
+  mutable std::mutex mu_;   // the controller's state: the SR thread vs trace()
+  bool auto_last_ = false;  // the previous frame's level came from the controller
 };
 
 }  // namespace dydca

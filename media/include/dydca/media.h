@@ -229,6 +229,23 @@ class Y4mWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+// MD5 of every plane of every frame, rows tightly packed, in order: the bytes
+// a y4m file carries without its headers (equals `ffmpeg -f md5` on 8-bit
+// 4:2:0 rawvideo, and the md5 muxer of `dydca decode`, like dav1d's).
+class FrameMd5 {
+ public:
+  FrameMd5();
+  FrameMd5(FrameMd5&&) noexcept;
+  FrameMd5& operator=(FrameMd5&&) noexcept;
+  ~FrameMd5();
+  void add(const Frame& frame);
+  std::string hex();  // finishes the hash: 32 lowercase hex digits
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Reads 8-bit 4:2:0 Y4M from a file or stdin ("-").
 class Y4mReader {
  public:
