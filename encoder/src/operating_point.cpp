@@ -22,7 +22,7 @@ constexpr double kDbPerDoubling = 2.0;
 // A scale must beat plain x264 on the trials by this much to be chosen.
 constexpr double kMarginDb = 0.02;
 // Trials train this many steps at most (the same for every scale).
-constexpr int kTrialSteps = 300;
+constexpr int kTrialSteps = 400;  // at the default batch of 8 (~0.9x the time of 300 at 16)
 
 }  // namespace
 
