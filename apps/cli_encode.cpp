@@ -1,10 +1,10 @@
 // `dydca encode IN -o OUT.mkv`: the server pipeline (see dydca/encoder.h).
 #include <atomic>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 
 #include "cli_common.h"
+#include "dydca/atomic_file.h"
 #include "dydca/encoder.h"
 
 namespace dydca::cli {
@@ -212,9 +212,8 @@ Subcommand add_encode(CLI::App& app) {
             }
             if (!globals().quiet) std::printf("%s", report_text(*report).c_str());
             if (!o->report.empty()) {
-              std::ofstream f(o->report);
-              f << report_json(*report) << "\n";
-              if (!f) return fail(Status::error("cannot write " + o->report));
+              Status written = write_file_atomic(o->report, report_json(*report) + "\n");
+              if (!written) return fail(written);
             }
             return 0;
           }};

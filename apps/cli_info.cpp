@@ -17,11 +17,6 @@ double kbps(int64_t bytes, double seconds) {
   return seconds > 0 ? bytes * 8.0 / seconds / 1000 : 0;
 }
 
-// MACs per HR output pixel of a path (what a client pays per displayed pixel).
-double macs_per_hr_pixel(const ModelArch& a, int path) {
-  return double(a.macs_per_lr_pixel(path)) / (a.scale * a.scale);
-}
-
 std::string path_name(const PathSpec& p) {
   return "d" + std::to_string(p.depth) + " w" + std::to_string(p.width);
 }
@@ -35,9 +30,8 @@ Expected<VideoCount> count_video(DydcaReader& reader) {
   VideoCount c;
   EncodedPacket p;
   while (true) {
-    auto got = reader.read_packet(p);
-    if (!got) return got.status();
-    if (!*got) return c;
+    DYDCA_ASSIGN_OR_RETURN(auto got, reader.read_packet(p));
+    if (!got) return c;
     ++c.frames;
     c.bytes += int64_t(p.data.size());
   }
@@ -49,7 +43,7 @@ nlohmann::json arch_json(const ModelArch& a) {
     paths.push_back({{"depth", a.paths[p].depth},
                      {"width", a.paths[p].width},
                      {"macs_per_lr_pixel", a.macs_per_lr_pixel(int(p))},
-                     {"macs_per_hr_pixel", macs_per_hr_pixel(a, int(p))}});
+                     {"macs_per_hr_pixel", a.macs_per_hr_pixel(int(p))}});
   return {{"scale", a.scale},   {"channels", a.channels}, {"inner", a.inner},
           {"blocks", a.blocks}, {"paths", paths}};
 }
@@ -191,7 +185,7 @@ Subcommand add_info(CLI::App& app) {
             for (size_t p = 0; p < a.paths.size(); ++p)
               std::printf("    path %zu  %-8s %7lld MACs/LR px  %8.1f MACs/HR px\n", p,
                           path_name(a.paths[p]).c_str(), (long long)a.macs_per_lr_pixel(int(p)),
-                          macs_per_hr_pixel(a, int(p)));
+                          a.macs_per_hr_pixel(int(p)));
           }
           if (r.format_version() == 2) {
             std::printf("  segments %zu: %zu full model%s + %d update%s, %.1f frames each on average\n",

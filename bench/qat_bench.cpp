@@ -15,8 +15,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 
+#include "dydca/atomic_file.h"
 #include "dydca/chunking.h"
 #include "dydca/container.h"
 #include "dydca/media.h"
@@ -45,10 +45,10 @@ Expected<double> level0_psnr(const Model& m, const Clip& c, bool int8, int threa
       for (int tx = 0; tx < r.tiles_x(); ++tx) {
         const int p = r.chunk_path[0][r.chunk(int(f), tx, ty)];
         if (outs[size_t(p)].empty()) {
-          auto y = int8 ? reference_upscale_int8_u8(m, p, L.y.data(), L.width, L.height, threads)
-                        : reference_upscale_u8(m, p, L.y.data(), L.width, L.height, threads);
-          if (!y) return y.status();
-          outs[size_t(p)] = std::move(*y);
+          DYDCA_ASSIGN_OR_RETURN(
+              auto y, int8 ? reference_upscale_int8_u8(m, p, L.y.data(), L.width, L.height, threads)
+                           : reference_upscale_u8(m, p, L.y.data(), L.width, L.height, threads));
+          outs[size_t(p)] = std::move(y);
         }
         const auto& o = outs[size_t(p)];
         const int x0 = tx * r.tile_size * s, y0 = ty * r.tile_size * s;
@@ -68,11 +68,9 @@ Expected<double> level0_psnr(const Model& m, const Clip& c, bool int8, int threa
 // The model as the client gets it from an int8 blob (weights rounded once,
 // the skip's too); the activation scales ride along.
 Expected<Model> shipped_int8(const Model& m) {
-  auto blob = serialize_model(m, ModelBlobOptions{WeightFormat::kInt8, 3});
-  if (!blob) return blob.status();
-  auto back = parse_model(blob->data(), blob->size());
-  if (!back) return back.status();
-  back->act = m.act;
+  DYDCA_ASSIGN_OR_RETURN(auto blob, serialize_model(m, ModelBlobOptions{WeightFormat::kInt8, 3}));
+  DYDCA_ASSIGN_OR_RETURN(auto back, parse_model(blob.data(), blob.size()));
+  back.act = m.act;
   return back;
 }
 
@@ -81,52 +79,44 @@ Status run(const std::string& input, int frames, int scale, int crf, const Train
   VideoInfo info;
   ReadOptions ro;
   ro.max_frames = frames;
-  auto raw = read_all_frames(input, &info, ro);
-  if (!raw) return raw.status();
+  DYDCA_ASSIGN_OR_RETURN(auto raw, read_all_frames(input, &info, ro));
   Clip c;
   std::vector<Frame> lr;
-  for (auto& f : *raw) {
+  for (auto& f : raw) {
     c.hr.push_back(pad_to_multiple(f, 2 * scale));
-    auto d = downscale(c.hr.back(), scale);
-    if (!d) return d.status();
-    lr.push_back(std::move(*d));
+    DYDCA_ASSIGN_OR_RETURN(auto d, downscale(c.hr.back(), scale));
+    lr.push_back(std::move(d));
   }
-  raw->clear();
+  raw.clear();
   X264Config xc;
   xc.preset = "veryfast";
   xc.crf = crf;
-  auto enc = encode_h264(lr, {25, 1}, xc);
-  if (!enc) return enc.status();
-  auto dec = decode_h264(*enc);
-  if (!dec) return dec.status();
-  c.lr = std::move(*dec);
+  DYDCA_ASSIGN_OR_RETURN(auto enc, encode_h264(lr, {25, 1}, xc));
+  DYDCA_ASSIGN_OR_RETURN(auto dec, decode_h264(enc));
+  c.lr = std::move(dec);
   ChunkingParams cp;
   cp.scale = scale;
-  auto ch = chunk_video(c.hr, c.lr, cp);
-  if (!ch) return ch.status();
-  c.routing = ch->routing;
+  DYDCA_ASSIGN_OR_RETURN(auto ch, chunk_video(c.hr, c.lr, cp));
+  c.routing = ch.routing;
   DYDCA_TRY(fill_path_tables(c.routing, base.arch, int(base.arch.paths.size())));
   QualityAccumulator bic_acc(false);
   for (size_t i = 0; i < c.hr.size(); ++i) {
-    auto up = resize(c.lr[i], c.hr[i].width, c.hr[i].height, ScaleFilter::kBicubic);
-    if (!up) return up.status();
-    DYDCA_TRY(bic_acc.add(c.hr[i], *up));
+    DYDCA_ASSIGN_OR_RETURN(auto up,
+                           resize(c.lr[i], c.hr[i].width, c.hr[i].height, ScaleFilter::kBicubic));
+    DYDCA_TRY(bic_acc.add(c.hr[i], up));
   }
   const double bicubic = bic_acc.result().psnr_y;
 
   TrainConfig cfg = base;
   cfg.qat = false;
   TrainReport rep_fp;
-  auto fp = train_dynamic(c.hr, c.lr, c.routing, cfg, &rep_fp);
-  if (!fp) return fp.status();
-  auto scales = calibrate_act_scales(*fp, c.hr, c.lr, c.routing, cfg);
-  if (!scales) return scales.status();
-  Model ptq = *fp;
-  ptq.act = *scales;
+  DYDCA_ASSIGN_OR_RETURN(auto fp, train_dynamic(c.hr, c.lr, c.routing, cfg, &rep_fp));
+  DYDCA_ASSIGN_OR_RETURN(auto scales, calibrate_act_scales(fp, c.hr, c.lr, c.routing, cfg));
+  Model ptq = fp;
+  ptq.act = scales;
   cfg.qat = true;
   TrainReport rep_q;
-  auto q = train_dynamic(c.hr, c.lr, c.routing, cfg, &rep_q);
-  if (!q) return q.status();
+  DYDCA_ASSIGN_OR_RETURN(auto q, train_dynamic(c.hr, c.lr, c.routing, cfg, &rep_q));
 
   // Post-training int8 under other calibrations (percentiles of |v|).
   std::vector<std::pair<double, double>> ptq_pct;
@@ -134,39 +124,30 @@ Status run(const std::string& input, int frames, int scale, int crf, const Train
     TrainConfig pc = cfg;
     pc.calibration = TrainConfig::Calibration::kPercentile;
     pc.calib_percentile = pct;
-    auto sc = calibrate_act_scales(*fp, c.hr, c.lr, c.routing, pc);
-    if (!sc) return sc.status();
-    Model m = *fp;
-    m.act = *sc;
-    auto ship = shipped_int8(m);
-    if (!ship) return ship.status();
-    auto v = level0_psnr(*ship, c, true, cfg.threads);
-    if (!v) return v.status();
-    ptq_pct.emplace_back(pct, *v);
+    DYDCA_ASSIGN_OR_RETURN(auto sc, calibrate_act_scales(fp, c.hr, c.lr, c.routing, pc));
+    Model m = fp;
+    m.act = sc;
+    DYDCA_ASSIGN_OR_RETURN(auto ship, shipped_int8(m));
+    DYDCA_ASSIGN_OR_RETURN(auto v, level0_psnr(ship, c, true, cfg.threads));
+    ptq_pct.emplace_back(pct, v);
   }
-  auto ptq_ship = shipped_int8(ptq);
-  if (!ptq_ship) return ptq_ship.status();
-  auto q_ship = shipped_int8(*q);
-  if (!q_ship) return q_ship.status();
-  auto a = level0_psnr(*fp, c, false, cfg.threads);
-  if (!a) return a.status();
-  auto b = level0_psnr(*ptq_ship, c, true, cfg.threads);
-  if (!b) return b.status();
-  auto cq = level0_psnr(*q_ship, c, true, cfg.threads);
-  if (!cq) return cq.status();
-  auto cq32 = level0_psnr(*q, c, false, cfg.threads);
-  if (!cq32) return cq32.status();
+  DYDCA_ASSIGN_OR_RETURN(auto ptq_ship, shipped_int8(ptq));
+  DYDCA_ASSIGN_OR_RETURN(auto q_ship, shipped_int8(q));
+  DYDCA_ASSIGN_OR_RETURN(auto a, level0_psnr(fp, c, false, cfg.threads));
+  DYDCA_ASSIGN_OR_RETURN(auto b, level0_psnr(ptq_ship, c, true, cfg.threads));
+  DYDCA_ASSIGN_OR_RETURN(auto cq, level0_psnr(q_ship, c, true, cfg.threads));
+  DYDCA_ASSIGN_OR_RETURN(auto cq32, level0_psnr(q, c, false, cfg.threads));
 
   std::printf("%s: %d frames %dx%d, x%d, CRF %d, C%d E%d N%d, %d steps (QAT run: last %d)\n",
               input.c_str(), int(c.hr.size()), c.hr[0].width, c.hr[0].height, scale, crf,
               cfg.arch.channels, cfg.arch.inner, cfg.arch.blocks, rep_fp.steps, rep_q.qat_steps);
   std::printf("  bicubic                         %.3f dB\n", bicubic);
-  std::printf("  (a) fp32                        %.3f dB\n", *a);
-  std::printf("  (b) int8, post-training scales  %.3f dB  (%+.3f)\n", *b, *b - *a);
+  std::printf("  (a) fp32                        %.3f dB\n", a);
+  std::printf("  (b) int8, post-training scales  %.3f dB  (%+.3f)\n", b, b - a);
   for (auto [pct, v] : ptq_pct)
-    std::printf("      int8, post-training, %7.3f %% of |v|: %.3f dB  (%+.3f)\n", pct, v, v - *a);
-  std::printf("  (c) int8 after QAT              %.3f dB  (%+.3f)\n", *cq, *cq - *a);
-  std::printf("      QAT run's weights in fp32   %.3f dB\n", *cq32);
+    std::printf("      int8, post-training, %7.3f %% of |v|: %.3f dB  (%+.3f)\n", pct, v, v - a);
+  std::printf("  (c) int8 after QAT              %.3f dB  (%+.3f)\n", cq, cq - a);
+  std::printf("      QAT run's weights in fp32   %.3f dB\n", cq32);
   std::printf("  held-out tiles at QAT start: fp32 %.3f, int8 %.3f; after QAT int8 %.3f dB\n",
               rep_q.holdout_psnr_fp32_at_qat, rep_q.holdout_psnr_int8_at_qat,
               rep_q.holdout_psnr_after);
@@ -183,13 +164,13 @@ Status run(const std::string& input, int frames, int scale, int crf, const Train
     j["qat_fraction"] = cfg.qat_fraction;
     j["calibration"] = cfg.calibration == TrainConfig::Calibration::kMse ? "mse" : "percentile";
     j["bicubic"] = bicubic;
-    j["fp32"] = *a;
-    j["int8_ptq"] = *b;
-    j["int8_qat"] = *cq;
+    j["fp32"] = a;
+    j["int8_ptq"] = b;
+    j["int8_qat"] = cq;
     for (auto [pct, v] : ptq_pct) j["int8_ptq_percentile"][std::to_string(pct)] = v;
-    j["qat_weights_fp32"] = *cq32;
-    j["act_scales"] = q->act.path;
-    std::ofstream(json_out) << j.dump(2) << "\n";
+    j["qat_weights_fp32"] = cq32;
+    j["act_scales"] = q.act.path;
+    DYDCA_TRY(write_file_atomic(json_out, j.dump(2) + "\n"));
   }
   return Status::ok();
 }

@@ -16,6 +16,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "dydca/atomic_file.h"
 #include "dydca/encoder.h"
 #include "dydca/media.h"
 #include "dydca/metrics.h"
@@ -154,20 +155,14 @@ const RdCurve* main_dydca_curve(const RdResult& r) {
 
 // ---- decode probe -------------------------------------------------------------------
 
-std::string decode_probe_json(const DecodeProbeResult& r) {
-  nlohmann::json j{{"frames", r.frames},
-                   {"best_wall_s", r.best_wall_s},
-                   {"setup_s", r.setup_s},
-                   {"rss_idle_kb", r.rss_idle_kb},
-                   {"rss_peak_kb", r.rss_peak_kb},
-                   {"runtime_bytes", r.runtime_bytes},
-                   {"models", r.models},
-                   {"models_loaded", r.models_loaded},
-                   {"model_load_ms", r.model_load_ms},
-                   {"tile_switches", r.tile_switches},
-                   {"frame_switches", r.frame_switches}};
-  return j.dump();
-}
+// The probe's result line: one list of members for the child's writer and
+// the parent's reader (measure_decode).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DecodeProbeResult, frames, best_wall_s, setup_s,
+                                                rss_idle_kb, rss_peak_kb, runtime_bytes, models,
+                                                models_loaded, model_load_ms, tile_switches,
+                                                frame_switches)
+
+std::string decode_probe_json(const DecodeProbeResult& r) { return nlohmann::json(r).dump(); }
 
 int64_t proc_status_kb(const char* field) {
   std::ifstream f("/proc/self/status");
@@ -240,23 +235,25 @@ Expected<DecodeCost> measure_decode(const RdBenchParams& p, const std::string& f
     return Status::error("decode probe of " + file + " failed (status " + std::to_string(st) + ")");
   const size_t nl = out.find_last_of('{');
   if (nl == std::string::npos) return Status::error("decode probe of " + file + ": no result");
-  nlohmann::json j = nlohmann::json::parse(out.substr(nl), nullptr, false);
-  if (j.is_discarded() || !j.is_object())
+  DecodeProbeResult r;
+  try {
+    nlohmann::json::parse(out.substr(nl)).get_to(r);
+  } catch (const nlohmann::json::exception&) {
     return Status::error("decode probe of " + file + ": bad result line");
+  }
   DecodeCost c;
   c.level = level;
-  c.frames = j.value("frames", int64_t{0});
-  const double wall = j.value("best_wall_s", 0.0);
-  c.fps = wall > 0 ? double(c.frames) / wall : 0;
-  c.setup_s = j.value("setup_s", 0.0);
-  c.rss_idle_kb = j.value("rss_idle_kb", int64_t{0});
-  c.rss_peak_kb = j.value("rss_peak_kb", int64_t{0});
-  c.runtime_bytes = j.value("runtime_bytes", int64_t{0});
-  c.models = j.value("models", 0);
-  c.models_loaded = j.value("models_loaded", 0);
-  c.switch_ms = j.value("model_load_ms", 0.0);
-  c.tile_switches = j.value("tile_switches", int64_t{0});
-  c.frame_switches = j.value("frame_switches", int64_t{0});
+  c.frames = r.frames;
+  c.fps = r.best_wall_s > 0 ? double(r.frames) / r.best_wall_s : 0;
+  c.setup_s = r.setup_s;
+  c.rss_idle_kb = r.rss_idle_kb;
+  c.rss_peak_kb = r.rss_peak_kb;
+  c.runtime_bytes = r.runtime_bytes;
+  c.models = r.models;
+  c.models_loaded = r.models_loaded;
+  c.switch_ms = r.model_load_ms;
+  c.tile_switches = r.tile_switches;
+  c.frame_switches = r.frame_switches;
   return c;
 }
 
@@ -293,9 +290,8 @@ Expected<std::vector<Frame>> ladder_input(const std::vector<Frame>& hr, int scal
       out.push_back(std::move(padded));
       continue;
     }
-    auto d = downscale(padded, scale, ScaleFilter::kArea);
-    if (!d) return d.status();
-    out.push_back(std::move(*d));
+    DYDCA_ASSIGN_OR_RETURN(auto d, downscale(padded, scale, ScaleFilter::kArea));
+    out.push_back(std::move(d));
   }
   return out;
 }
@@ -310,22 +306,20 @@ Expected<ClipQuality> upscaled_quality(const EncodedVideo& video, int scale,
     return Status::error("stream " + std::to_string(video.width) + "x" +
                          std::to_string(video.height) + " x" + std::to_string(scale) +
                          " is smaller than the input");
-  auto dec = VideoDecoder::open(video, threads);
-  if (!dec) return dec.status();
+  DYDCA_ASSIGN_OR_RETURN(auto dec, VideoDecoder::open(video, threads));
   QualityAccumulator acc(with_ssim);
   size_t i = 0;
   Frame f;
   const auto drain = [&]() -> Status {
     for (;;) {
-      auto got = dec->receive(f);
-      if (!got) return got.status();
-      if (!*got) return Status::ok();
+      DYDCA_ASSIGN_OR_RETURN(auto got, dec.receive(f));
+      if (!got) return Status::ok();
       if (i >= hr.size()) return Status::error("the stream has more frames than the input");
       Frame up;
       if (scale > 1) {
-        auto r = resize(f, f.width * scale, f.height * scale, ScaleFilter::kLanczos);
-        if (!r) return r.status();
-        up = crop(*r, hr[i].width, hr[i].height);
+        DYDCA_ASSIGN_OR_RETURN(auto r,
+                               resize(f, f.width * scale, f.height * scale, ScaleFilter::kLanczos));
+        up = crop(r, hr[i].width, hr[i].height);
       } else {
         up = crop(f, hr[i].width, hr[i].height);
       }
@@ -335,10 +329,10 @@ Expected<ClipQuality> upscaled_quality(const EncodedVideo& video, int scale,
     }
   };
   for (const auto& pkt : video.packets) {
-    DYDCA_TRY(dec->send(&pkt));
+    DYDCA_TRY(dec.send(&pkt));
     DYDCA_TRY(drain());
   }
-  DYDCA_TRY(dec->send(nullptr));
+  DYDCA_TRY(dec.send(nullptr));
   DYDCA_TRY(drain());
   if (i != hr.size())
     return Status::error("decoded " + std::to_string(i) + " frames of " +
@@ -358,18 +352,16 @@ Expected<RdSample> run_ladder_point(const std::vector<Frame>& in, const std::vec
   cfg.bitrate_kbps = rate;
   cfg.two_pass = true;
   cfg.threads = p.threads;
-  auto enc = encode_h264(in, fps, cfg);
-  if (!enc) return enc.status();
-  if (!keep.empty()) DYDCA_TRY(write_video_file(keep, *enc));
-  auto q = upscaled_quality(*enc, scale, hr, p.threads, mid, mid_out);
-  if (!q) return q.status();
+  DYDCA_ASSIGN_OR_RETURN(auto enc, encode_h264(in, fps, cfg));
+  if (!keep.empty()) DYDCA_TRY(write_video_file(keep, enc));
+  DYDCA_ASSIGN_OR_RETURN(auto q, upscaled_quality(enc, scale, hr, p.threads, mid, mid_out));
   RdSample s;
   s.rate = rate;
   s.scale = scale;
   const double dur = double(hr.size()) / fps.to_double();
-  s.video_kbps = s.total_kbps = double(enc->total_bytes()) * 8.0 / dur / 1000.0;
-  s.psnr_y = q->psnr_y;
-  s.ssim_y = q->ssim_y;
+  s.video_kbps = s.total_kbps = double(enc.total_bytes()) * 8.0 / dur / 1000.0;
+  s.psnr_y = q.psnr_y;
+  s.ssim_y = q.ssim_y;
   s.encode_s = now_s() - t0;
   return s;
 }
@@ -415,12 +407,11 @@ Expected<std::vector<int>> probe_rates(const std::vector<Frame>& hr, Rational fp
     int64_t bytes = 0;
     QualityAccumulator acc(false);
     for (size_t k = 0; k < in.size(); ++k) {
-      auto enc = encode_h264(in[k], fps, cfg);
-      if (!enc) return enc.status();
-      bytes += enc->total_bytes();
-      auto q = upscaled_quality(*enc, 1, ref[k], p.threads, 0, nullptr, false);
-      if (!q) return q.status();
-      for (const auto& f : q->per_frame) acc.add(f);
+      DYDCA_ASSIGN_OR_RETURN(auto enc, encode_h264(in[k], fps, cfg));
+      bytes += enc.total_bytes();
+      DYDCA_ASSIGN_OR_RETURN(auto q,
+                             upscaled_quality(enc, 1, ref[k], p.threads, 0, nullptr, false));
+      for (const auto& f : q.per_frame) acc.add(f);
     }
     ProbePoint pt{crf, double(bytes) * 8.0 / dur / 1000.0, acc.result().psnr_y};
     memo[crf] = pt;
@@ -453,9 +444,8 @@ Expected<std::vector<int>> probe_rates(const std::vector<Frame>& hr, Rational fp
           crf = std::max(0, b->crf - std::max(1, int(std::ceil((target - b->psnr_y) / kDbPerCrf))));
         }
       }
-      auto pt = at(crf);
-      if (!pt) return pt.status();
-      if (std::fabs(pt->psnr_y - target) <= 0.5) break;
+      DYDCA_ASSIGN_OR_RETURN(auto pt, at(crf));
+      if (std::fabs(pt.psnr_y - target) <= 0.5) break;
       crf = -1;
     }
   }
@@ -471,12 +461,11 @@ Expected<std::vector<int>> probe_rates(const std::vector<Frame>& hr, Rational fp
     int64_t bytes = 0;
     QualityAccumulator acc(false);
     for (size_t k = 0; k < in.size(); ++k) {
-      auto enc = encode_h264(in[k], fps, cfg);
-      if (!enc) return enc.status();
-      bytes += enc->total_bytes();
-      auto q = upscaled_quality(*enc, 1, ref[k], p.threads, 0, nullptr, false);
-      if (!q) return q.status();
-      for (const auto& f : q->per_frame) acc.add(f);
+      DYDCA_ASSIGN_OR_RETURN(auto enc, encode_h264(in[k], fps, cfg));
+      bytes += enc.total_bytes();
+      DYDCA_ASSIGN_OR_RETURN(auto q,
+                             upscaled_quality(enc, 1, ref[k], p.threads, 0, nullptr, false));
+      for (const auto& f : q.per_frame) acc.add(f);
     }
     ProbePoint pt{-1, double(bytes) * 8.0 / dur / 1000.0, acc.result().psnr_y, kbps};
     r->probe.push_back(pt);
@@ -506,17 +495,16 @@ Expected<std::vector<int>> probe_rates(const std::vector<Frame>& hr, Rational fp
     std::vector<std::pair<double, double>> seen;  // (log10 target rate, PSNR-Y)
     for (int iter = 0; iter < 3; ++iter) {
       const int kbps = std::max(1, int(std::lround(rate)));
-      auto pt = abr(kbps);
-      if (!pt) return pt.status();
-      if (std::fabs(pt->psnr_y - targets[e]) <= 0.5) break;
-      seen.push_back({std::log10(double(kbps)), pt->psnr_y});
+      DYDCA_ASSIGN_OR_RETURN(auto pt, abr(kbps));
+      if (std::fabs(pt.psnr_y - targets[e]) <= 0.5) break;
+      seen.push_back({std::log10(double(kbps)), pt.psnr_y});
       double slope = crf_slope(targets[e]);
       if (seen.size() >= 2) {
         const auto& [x0, y0] = seen[seen.size() - 2];
         const auto& [x1, y1] = seen.back();
         if (std::fabs(x1 - x0) > 1e-3 && (y1 - y0) / (x1 - x0) > 1) slope = (y1 - y0) / (x1 - x0);
       }
-      rate = kbps * std::clamp(std::pow(10.0, (targets[e] - pt->psnr_y) / slope), 0.25, 4.0);
+      rate = kbps * std::clamp(std::pow(10.0, (targets[e] - pt.psnr_y) / slope), 0.25, 4.0);
     }
     ends[e] = rate;
   }
@@ -574,8 +562,7 @@ Status decoded_frame(const std::string& mkv, int64_t index, int threads, Frame* 
   o.max_frames = index + 1;
   o.plain_scale = 1;  // a plain x264 output of --scale auto is at the full size
   CaptureSink sink(index, out);
-  auto st = decode_file(mkv, o, sink);
-  if (!st) return st.status();
+  DYDCA_TRY(decode_file(mkv, o, sink).status());
   if (out->empty()) return Status::error(mkv + ": frame " + std::to_string(index) + " not decoded");
   return Status::ok();
 #else
@@ -600,12 +587,8 @@ Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
   const auto write_all = [&](const RdResult* partial) -> Status {
     std::vector<RdResult> all = results;
     if (partial) all.push_back(*partial);
-    std::ofstream j(p.out_dir + "/report.json");
-    j << rd_report_json(p, all) << "\n";
-    std::ofstream m(p.out_dir + "/report.md");
-    m << rd_report_md(p, all);
-    if (!j || !m) return Status::error("cannot write the reports in " + p.out_dir);
-    return Status::ok();
+    DYDCA_TRY(write_file_atomic(p.out_dir + "/report.json", rd_report_json(p, all) + "\n"));
+    return write_file_atomic(p.out_dir + "/report.md", rd_report_md(p, all));
   };
   const auto stopped = [&] { return p.stop && p.stop->load(); };
   for (const auto& clip : p.clips) {
@@ -877,14 +860,12 @@ Status run_rd_bench(const RdBenchParams& p, std::vector<RdResult>* out) {
 
 Status write_quick_clip(const std::string& path) {
   const Rational fps{24, 1};
-  auto w = Y4mWriter::open(path, 384, 256, fps);
-  if (!w) return w.status();
+  DYDCA_ASSIGN_OR_RETURN(auto w, Y4mWriter::open(path, 384, 256, fps));
   for (const auto& f : synthetic_clip(192, 128, 24, 1, /*noise=*/false)) {
-    auto up = resize(f, 384, 256, ScaleFilter::kBicubic);
-    if (!up) return up.status();
-    DYDCA_TRY(w->write(*up));
+    DYDCA_ASSIGN_OR_RETURN(auto up, resize(f, 384, 256, ScaleFilter::kBicubic));
+    DYDCA_TRY(w.write(up));
   }
-  return w->close();
+  return w.close();
 }
 
 }  // namespace dydca::bench

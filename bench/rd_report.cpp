@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "dydca/atomic_file.h"
 #include "dydca/log.h"
 #include "rd_bench.h"
 
@@ -32,6 +33,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RdCurve, method, kind, scale, po
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ProbePoint, crf, kbps, psnr_y, abr_kbps)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CropInfo, png, frame, x, y, side, magnify, rate,
                                                 panels)
+// The run's settings that report.json records (and --replot reads back);
+// target_db, a pair, is written and read beside them.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RdBenchParams, preset, quality, steps, scales,
+                                                ladder_scales, rates, rate_count, baselines,
+                                                baseline_scale, max_frames, ref_rate, decode_runs,
+                                                threads)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RdResult, clip, name, frames, fps, duration_s,
                                                 hr_width, hr_height, rates, rates_from, probe,
                                                 probe_frames, ref_rate, curves, decodes, crop,
@@ -137,21 +144,8 @@ std::vector<RdCurve> bd_rows(const RdResult& r) {
 }  // namespace
 
 std::string rd_report_json(const RdBenchParams& p, const std::vector<RdResult>& results) {
-  json j;
-  j["preset"] = p.preset;
-  j["quality"] = p.quality;
-  j["steps"] = p.steps;
-  j["scales"] = p.scales;
-  j["ladder_scales"] = p.ladder_scales;
-  j["rates"] = p.rates;
+  json j = p;
   j["target_db"] = {p.target_lo_db, p.target_hi_db};
-  j["rate_count"] = p.rate_count;
-  j["baselines"] = p.baselines;
-  j["baseline_scale"] = p.baseline_scale;
-  j["max_frames"] = p.max_frames;
-  j["ref_rate"] = p.ref_rate;
-  j["decode_runs"] = p.decode_runs;
-  j["threads"] = p.threads;
   json rs = json::array();
   double sum_full = 0, sum_hull = 0;
   int n_full = 0, n_hull = 0;
@@ -697,27 +691,13 @@ Status replot_rd_report(const std::string& dir) {
   json j = json::parse(f, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Status::error(dir + "/report.json: not JSON");
   RdBenchParams p;
-  p.out_dir = dir;
   try {
-    p.preset = j.value("preset", p.preset);
-    p.quality = j.value("quality", p.quality);
-    p.steps = j.value("steps", 0);
-    p.scales = j.value("scales", p.scales);
-    p.ladder_scales = j.value("ladder_scales", p.ladder_scales);
-    p.rates = j.value("rates", p.rates);
+    j.get_to(p);
     if (j.contains("target_db") && j["target_db"].size() == 2)
       p.target_lo_db = j["target_db"][0], p.target_hi_db = j["target_db"][1];
-    p.rate_count = j.value("rate_count", p.rate_count);
-    p.baselines = j.value("baselines", p.baselines);
-    p.baseline_scale = j.value("baseline_scale", p.baseline_scale);
-    p.max_frames = j.value("max_frames", int64_t{0});
-    p.ref_rate = j.value("ref_rate", 0);
-    p.decode_runs = j.value("decode_runs", p.decode_runs);
-    p.threads = j.value("threads", p.threads);
+    p.out_dir = dir;
     const auto results = j.at("results").get<std::vector<RdResult>>();
-    std::ofstream m(dir + "/report.md");
-    m << rd_report_md(p, results);
-    if (!m) return Status::error("cannot write " + dir + "/report.md");
+    DYDCA_TRY(write_file_atomic(dir + "/report.md", rd_report_md(p, results)));
     return write_rd_plots(p, results);
   } catch (const json::exception& e) {
     return Status::error(dir + "/report.json: " + e.what());

@@ -203,6 +203,27 @@ TEST_CASE("chunking on codec-decoded LR (x264 round trip)") {
   CHECK(r->routing.chunk(1, 0, 0) == 0);  // sky still the easiest chunk
 }
 
+TEST_CASE("one MAC count: per path, per routed table, and the static level rule") {
+  ModelArch arch = four_paths();  // C32 E32 N4, x2
+  CHECK(arch.macs_per_lr_pixel(0) == 4 * 25);  // the 5x5 skip alone
+  // head 9w + blocks d*2*w*e*9 + tail 4*9w + skip 100, e = w here.
+  CHECK(arch.macs_per_lr_pixel(1) == 9 * 16 + 2 * 16 * 16 * 9 + 4 * 9 * 16 + 100);
+  CHECK(arch.macs_per_hr_pixel(1) == doctest::Approx(arch.macs_per_lr_pixel(1) / 4.0));
+  // Chunk 2 names a path the model lacks: it counts in neither sum.
+  const std::vector<uint8_t> table{0, 3, 9};
+  const RoutedMacs r = routed_macs(arch, table, {10, 30, 1000});
+  CHECK(r.macs == 10 * arch.macs_per_lr_pixel(0) + 30 * arch.macs_per_lr_pixel(3));
+  CHECK(r.weight == 40);
+  CHECK(mean_macs_per_lr_pixel(table, {10, 30, 1000}, arch) == doctest::Approx(r.mean()));
+  CHECK(routed_macs(arch, table, {}).mean() == 0);
+  // A model without routing: level 0 = the richest path, the last = path 0.
+  CHECK(static_level_path(4, 0) == 3);
+  CHECK(static_level_path(4, 3) == 0);
+  CHECK(static_level_path(4, 7) == 0);
+  CHECK(static_level_path(4, -1) == 3);
+  CHECK(static_level_path(1, 0) == 0);
+}
+
 TEST_CASE("path assignment and QoS tables are monotone") {
   ModelArch arch = four_paths();
   for (int k = 1; k <= 8; ++k) {

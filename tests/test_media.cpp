@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "dydca/atomic_file.h"
 #include "dydca/media.h"
 #include "dydca/metrics.h"
 #include "dydca/synthetic.h"
@@ -13,6 +14,89 @@
 
 using namespace dydca;
 namespace fs = std::filesystem;
+
+namespace {
+
+Expected<int> half_of(int v) {
+  if (v % 2) return Status::error("odd", StatusCode::kInvalidArgument);
+  return v / 2;
+}
+// Two steps through DYDCA_ASSIGN_OR_RETURN, into Expected and into Status.
+Expected<int> quarter_of(int v) {
+  DYDCA_ASSIGN_OR_RETURN(const int h, half_of(v));
+  DYDCA_ASSIGN_OR_RETURN(auto q, half_of(h));
+  return q;
+}
+Status check_quarter(int v, int* out) {
+  DYDCA_ASSIGN_OR_RETURN(*out, quarter_of(v));  // an existing object works as decl too
+  return Status::ok();
+}
+
+bool no_temporary_files(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().string().find(".part") != std::string::npos) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("DYDCA_ASSIGN_OR_RETURN: the value, or the first error returned as it is") {
+  auto q = quarter_of(12);
+  REQUIRE(q);
+  CHECK(*q == 3);
+  auto bad = quarter_of(6);  // 6 / 2 = 3 is odd: the second step fails
+  REQUIRE_FALSE(bad);
+  CHECK(bad.status().code() == StatusCode::kInvalidArgument);
+  CHECK(bad.error_message() == "odd");
+  int out = -1;
+  CHECK(check_quarter(8, &out));
+  CHECK(out == 2);
+  CHECK_FALSE(check_quarter(7, &out));
+  CHECK(out == 2);  // untouched on failure
+}
+
+TEST_CASE("atomic files: whole or nothing, no temporary file left") {
+  const std::string dir = test::temp_dir("atomic_file");
+  const std::string path = dir + "/a.bin";
+  REQUIRE(write_file_atomic(path, std::string("first")));
+  CHECK(test::read_bytes(path) == std::vector<uint8_t>{'f', 'i', 'r', 's', 't'});
+  REQUIRE(write_file_atomic(path, std::vector<uint8_t>{1, 2}));
+  CHECK(test::read_bytes(path) == std::vector<uint8_t>{1, 2});
+  {  // a writer that fails before commit: the old file stays
+    PendingFile f(path);
+    CHECK(f.path() == path);
+    CHECK(f.temp_path().rfind(dir + "/a.bin.part", 0) == 0);
+    std::ofstream(f.temp_path()) << "half";
+    CHECK(fs::exists(f.temp_path()));
+  }
+  CHECK(test::read_bytes(path) == std::vector<uint8_t>{1, 2});
+  {  // commit moves the new file in, once
+    PendingFile f(path);
+    std::ofstream(f.temp_path()) << "new";
+    REQUIRE(f.commit());
+    CHECK(f.temp_path().empty());
+    CHECK_FALSE(f.commit());
+  }
+  CHECK(test::read_bytes(path) == std::vector<uint8_t>{'n', 'e', 'w'});
+  {  // nothing written: commit fails and path keeps its file
+    PendingFile f(path);
+    CHECK_FALSE(f.commit());
+  }
+  CHECK(test::read_bytes(path) == std::vector<uint8_t>{'n', 'e', 'w'});
+  {  // moved: only the new owner removes the temporary file
+    PendingFile a(dir + "/b.bin");
+    std::ofstream(a.temp_path()) << "b";
+    PendingFile b = std::move(a);
+    CHECK(a.temp_path().empty());
+    REQUIRE(b.commit());
+  }
+  CHECK(fs::exists(dir + "/b.bin"));
+  // A folder that does not exist: a clear error, nothing created.
+  Status s = write_file_atomic(dir + "/missing/c.bin", std::string("x"));
+  CHECK_FALSE(s);
+  CHECK(s.message().find("missing/c.bin") != std::string::npos);
+  CHECK(no_temporary_files(dir));
+}
 
 TEST_CASE("synthetic clip is deterministic and has the requested geometry") {
   auto a = synthetic_clip(64, 48, 4, 7);
@@ -225,9 +309,7 @@ TEST_CASE("MP4 and MKV round trip: identical packets, readable by ffprobe") {
   CHECK_FALSE(write_video_file(dir + "/x.mp4", *enc, att));
   CHECK_FALSE(write_video_file("/nonexistent-dir/x.mkv", *enc));
   CHECK_FALSE(fs::exists("/nonexistent-dir/x.mkv"));
-  // No temporary files left in the output folder.
-  for (const auto& e : fs::directory_iterator(dir))
-    CHECK(e.path().string().find(".part") == std::string::npos);
+  CHECK(no_temporary_files(dir));
 }
 
 TEST_CASE("audio is copied from the input into MKV") {

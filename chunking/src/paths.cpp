@@ -89,23 +89,10 @@ Expected<std::vector<uint8_t>> refine_paths(const std::vector<std::vector<double
 }
 
 Status fill_path_tables(RoutingMap& routing, const ModelArch& arch, int levels) {
-  auto level0 = assign_paths(routing.num_chunks, arch);
-  if (!level0) return level0.status();
-  auto tables = qos_level_tables(*level0, arch, levels);
-  if (!tables) return tables.status();
-  routing.chunk_path = std::move(*tables);
+  DYDCA_ASSIGN_OR_RETURN(auto level0, assign_paths(routing.num_chunks, arch));
+  DYDCA_ASSIGN_OR_RETURN(auto tables, qos_level_tables(level0, arch, levels));
+  routing.chunk_path = std::move(tables);
   return {};
-}
-
-double mean_macs_per_lr_pixel(const std::vector<uint8_t>& chunk_path,
-                              const std::vector<int64_t>& chunk_tiles, const ModelArch& arch) {
-  double macs = 0, tiles = 0;
-  for (size_t c = 0; c < chunk_path.size() && c < chunk_tiles.size(); ++c) {
-    if (chunk_path[c] >= arch.paths.size()) continue;
-    macs += double(arch.macs_per_lr_pixel(chunk_path[c])) * double(chunk_tiles[c]);
-    tiles += double(chunk_tiles[c]);
-  }
-  return tiles > 0 ? macs / tiles : 0;
 }
 
 ChunkPathError::ChunkPathError(const RoutingMap& routing, int scale, int num_paths)

@@ -109,10 +109,9 @@ Status write_dydca_file_v2(const std::string& path, const EncodedVideo& lr_video
                            std::to_string(covered) + " frames but the video has " +
                            std::to_string(lr_video.packets.size()));
   }
-  auto writer = DydcaFileWriter::open(path, lr_video, segments, params);
-  if (!writer) return writer.status();
-  for (const EncodedPacket& p : lr_video.packets) DYDCA_TRY(writer->write_packet(p));
-  return writer->finish();
+  DYDCA_ASSIGN_OR_RETURN(auto writer, DydcaFileWriter::open(path, lr_video, segments, params));
+  for (const EncodedPacket& p : lr_video.packets) DYDCA_TRY(writer.write_packet(p));
+  return writer.finish();
 }
 
 Expected<DydcaFile> read_dydca_file(const std::string& path) {

@@ -249,14 +249,14 @@ Expected<Model> check_segments(const std::vector<SegmentRecord>& segments,
   for (size_t k = 0; k < segments.size(); ++k) {
     const std::string where = segment_name(segments, k);
     ModelBlobInfo info;
-    auto m = segment_model_from(segments, k, previous ? &*previous : nullptr, &info);
-    if (!m) return m.status();
+    DYDCA_ASSIGN_OR_RETURN(auto m,
+                           segment_model_from(segments, k, previous ? &*previous : nullptr, &info));
     if (!first) {
-      DYDCA_TRY(check_consistency(video, {*m}, nullptr, frames, hr_width, hr_height, scale)
+      DYDCA_TRY(check_consistency(video, {m}, nullptr, frames, hr_width, hr_height, scale)
                     .with_context(where));
-      first = *m;
-    } else if (!blob::same_arch(m->arch, first->arch)) {
-      return Status::error(where + ": the model's architecture (" + blob::arch_string(m->arch) +
+      first = m;
+    } else if (!blob::same_arch(m.arch, first->arch)) {
+      return Status::error(where + ": the model's architecture (" + blob::arch_string(m.arch) +
                            ") differs from segment 0's (" + blob::arch_string(first->arch) +
                            "); a file has one architecture");
     }
@@ -265,7 +265,7 @@ Expected<Model> check_segments(const std::vector<SegmentRecord>& segments,
       auto r = parse_routing(segments[k].routing);
       if (!r) return r.status().with_context(where + ": routing");
       DYDCA_TRY(check_routing_video(*r, video).with_context(where));
-      DYDCA_TRY(check_routing_fits_model(*r, m->arch).with_context(where));
+      DYDCA_TRY(check_routing_fits_model(*r, m.arch).with_context(where));
       if (r->frames != segments[k].frames)
         return Status::error(where + ": routing covers " + std::to_string(r->frames) +
                              " frames, the segment has " + std::to_string(segments[k].frames));
@@ -276,8 +276,8 @@ Expected<Model> check_segments(const std::vector<SegmentRecord>& segments,
                              "; a file has one set of levels");
       routing = std::move(*r);
     }
-    if (visit) visit(k, *m, info, std::move(routing));
-    previous = std::move(*m);
+    if (visit) visit(k, m, info, std::move(routing));
+    previous = std::move(m);
   }
   const int64_t covered = int64_t(segments.back().first_frame) + segments.back().frames;
   if (covered != frames)

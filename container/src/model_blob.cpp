@@ -250,9 +250,8 @@ Expected<std::vector<uint8_t>> serialize_model(const Model& model,
 }
 
 Expected<Model> parse_model(const uint8_t* data, size_t size, ModelBlobInfo* info) {
-  auto opened = blob::open_envelope(kModelEnvelope, data, size);
-  if (!opened) return opened.status();
-  const std::vector<uint8_t>& payload = opened->payload;
+  DYDCA_ASSIGN_OR_RETURN(auto opened, blob::open_envelope(kModelEnvelope, data, size));
+  const std::vector<uint8_t>& payload = opened.payload;
   blob::ByteReader r(payload.data(), payload.size());
   auto truncated = [] { return Status::error("model blob payload is truncated"); };
 
@@ -359,13 +358,13 @@ Expected<Model> parse_model(const uint8_t* data, size_t size, ModelBlobInfo* inf
     }
     m.tensors.push_back(std::move(t));
   }
-  if (opened->version >= 2) DYDCA_TRY(blob::read_act_scales(r, a, &m.act, "model blob"));
+  if (opened.version >= 2) DYDCA_TRY(blob::read_act_scales(r, a, &m.act, "model blob"));
   if (!r.at_end())
     return Status::error("model blob payload has " + std::to_string(r.remaining()) +
                          " unexpected trailing bytes");
   DYDCA_TRY(validate_model(m).with_context("model blob"));
   if (info) {
-    info->version = opened->version;
+    info->version = opened.version;
     info->blob_bytes = size;
     info->payload_bytes = payload.size();
     info->weights = weights;

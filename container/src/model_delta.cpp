@@ -137,10 +137,9 @@ Expected<std::vector<uint8_t>> serialize_model_delta(const Model& reference, con
 
 Expected<Model> apply_model_delta(const Model& reference, const uint8_t* data, size_t size,
                                   ModelBlobInfo* info) {
-  auto opened = blob::open_envelope(kDeltaEnvelope, data, size);
-  if (!opened) return opened.status();
+  DYDCA_ASSIGN_OR_RETURN(auto opened, blob::open_envelope(kDeltaEnvelope, data, size));
   DYDCA_TRY(validate_model(reference).with_context("model update: the reference model"));
-  const std::vector<uint8_t>& payload = opened->payload;
+  const std::vector<uint8_t>& payload = opened.payload;
   blob::ByteReader r(payload.data(), payload.size());
   auto truncated = [] { return Status::error("model update payload is truncated"); };
 
@@ -234,14 +233,13 @@ Expected<Model> apply_model_delta(const Model& reference, const uint8_t* data, s
         return Status::error("model update tensor " + name + " overflows fp32");
     }
   }
-  if (opened->version >= 2)
-    DYDCA_TRY(blob::read_act_scales(r, out.arch, &out.act, "model update"));
+  if (opened.version >= 2) DYDCA_TRY(blob::read_act_scales(r, out.arch, &out.act, "model update"));
   if (!r.at_end())
     return Status::error("model update payload has " + std::to_string(r.remaining()) +
                          " unexpected trailing bytes");
   DYDCA_TRY(validate_model(out).with_context("model update"));
   if (info) {
-    info->version = opened->version;
+    info->version = opened.version;
     info->blob_bytes = size;
     info->payload_bytes = payload.size();
     info->weights = WeightFormat::kInt8;

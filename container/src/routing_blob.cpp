@@ -169,9 +169,8 @@ Expected<std::vector<uint8_t>> serialize_routing(const RoutingMap& m, int zstd_l
 }
 
 Expected<RoutingMap> parse_routing(const uint8_t* data, size_t size) {
-  auto opened = blob::open_envelope(kRoutingEnvelope, data, size);
-  if (!opened) return opened.status();
-  const std::vector<uint8_t>& payload = opened->payload;
+  DYDCA_ASSIGN_OR_RETURN(auto opened, blob::open_envelope(kRoutingEnvelope, data, size));
+  const std::vector<uint8_t>& payload = opened.payload;
   blob::ByteReader r(payload.data(), payload.size());
   auto truncated = [] { return Status::error("routing blob payload is truncated"); };
 

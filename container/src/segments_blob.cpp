@@ -69,9 +69,8 @@ Expected<std::vector<uint8_t>> serialize_segments(const std::vector<SegmentRecor
 }
 
 Expected<std::vector<SegmentRecord>> parse_segments(const uint8_t* data, size_t size) {
-  auto opened = blob::open_envelope(kSegmentsEnvelope, data, size);
-  if (!opened) return opened.status();
-  const std::vector<uint8_t>& payload = opened->payload;
+  DYDCA_ASSIGN_OR_RETURN(auto opened, blob::open_envelope(kSegmentsEnvelope, data, size));
+  const std::vector<uint8_t>& payload = opened.payload;
   blob::ByteReader r(payload.data(), payload.size());
   auto truncated = [] { return Status::error("segment table payload is truncated"); };
 

@@ -271,7 +271,8 @@ void level_frame_macs(const ModelArch& arch, const RoutingMap* routing, int fram
   if (!routing || routing->levels() == 0 || routing->tiles_per_frame() == 0) {
     out->assign(size_t(std::max(np, 1)), 0);
     for (int l = 0; l < np; ++l)
-      (*out)[size_t(l)] = int64_t(lr_width) * lr_height * arch.macs_per_lr_pixel(np - 1 - l);
+      (*out)[size_t(l)] =
+          int64_t(lr_width) * lr_height * arch.macs_per_lr_pixel(static_level_path(np, l));
     return;
   }
   const RoutingMap& r = *routing;
@@ -286,13 +287,8 @@ void level_frame_macs(const ModelArch& arch, const RoutingMap* routing, int fram
         chunk_px[c] += int64_t(std::min(ts, r.lr_width - tx * ts)) * std::min(ts, r.lr_height - ty * ts);
     }
   out->assign(size_t(r.levels()), 0);
-  for (int l = 0; l < r.levels(); ++l) {
-    const auto& table = r.chunk_path[size_t(l)];
-    int64_t m = 0;
-    for (size_t c = 0; c < chunk_px.size() && c < table.size(); ++c)
-      if (chunk_px[c] && table[c] < np) m += chunk_px[c] * arch.macs_per_lr_pixel(table[c]);
-    (*out)[size_t(l)] = m;
-  }
+  for (int l = 0; l < r.levels(); ++l)
+    (*out)[size_t(l)] = routed_macs(arch, r.chunk_path[size_t(l)], chunk_px).macs;
 }
 
 QosLevelPolicy::QosLevelPolicy(QosController qos, const ModelArch& arch, const RoutingMap* routing,
@@ -341,7 +337,7 @@ Status QosLevelPolicy::calibrate(const Model& model, const RuntimeOptions& optio
             st = rt->upscale_luma(lr.data(), w, h, w, hr.data(), ptrdiff_t(w) * s, paths);
           }
         } else {
-          const int path = std::max(0, rt->num_paths() - 1 - level);
+          const int path = static_level_path(rt->num_paths(), level);
           paths.assign(size_t(rt->tiles_x(w)) * rt->tiles_y(h), uint8_t(path));
           macs = rt->frame_macs(w, h, paths);
           st = rt->upscale_luma(lr.data(), w, h, w, hr.data(), ptrdiff_t(w) * s, path);

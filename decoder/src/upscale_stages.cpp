@@ -321,8 +321,7 @@ Status SrStage::run(const Frame& lr, Frame& hr, int64_t frame, int level) {
     return rt.upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, hr.y.data(), hr.width,
                            *p.routing, int(local), level);
   }
-  // Static model: level l runs the l-th richest path.
-  const int path = std::max(0, rt.num_paths() - 1 - level);
+  const int path = static_level_path(rt.num_paths(), level);  // a static model
   return rt.upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, hr.y.data(), hr.width, path);
 }
 

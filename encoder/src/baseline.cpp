@@ -30,10 +30,9 @@ Expected<std::vector<Model>> train_baseline_models(const std::vector<Frame>& hr,
     cfg.only_chunk = id;
     if (!checkpoint.empty()) cfg.checkpoint = checkpoint + "." + std::to_string(id + 1);
     TrainReport tr;
-    auto m = train_dynamic(hr, lr, r, cfg, &tr, prog);
-    if (!m) return m.status();
+    DYDCA_ASSIGN_OR_RETURN(auto m, train_dynamic(hr, lr, r, cfg, &tr, prog));
     *total_steps += tr.steps;
-    models.push_back(std::move(*m));
+    models.push_back(std::move(m));
   }
   return models;
 }
@@ -46,20 +45,19 @@ Status write_output(const EncodeParams& p, const EncodedVideo& video,
                     const std::vector<std::vector<uint8_t>>& model_blobs,
                     const RoutingMap& routing, const std::map<std::string, std::string>& tags,
                     EncodeReport& r) {
-  auto routing_blob = serialize_routing(routing);
-  if (!routing_blob) return routing_blob.status();
+  DYDCA_ASSIGN_OR_RETURN(auto routing_blob, serialize_routing(routing));
   DydcaWriteParams wp;
   wp.hr_width = r.hr_width;
   wp.hr_height = r.hr_height;
   wp.copy_audio_from = p.input;
   wp.extra_tags = tags;
-  DYDCA_TRY(write_dydca_file_blobs(p.output, video, model_blobs, &*routing_blob, wp));
+  DYDCA_TRY(write_dydca_file_blobs(p.output, video, model_blobs, &routing_blob, wp));
   auto check = read_dydca_file(p.output);
   if (!check) return check.status().with_context("reading back " + p.output);
   r.video_bytes = video.total_bytes();
   r.model_bytes = 0;
   for (const auto& b : model_blobs) r.model_bytes += int64_t(b.size());
-  r.routing_bytes = int64_t(routing_blob->size());
+  r.routing_bytes = int64_t(routing_blob.size());
   r.audio_bytes = check->audio_bytes;
   fill_bitrates(r);
   return Status::ok();
@@ -114,11 +112,10 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
         std::fill_n(br.chunk_ids.begin() + ptrdiff_t(size_t(f) * tiles), tiles, uint8_t(si));
     }
   }
-  auto tc = make_train_config(p, full, r.duration_s, p.train_steps);
-  if (!tc) return tc.status();
-  TrainConfig cfg = *tc;
-  auto models = train_baseline_models(hr, lr, br, cfg, ids, prog, &r.train_steps);
-  if (!models) return models.status();
+  DYDCA_ASSIGN_OR_RETURN(auto tc, make_train_config(p, full, r.duration_s, p.train_steps));
+  TrainConfig cfg = tc;
+  DYDCA_ASSIGN_OR_RETURN(auto models,
+                         train_baseline_models(hr, lr, br, cfg, ids, prog, &r.train_steps));
   r.t_train = since(t);
 
   t = Clock::now();
@@ -127,15 +124,12 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
   std::vector<std::vector<uint8_t>> blobs;
   std::vector<SrRuntime> rts;
   const RuntimeOptions ropt = runtime_options(p, r.lr_width, r.lr_height);
-  for (const Model& m : *models) {
-    auto blob = serialize_model(m, mbo);
-    if (!blob) return blob.status();
-    auto shipped = parse_model(*blob);
-    if (!shipped) return shipped.status();
-    auto rt = SrRuntime::create(*shipped, ropt);
-    if (!rt) return rt.status();
-    blobs.push_back(std::move(*blob));
-    rts.push_back(std::move(*rt));
+  for (const Model& m : models) {
+    DYDCA_ASSIGN_OR_RETURN(auto blob, serialize_model(m, mbo));
+    DYDCA_ASSIGN_OR_RETURN(auto shipped, parse_model(blob));
+    DYDCA_ASSIGN_OR_RETURN(auto rt, SrRuntime::create(shipped, ropt));
+    blobs.push_back(std::move(blob));
+    rts.push_back(std::move(rt));
   }
   r.chunk_tiles = chunk_tile_counts(br);
   for (uint8_t v : br.chunk_path[0]) r.chunk_path.push_back(v);
@@ -147,10 +141,9 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
   for (int f = 0; f < r.frames; ++f) {
     const Frame& L = lr[size_t(f)];
     const Frame& H = hr[size_t(f)];
-    auto up = resize(L, H.width, H.height, ScaleFilter::kBicubic);
-    if (!up) return up.status();
+    DYDCA_ASSIGN_OR_RETURN(auto up, resize(L, H.width, H.height, ScaleFilter::kBicubic));
     Frame ref = crop(H, r.hr_width, r.hr_height);
-    DYDCA_TRY(bic.add(ref, crop(*up, r.hr_width, r.hr_height)));
+    DYDCA_TRY(bic.add(ref, crop(up, r.hr_width, r.hr_height)));
     tmp.resize(H.y.size());
     for (size_t m = 0; m < rts.size(); ++m) {
       bool used = false;
@@ -167,10 +160,10 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
           for (int yy = y0; yy < y1; ++yy)
             std::copy(tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x0),
                       tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x1),
-                      up->y.begin() + ptrdiff_t(size_t(yy) * H.width + x0));
+                      up.y.begin() + ptrdiff_t(size_t(yy) * H.width + x0));
         }
     }
-    DYDCA_TRY(acc.add(ref, crop(*up, r.hr_width, r.hr_height)));
+    DYDCA_TRY(acc.add(ref, crop(up, r.hr_width, r.hr_height)));
     if (!prog({"evaluate", f + 1, r.frames})) return Status::error("interrupted");
   }
   ClipQuality b = bic.result(), q = acc.result();

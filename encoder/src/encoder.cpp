@@ -25,6 +25,19 @@
 
 namespace dydca {
 
+// report.json's segments and scale trials, and the work folder's segment
+// reports (below), as nlohmann maps them: keys = member names.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SegmentReport, index, first_frame, frames, resumed,
+                                   model_is_delta, int8_runtime, video_bytes, model_bytes,
+                                   routing_bytes, full_model_bytes, train_steps, bicubic_psnr_y,
+                                   psnr_y, seconds)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScaleTrial, scale, total_kbps, psnr_y, lanczos_psnr_y, seconds)
+namespace detail {
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(QualitySum, mse_y, mse_u, mse_v, ssim_y, frames)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SegmentQuality, bicubic, lanczos, levels, quant_fp32,
+                                   quant_shipped)
+}  // namespace detail
+
 using namespace detail;
 using json = nlohmann::json;
 
@@ -114,7 +127,7 @@ std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const Vid
                         const ModelArch& arch) {
   std::error_code ec;
   json j;
-  j["dydca_work"] = 1;
+  j["dydca_work"] = 2;  // 2: segment reports keyed by member name
   j["input"] = std::filesystem::absolute(p.input, ec).string();
   j["input_bytes"] = int64_t(std::filesystem::file_size(p.input, ec));
   j["input_size"] = {info.width, info.height};
@@ -148,19 +161,6 @@ std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const Vid
   return j.dump(1);
 }
 
-json sum_json(const QualitySum& q) {
-  return {q.mse_y, q.mse_u, q.mse_v, q.ssim_y, q.frames};
-}
-QualitySum sum_from(const json& j) {
-  QualitySum q;
-  q.mse_y = j.at(0).get<double>();
-  q.mse_u = j.at(1).get<double>();
-  q.mse_v = j.at(2).get<double>();
-  q.ssim_y = j.at(3).get<double>();
-  q.frames = j.at(4).get<int64_t>();
-  return q;
-}
-
 // What one finished segment contributes to the report (its .json file).
 struct SegmentOutcome {
   SegmentReport rep;
@@ -172,72 +172,16 @@ struct SegmentOutcome {
   double t_x264 = 0, t_chunking = 0, t_train = 0, t_refine = 0, t_eval = 0, t_write = 0,
          t_allreduce = 0;
 };
-
-json outcome_json(const SegmentOutcome& o) {
-  json j;
-  const SegmentReport& r = o.rep;
-  j["index"] = r.index;
-  j["first_frame"] = r.first_frame;
-  j["frames"] = r.frames;
-  j["model_is_delta"] = r.model_is_delta;
-  j["int8_runtime"] = r.int8_runtime;
-  j["bytes"] = {{"video", r.video_bytes}, {"model", r.model_bytes},
-                {"full_model", r.full_model_bytes}, {"routing", r.routing_bytes}};
-  j["train_steps"] = r.train_steps;
-  j["seconds"] = {o.t_x264, o.t_chunking, o.t_train, o.t_refine, o.t_eval, o.t_write,
-                  o.t_allreduce, r.seconds};
-  j["holdout"] = {o.holdout_before, o.holdout_after};
-  j["bicubic"] = sum_json(o.quality.bicubic);
-  j["lanczos"] = sum_json(o.quality.lanczos);
-  json lv = json::array();
-  for (const auto& q : o.quality.levels) lv.push_back(sum_json(q));
-  j["levels"] = lv;
-  j["level_macs"] = o.level_macs;
-  j["quant"] = {sum_json(o.quality.quant_fp32), sum_json(o.quality.quant_shipped)};
-  j["chunk_tiles"] = o.chunk_tiles;
-  j["chunk_path"] = o.chunk_path;
-  return j;
-}
+// One list of members per type serves the segment report's writer and its
+// reader (a resume), so the two cannot drift; every key is required.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SegmentOutcome, rep, quality, level_macs, chunk_tiles,
+                                   chunk_path, holdout_before, holdout_after, t_x264, t_chunking,
+                                   t_train, t_refine, t_eval, t_write, t_allreduce)
 
 Expected<SegmentOutcome> outcome_from(const std::string& path) {
-  auto bytes = read_file(path, 16 << 20);
-  if (!bytes) return bytes.status();
+  DYDCA_ASSIGN_OR_RETURN(auto bytes, read_file(path, 16 << 20));
   try {
-    const json j = json::parse(bytes->begin(), bytes->end());
-    SegmentOutcome o;
-    SegmentReport& r = o.rep;
-    r.index = j.at("index");
-    r.first_frame = j.at("first_frame");
-    r.frames = j.at("frames");
-    r.model_is_delta = j.at("model_is_delta");
-    r.int8_runtime = j.value("int8_runtime", false);
-    r.video_bytes = j.at("bytes").at("video");
-    r.model_bytes = j.at("bytes").at("model");
-    r.full_model_bytes = j.at("bytes").at("full_model");
-    r.routing_bytes = j.at("bytes").at("routing");
-    r.train_steps = j.at("train_steps");
-    const auto& t = j.at("seconds");
-    o.t_x264 = t.at(0);
-    o.t_chunking = t.at(1);
-    o.t_train = t.at(2);
-    o.t_refine = t.at(3);
-    o.t_eval = t.at(4);
-    o.t_write = t.at(5);
-    o.t_allreduce = t.at(6);
-    r.seconds = t.at(7);
-    o.holdout_before = j.at("holdout").at(0);
-    o.holdout_after = j.at("holdout").at(1);
-    o.quality.bicubic = sum_from(j.at("bicubic"));
-    o.quality.lanczos = sum_from(j.at("lanczos"));
-    for (const auto& q : j.at("levels")) o.quality.levels.push_back(sum_from(q));
-    o.level_macs = j.at("level_macs").get<std::vector<double>>();
-    o.quality.quant_fp32 = sum_from(j.at("quant").at(0));
-    o.quality.quant_shipped = sum_from(j.at("quant").at(1));
-    o.chunk_tiles = j.at("chunk_tiles").get<std::vector<int64_t>>();
-    o.chunk_path = j.at("chunk_path").get<std::vector<int>>();
-    r.bicubic_psnr_y = o.quality.bicubic.psnr_y();
-    r.psnr_y = o.quality.levels.empty() ? 0 : o.quality.levels[0].psnr_y();
-    return o;
+    return json::parse(bytes.begin(), bytes.end()).get<SegmentOutcome>();
   } catch (const std::exception& e) {
     return Status::error(path + ": damaged segment report (" + e.what() + ")");
   }
@@ -290,37 +234,34 @@ Expected<SegmentOutcome> finish_segment(const EncodeContext& c, const SegmentFra
   if (fp32) {
     RuntimeOptions o32 = runtime_options(p, lr[0].width, lr[0].height);
     o32.precision = Precision::kFp32;  // the reference: fp32 weights, fp32 activations
-    auto made = SrRuntime::create(*fp32, o32);
-    if (!made) return made.status();
-    rt32.emplace(std::move(*made));
+    DYDCA_ASSIGN_OR_RETURN(auto made, SrRuntime::create(*fp32, o32));
+    rt32.emplace(std::move(made));
   }
   // Cheaper levels on an even sample: kLevelEvalFrames per 10 s of video.
   const int sample =
       std::max(8, int(std::lround(kLevelEvalFrames * seg.frames() / (10 * fps))));
-  auto q = evaluate_stage(rt, rt32 ? &*rt32 : nullptr, seg.hr, lr, routing, c.hr_width,
-                          c.hr_height, sample, sprog);
-  if (!q) return q.status();
-  o.quality = std::move(*q);
+  DYDCA_ASSIGN_OR_RETURN(auto q, evaluate_stage(rt, rt32 ? &*rt32 : nullptr, seg.hr, lr, routing,
+                                                c.hr_width, c.hr_height, sample, sprog));
+  o.quality = std::move(q);
   o.rep.int8_runtime = rt.precision() == Precision::kInt8;
   o.rep.bicubic_psnr_y = o.quality.bicubic.psnr_y();
   o.rep.psnr_y = o.quality.levels[0].psnr_y();
   o.t_eval = since(t);
 
   t = Clock::now();
-  auto routing_blob = serialize_routing(routing);
-  if (!routing_blob) return routing_blob.status();
-  o.rep.routing_bytes = int64_t(routing_blob->size());
+  DYDCA_ASSIGN_OR_RETURN(auto routing_blob, serialize_routing(routing));
+  o.rep.routing_bytes = int64_t(routing_blob.size());
   o.rep.model_bytes = int64_t(model_blob.size());
-  auto recon_blob = serialize_model(recon, ModelBlobOptions{WeightFormat::kFp32, 3});
-  if (!recon_blob) return recon_blob.status();
+  DYDCA_ASSIGN_OR_RETURN(auto recon_blob,
+                         serialize_model(recon, ModelBlobOptions{WeightFormat::kFp32, 3}));
   const WorkDir& w = *c.work;
   DYDCA_TRY(write_packets_file(w.file(seg.index, "lr"), video));
   DYDCA_TRY(write_file_atomic(w.file(seg.index, "model"), model_blob));
-  DYDCA_TRY(write_file_atomic(w.file(seg.index, "recon"), *recon_blob));
-  DYDCA_TRY(write_file_atomic(w.file(seg.index, "routing"), *routing_blob));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "recon"), recon_blob));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "routing"), routing_blob));
   o.t_write = since(t);
   o.rep.seconds = since(t_seg);
-  DYDCA_TRY(write_file_atomic(w.file(seg.index, "json"), outcome_json(o).dump(1)));
+  DYDCA_TRY(write_file_atomic(w.file(seg.index, "json"), json(o).dump(1)));
   std::error_code ec;
   std::filesystem::remove(w.file(seg.index, "train"), ec);
   return o;
@@ -340,16 +281,16 @@ Expected<SegmentOutcome> plain_segment(const EncodeContext& c, const SegmentFram
   routing.chunk_path = {{0}};
   routing.chunk_ids.assign(size_t(routing.frames) * routing.tiles_per_frame(), 0);
   *recon = identity_model();
-  auto blob = serialize_model(*recon, ModelBlobOptions{WeightFormat::kInt8, 19});
-  if (!blob) return blob.status();
-  o.rep.full_model_bytes = int64_t(blob->size());
+  DYDCA_ASSIGN_OR_RETURN(auto blob,
+                         serialize_model(*recon, ModelBlobOptions{WeightFormat::kInt8, 19}));
+  o.rep.full_model_bytes = int64_t(blob.size());
   o.chunk_tiles = chunk_tile_counts(routing);
   o.chunk_path = {0};
   o.level_macs = {double(recon->arch.macs_per_lr_pixel(0))};
-  auto rt = SrRuntime::create(*recon, runtime_options(c.p, lr[0].width, lr[0].height));
-  if (!rt) return rt.status();
-  return finish_segment(c, seg, lr, trip.video, routing, *blob, *recon, *rt, nullptr,
-                        std::move(o), t_seg, sprog);
+  DYDCA_ASSIGN_OR_RETURN(
+      auto rt, SrRuntime::create(*recon, runtime_options(c.p, lr[0].width, lr[0].height)));
+  return finish_segment(c, seg, lr, trip.video, routing, blob, *recon, rt, nullptr, std::move(o),
+                        t_seg, sprog);
 }
 
 // video_kbps > 0: the segment's x264 target (total-rate control);
@@ -383,13 +324,13 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
     xc.bitrate_kbps = video_kbps;
     xc.two_pass = true;
   }
-  auto rt_trip = x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog);
-  if (!rt_trip) return rt_trip.status();
+  DYDCA_ASSIGN_OR_RETURN(auto rt_trip,
+                         x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog));
   // The LR originals stay while x264 may have to run again (the segment's
   // memory bound counts them beside the decoded LR).
   if (target_bits <= 0) std::vector<Frame>().swap(seg.lr);
-  std::vector<Frame>& lr = rt_trip->decoded;
-  o.rep.video_bytes = rt_trip->video.total_bytes();
+  std::vector<Frame>& lr = rt_trip.decoded;
+  o.rep.video_bytes = rt_trip.video.total_bytes();
   o.t_x264 = since(t);
   // Total rate: when the segment strays more than 3 % from its share once
   // the model's and routing's sizes are known, x264 runs again at the rate
@@ -407,10 +348,10 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
                std::to_string(int(target_bits / 1000 / sec)) + ": x264 again at " +
                std::to_string(xc.bitrate_kbps) + " kb/s");
       const auto t2 = Clock::now();
-      auto again = x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog);
-      if (!again) return again.status();
-      *rt_trip = std::move(*again);  // in place: `lr` refers to its frames
-      o.rep.video_bytes = rt_trip->video.total_bytes();
+      DYDCA_ASSIGN_OR_RETURN(auto again,
+                             x264_round_trip(seg.lr, c.info.frame_rate, xc, p.threads, sprog));
+      rt_trip = std::move(again);  // in place: `lr` refers to its frames
+      o.rep.video_bytes = rt_trip.video.total_bytes();
       o.t_x264 += since(t2);
     }
     std::vector<Frame>().swap(seg.lr);
@@ -418,20 +359,19 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   };
   if (c.mode.plain) {
     if (target_bits > 0) DYDCA_TRY(close_rate_gap(kPlainSideBytes));
-    return plain_segment(c, seg, std::move(*rt_trip), std::move(o), recon, t_seg, sprog);
+    return plain_segment(c, seg, std::move(rt_trip), std::move(o), recon, t_seg, sprog);
   }
 
   t = Clock::now();
-  auto chunks = chunk_stage(seg.hr, lr, p, c.arch, sprog);
-  if (!chunks) return chunks.status();
-  RoutingMap routing = std::move(chunks->routing);
+  DYDCA_ASSIGN_OR_RETURN(auto chunks, chunk_stage(seg.hr, lr, p, c.arch, sprog));
+  RoutingMap routing = std::move(chunks.routing);
   chunks = ChunkingResult{};
   o.t_chunking = since(t);
 
   t = Clock::now();
-  auto tc = make_train_config(p, c.arch, seg.frames() / fps, segment_steps(c, seg.frames()));
-  if (!tc) return tc.status();
-  TrainConfig cfg = *tc;
+  DYDCA_ASSIGN_OR_RETURN(
+      auto tc, make_train_config(p, c.arch, seg.frames() / fps, segment_steps(c, seg.frames())));
+  TrainConfig cfg = tc;
   cfg.seed = p.seed + uint64_t(seg.index);
   cfg.checkpoint = c.work->file(seg.index, "train");
   if (p.warm_start == "previous" && prev) {
@@ -443,8 +383,7 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   cfg.session = c.session;
   cfg.session_tag = "segment-" + std::to_string(seg.index);
   TrainReport tr;
-  auto model = train_dynamic(seg.hr, lr, routing, cfg, &tr, sprog);
-  if (!model) return model.status();
+  DYDCA_ASSIGN_OR_RETURN(auto model, train_dynamic(seg.hr, lr, routing, cfg, &tr, sprog));
   o.rep.train_steps = tr.steps;
   o.holdout_before = tr.holdout_psnr_before;
   o.holdout_after = tr.holdout_psnr_after;
@@ -460,44 +399,40 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   t = Clock::now();
   ModelBlobOptions mbo;
   mbo.weights = *parse_precision(p.precision);
-  auto full = serialize_model(*model, mbo);
-  if (!full) return full.status();
-  o.rep.full_model_bytes = int64_t(full->size());
-  std::vector<uint8_t> blob = std::move(*full);
-  auto shipped = parse_model(blob);
-  if (!shipped) return shipped.status();
+  DYDCA_ASSIGN_OR_RETURN(auto full, serialize_model(model, mbo));
+  o.rep.full_model_bytes = int64_t(full.size());
+  std::vector<uint8_t> blob = std::move(full);
+  DYDCA_ASSIGN_OR_RETURN(auto shipped, parse_model(blob));
   if (delta_ref && mbo.weights == WeightFormat::kInt8) {
     ModelDeltaOptions dopt;
     dopt.model_step = true;  // a full int8 model's precision, small codes
-    auto delta = serialize_model_delta(*delta_ref, *model, dopt);
-    if (!delta) return delta.status();
-    if (delta->size() < blob.size()) {
-      auto applied = apply_model_delta(*delta_ref, delta->data(), delta->size());
-      if (!applied) return applied.status();
-      blob = std::move(*delta);
+    DYDCA_ASSIGN_OR_RETURN(auto delta, serialize_model_delta(*delta_ref, model, dopt));
+    if (delta.size() < blob.size()) {
+      DYDCA_ASSIGN_OR_RETURN(auto applied,
+                             apply_model_delta(*delta_ref, delta.data(), delta.size()));
+      blob = std::move(delta);
       shipped = std::move(applied);
       o.rep.model_is_delta = true;
     }
   }
   o.rep.model_bytes = int64_t(blob.size());
-  *recon = *shipped;
+  *recon = shipped;
 
   // Total rate: the model's size is known now.
   if (target_bits > 0) {
-    auto rb = serialize_routing(routing);
-    if (!rb) return rb.status();
+    DYDCA_ASSIGN_OR_RETURN(auto rb, serialize_routing(routing));
     // Trials charge the title's predicted model rate, not their own model.
     const double sec = seg.frames() / fps;
     const int64_t model_side = c.mode.model_kbps_hint >= 0
                                    ? int64_t(c.mode.model_kbps_hint * 1000 / 8 * sec)
                                    : o.rep.model_bytes;
-    DYDCA_TRY(close_rate_gap(model_side + int64_t(rb->size())));
+    DYDCA_TRY(close_rate_gap(model_side + int64_t(rb.size())));
   }
 
   const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
-  auto rt = SrRuntime::create(*recon, ropt);
-  if (!rt) return rt.status();
-  if (p.refine) DYDCA_TRY(refine_stage(*rt, seg.hr, lr, routing, c.arch, p.refine_tolerance_db, sprog));
+  DYDCA_ASSIGN_OR_RETURN(auto rt, SrRuntime::create(*recon, ropt));
+  if (p.refine)
+    DYDCA_TRY(refine_stage(rt, seg.hr, lr, routing, c.arch, p.refine_tolerance_db, sprog));
   o.chunk_tiles = chunk_tile_counts(routing);
   for (uint8_t v : routing.chunk_path[0]) o.chunk_path.push_back(v);
   for (int l = 0; l < routing.levels(); ++l)
@@ -505,8 +440,8 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
         mean_macs_per_lr_pixel(routing.chunk_path[size_t(l)], o.chunk_tiles, c.arch));
   o.t_refine = since(t);
 
-  return finish_segment(c, seg, lr, rt_trip->video, routing, blob, *recon, *rt,
-                        p.precision != "fp32" ? &*model : nullptr, std::move(o), t_seg, sprog);
+  return finish_segment(c, seg, lr, rt_trip.video, routing, blob, *recon, rt,
+                        p.precision != "fp32" ? &model : nullptr, std::move(o), t_seg, sprog);
 }
 
 // The SPS and PPS of the extradata as NAL units in the packets' own form
@@ -556,35 +491,31 @@ Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& seg
     rec.first_frame = o.rep.first_frame;
     rec.frames = o.rep.frames;
     rec.model_is_delta = o.rep.model_is_delta;
-    auto m = read_file(w.file(o.rep.index, "model"), kMaxAttachmentBytes);
-    if (!m) return m.status();
-    auto rt = read_file(w.file(o.rep.index, "routing"), kMaxAttachmentBytes);
-    if (!rt) return rt.status();
-    rec.model = std::move(*m);
-    rec.routing = std::move(*rt);
+    DYDCA_ASSIGN_OR_RETURN(auto m, read_file(w.file(o.rep.index, "model"), kMaxAttachmentBytes));
+    DYDCA_ASSIGN_OR_RETURN(auto rt, read_file(w.file(o.rep.index, "routing"), kMaxAttachmentBytes));
+    rec.model = std::move(m);
+    rec.routing = std::move(rt);
     records.push_back(std::move(rec));
   }
-  auto first = read_packets_file(w.file(0, "lr"));
-  if (!first) return first.status();
-  EncodedVideo params = *first;
+  DYDCA_ASSIGN_OR_RETURN(auto first, read_packets_file(w.file(0, "lr")));
+  EncodedVideo params = first;
   params.packets.clear();
   DydcaV2WriteParams wp;
   wp.hr_width = c.hr_width;
   wp.hr_height = c.hr_height;
   wp.copy_audio_from = p.input;
-  auto writer = DydcaFileWriter::open(p.output, params, records, wp);
-  if (!writer) return writer.status();
+  DYDCA_ASSIGN_OR_RETURN(auto writer, DydcaFileWriter::open(p.output, params, records, wp));
   records.clear();
   std::vector<uint8_t> active_sets = params.extradata;
   for (size_t k = 0; k < segs.size(); ++k) {
     auto v = k == 0 ? std::move(first) : read_packets_file(w.file(int(k), "lr"));
     if (!v) {
-      writer->abort();
+      writer.abort();
       return v.status();
     }
     if (v->width != params.width || v->height != params.height || v->packets.empty() ||
         !v->packets[0].keyframe) {
-      writer->abort();
+      writer.abort();
       return Status::error("segment " + std::to_string(k) + " does not fit segment 0's stream");
     }
     // In-band sets stay in force until the next ones: compare with the sets
@@ -595,7 +526,7 @@ Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& seg
       const int length_size = params.extradata.size() > 4 ? (params.extradata[4] & 3) + 1 : 4;
       auto sets = parameter_sets_in_band(v->extradata, length_size);
       if (!sets) {
-        writer->abort();
+        writer.abort();
         return sets.status();
       }
       auto& first_packet = v->packets[0].data;
@@ -606,17 +537,17 @@ Status mux_output(const EncodeContext& c, const std::vector<SegmentOutcome>& seg
     for (EncodedPacket& pk : v->packets) {
       pk.pts += off;
       pk.dts += off;
-      if (Status s = writer->write_packet(pk); !s) {
-        writer->abort();
+      if (Status s = writer.write_packet(pk); !s) {
+        writer.abort();
         return s;
       }
     }
     if (!c.prog({"write", int64_t(k + 1), int64_t(segs.size())})) {
-      writer->abort();
+      writer.abort();
       return Status::error("interrupted");
     }
   }
-  DYDCA_TRY(writer->finish());
+  DYDCA_TRY(writer.finish());
   // Read back as a client would (headers, segment table, every packet counted).
   auto check = DydcaReader::open(p.output);
   if (!check) return check.status().with_context("reading back " + p.output);
@@ -687,10 +618,9 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   EncodeReport r = report_for(p);
   r.plain_x264 = mode.plain;
 
-  auto reader = VideoReader::open(p.input, p.threads);
-  if (!reader) return reader.status();
+  DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(p.input, p.threads));
   EncodeContext c{p, mode, prog, mode.plain ? identity_model().arch : arch_for(p, p.scale),
-                  reader->info()};
+                  reader.info()};
   const int s = p.scale;
   const VideoInfo& info = c.info;
   if (info.width < 16 * s || info.height < 16 * s)
@@ -712,15 +642,13 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   // A data-parallel worker writes nothing: it only looks for rank 0's
   // finished segments (the folder is shared, or absent on its machine).
   const bool data_worker = p.dist.rank > 0 && p.dist_mode == "data";
-  auto work = WorkDir::open(dir, manifest_of(p, mode, info, c.arch), p.resume, p.dist.world_size > 1,
-                            !data_worker);
-  if (!work) return work.status();
-  c.work = &*work;
+  DYDCA_ASSIGN_OR_RETURN(auto work, WorkDir::open(dir, manifest_of(p, mode, info, c.arch), p.resume,
+                                                  p.dist.world_size > 1, !data_worker));
+  c.work = &work;
   c.segment_parallel = p.dist.world_size > 1 && p.dist_mode == "segments";
   if (p.dist.world_size > 1 && !c.segment_parallel) {
-    auto session = DistSession::connect(p.dist);
-    if (!session) return session.status();
-    c.session = std::move(*session);
+    DYDCA_ASSIGN_OR_RETURN(auto session, DistSession::connect(p.dist));
+    c.session = std::move(session);
   }
 
   SegmentSourceParams sp;
@@ -736,7 +664,7 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
       (p.segment_memory_mb << 20) / SegmentSource::frame_bytes(info.width, info.height, s);
   sp.max_frames = int(std::clamp<int64_t>(
       std::min<int64_t>(std::llround(p.segment_seconds * fps), by_memory), 1, 1 << 20));
-  SegmentSource source(*reader, sp);
+  SegmentSource source(reader, sp);
   if (c.est_duration_s > 0)
     c.est_segments = int(std::ceil(c.est_duration_s * fps / sp.max_frames - 0.01));
 
@@ -746,7 +674,7 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   std::vector<bool> resumed;
   int segments = 0;
   std::optional<Heartbeat> heartbeat;
-  if (c.segment_parallel) heartbeat.emplace(*work, p.dist.rank);
+  if (c.segment_parallel) heartbeat.emplace(work, p.dist.rank);
   // --bitrate is the total: each segment's x264 gets what the model and the
   // routing leave (operating_point.h). Data-parallel ranks must all give
   // x264 the same target, and only rank 0 ships the model: they charge the
@@ -770,11 +698,10 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   };
   while (true) {
     auto t = Clock::now();
-    auto next = source.next(prog);
-    if (!next) return next.status();
+    DYDCA_ASSIGN_OR_RETURN(auto next, source.next(prog));
     r.t_read += since(t);
-    if (!*next) break;
-    SegmentFrames& seg = **next;
+    if (!next) break;
+    SegmentFrames& seg = *next;
     const int k = seg.index;
     segments = k + 1;
     resumed.push_back(false);
@@ -784,20 +711,18 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
     }
     if (c.segment_parallel && c.owner(k) != p.dist.rank) continue;
     const bool writer = c.segment_parallel || p.dist.rank == 0;
-    if (work->done(k)) {
+    if (work.done(k)) {
       if (!writer) continue;  // a data-parallel worker skips what rank 0 has finished
-      auto o = outcome_from(work->file(k, "json"));
-      if (!o) return o.status();
-      if (o->rep.first_frame != seg.first_frame || o->rep.frames != seg.frames())
+      DYDCA_ASSIGN_OR_RETURN(auto o, outcome_from(work.file(k, "json")));
+      if (o.rep.first_frame != seg.first_frame || o.rep.frames != seg.frames())
         return Status::error(dir + ": segment " + std::to_string(k) +
                              " does not match the input (delete the folder to start again)");
-      auto rb = read_file(work->file(k, "recon"), kMaxAttachmentBytes);
-      if (!rb) return rb.status();
-      auto m = parse_model(*rb);
-      if (!m) return m.status().with_context(work->file(k, "recon"));
+      DYDCA_ASSIGN_OR_RETURN(auto rb, read_file(work.file(k, "recon"), kMaxAttachmentBytes));
+      auto m = parse_model(rb);
+      if (!m) return m.status().with_context(work.file(k, "recon"));
       prev = std::move(*m);
       resumed.back() = true;
-      spent(seg, o->rep);
+      spent(seg, o.rep);
       log_info("segment " + std::to_string(k) + ": done in an earlier run");
       continue;
     }
@@ -808,9 +733,8 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
     const Model* delta_ref = c.segment_parallel ? nullptr : (prev ? &*prev : nullptr);
     int video_kbps = 0;
     if (rate) {
-      auto v = rate->video_kbps(seg.frames() / fps);
-      if (!v) return v.status();
-      video_kbps = *v;
+      DYDCA_ASSIGN_OR_RETURN(auto v, rate->video_kbps(seg.frames() / fps));
+      video_kbps = v;
     }
     // x264 runs again after training when the model and routing make the
     // segment stray from its share (trials too, so that every trial is
@@ -818,12 +742,11 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
     // train on one LR).
     const double target_bits =
         rate && !data_parallel ? rate->target_bits(seg.frames() / fps) : 0;
-    auto o = encode_segment(c, seg, prev ? &*prev : nullptr, delta_ref, &recon, &worker,
-                            video_kbps, target_bits);
-    if (!o) return o.status();
-    spent(seg, o->rep);
-    r.train_steps += o->rep.train_steps;
-    r.t_train += o->t_train;
+    DYDCA_ASSIGN_OR_RETURN(auto o, encode_segment(c, seg, prev ? &*prev : nullptr, delta_ref,
+                                                  &recon, &worker, video_kbps, target_bits));
+    spent(seg, o.rep);
+    r.train_steps += o.rep.train_steps;
+    r.t_train += o.t_train;
     if (worker) continue;
     prev = std::move(recon);
     log_info("segment " + std::to_string(k) + ": frames " + std::to_string(seg.first_frame) +
@@ -849,20 +772,18 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   r.train_steps = 0;
   r.t_train = 0;
   for (int k = 0; k < segments; ++k) {
-    if (c.owner(k) != 0)
-      DYDCA_TRY(wait_for_segment(*work, k, c.owner(k), p.dist.timeout_s, p.stop));
-    auto o = outcome_from(work->file(k, "json"));
-    if (!o) return o.status();
-    o->rep.resumed = resumed[size_t(k)];
-    r.resumed_segments += o->rep.resumed;
-    add_outcome(r, *o, total, macs_sum);
-    outcomes.push_back(std::move(*o));
+    if (c.owner(k) != 0) DYDCA_TRY(wait_for_segment(work, k, c.owner(k), p.dist.timeout_s, p.stop));
+    DYDCA_ASSIGN_OR_RETURN(auto o, outcome_from(work.file(k, "json")));
+    o.rep.resumed = resumed[size_t(k)];
+    r.resumed_segments += o.rep.resumed;
+    add_outcome(r, o, total, macs_sum);
+    outcomes.push_back(std::move(o));
   }
   auto t = Clock::now();
   DYDCA_TRY(mux_output(c, outcomes, r));
   r.t_write += since(t);
   heartbeat.reset();
-  work->remove();
+  work.remove();
 
   r.bicubic_psnr_y = total.bicubic.psnr_y();
   r.bicubic_psnr_yuv = total.bicubic.psnr_yuv();
@@ -892,9 +813,8 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
 // the title is encoded at it, at the total rate the trials used.
 Expected<EncodeReport> encode_auto(const EncodeParams& p, const ProgressFn& prog,
                                    Clock::time_point t_start) {
-  auto reader = VideoReader::open(p.input, p.threads);
-  if (!reader) return reader.status();
-  const VideoInfo info = reader->info();
+  DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(p.input, p.threads));
+  const VideoInfo info = reader.info();
   const double fps = info.frame_rate.to_double();
   double title_s = info.frame_count > 0 && fps > 0 ? info.frame_count / fps : info.duration_s;
   if (p.max_frames > 0 && fps > 0 && (title_s <= 0 || p.max_frames / fps < title_s))
@@ -903,19 +823,19 @@ Expected<EncodeReport> encode_auto(const EncodeParams& p, const ProgressFn& prog
     return encode_segmented(q, m, prog, Clock::now());
   };
   const auto t = Clock::now();
-  auto op = choose_operating_point(p, title_s, info.width, info.height, run, prog);
-  if (!op) return op.status();
+  DYDCA_ASSIGN_OR_RETURN(auto op,
+                         choose_operating_point(p, title_s, info.width, info.height, run, prog));
   const double t_trials = since(t);
-  log_info("scale auto: " + op->decision);
+  log_info("scale auto: " + op.decision);
   EncodeParams q = p;
-  q.scale = op->scale;
-  q.bitrate_kbps = op->total_kbps;
+  q.scale = op.scale;
+  q.bitrate_kbps = op.total_kbps;
   EncodeMode mode;
-  mode.plain = op->plain;
+  mode.plain = op.plain;
   auto r = encode_segmented(q, mode, prog, t_start);
   if (!r) return r;
-  r->scale_trials = op->trials;
-  r->scale_decision = op->decision;
+  r->scale_trials = op.trials;
+  r->scale_decision = op.decision;
   r->t_trials = t_trials;
   return r;
 }
@@ -924,9 +844,8 @@ Expected<EncodeReport> encode_auto(const EncodeParams& p, const ProgressFn& prog
 Expected<EncodeReport> encode_baseline_clip(const EncodeParams& p, EncodeReport r,
                                             const ProgressFn& prog, Clock::time_point t_start) {
   auto t = Clock::now();
-  auto reader = VideoReader::open(p.input, p.threads);
-  if (!reader) return reader.status();
-  const VideoInfo info = reader->info();
+  DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(p.input, p.threads));
+  const VideoInfo info = reader.info();
   const int s = p.scale;
   if (info.width < 16 * s || info.height < 16 * s)
     return Status::error(p.input + ": too small for scale " + std::to_string(s));
@@ -935,17 +854,16 @@ Expected<EncodeReport> encode_baseline_clip(const EncodeParams& p, EncodeReport 
   sp.frame_limit = p.max_frames;
   const int64_t fb = SegmentSource::frame_bytes(info.width, info.height, s);
   sp.max_frames = int(std::min<int64_t>((int64_t{6} << 30) / fb, 1 << 20));
-  SegmentSource source(*reader, sp);
+  SegmentSource source(reader, sp);
   std::vector<Frame> hr, lr;
   while (true) {  // every segment of the clip, one after the other
-    auto next = source.next(prog);
-    if (!next) return next.status();
-    if (!*next) break;
-    if (int64_t(hr.size() + (*next)->hr.size()) * fb > (int64_t{6} << 30))
+    DYDCA_ASSIGN_OR_RETURN(auto next, source.next(prog));
+    if (!next) break;
+    if (int64_t(hr.size() + next->hr.size()) * fb > (int64_t{6} << 30))
       return Status::error("--baseline holds the clip in memory: " + p.input +
                            " is too long (use --max-frames)");
-    for (auto& f : (*next)->hr) hr.push_back(std::move(f));
-    for (auto& f : (*next)->lr) lr.push_back(std::move(f));
+    for (auto& f : next->hr) hr.push_back(std::move(f));
+    for (auto& f : next->lr) lr.push_back(std::move(f));
   }
   if (hr.empty()) return Status::error(p.input + ": no video frames");
   r.frames = int(hr.size());
@@ -957,17 +875,16 @@ Expected<EncodeReport> encode_baseline_clip(const EncodeParams& p, EncodeReport 
   r.lr_height = lr[0].height;
   r.t_read = since(t);
   t = Clock::now();
-  auto trip = x264_round_trip(lr, info.frame_rate, x264_config(p), p.threads, prog);
-  if (!trip) return trip.status();
+  DYDCA_ASSIGN_OR_RETURN(auto trip,
+                         x264_round_trip(lr, info.frame_rate, x264_config(p), p.threads, prog));
   std::vector<Frame>().swap(lr);
   r.t_x264 = since(t);
   t = Clock::now();
   const ModelArch arch = arch_for(p, s);
   r.arch = arch;
-  auto chunks = chunk_stage(hr, trip->decoded, p, arch, prog);
-  if (!chunks) return chunks.status();
+  DYDCA_ASSIGN_OR_RETURN(auto chunks, chunk_stage(hr, trip.decoded, p, arch, prog));
   r.t_chunking = since(t);
-  return encode_baseline(p, r, hr, trip->decoded, trip->video, *chunks, prog, t_start);
+  return encode_baseline(p, r, hr, trip.decoded, trip.video, chunks, prog, t_start);
 }
 
 }  // namespace
@@ -1119,11 +1036,7 @@ std::string report_json(const EncodeReport& r) {
                   {"ssim_y", r.bicubic_ssim_y}};
   j["lanczos"] = {{"psnr_y", r.lanczos_psnr_y}};
   j["plain_x264"] = r.plain_x264;
-  nlohmann::json trials = nlohmann::json::array();
-  for (const auto& t : r.scale_trials)
-    trials.push_back({{"scale", t.scale}, {"total_kbps", t.total_kbps}, {"psnr_y", t.psnr_y},
-                      {"lanczos_psnr_y", t.lanczos_psnr_y}, {"seconds", t.seconds}});
-  j["scale_auto"] = {{"trials", trials}, {"decision", r.scale_decision}};
+  j["scale_auto"] = {{"trials", r.scale_trials}, {"decision", r.scale_decision}};
   nlohmann::json lv = nlohmann::json::array();
   for (const auto& l : r.levels)
     lv.push_back({{"level", l.level}, {"psnr_y", l.psnr_y}, {"psnr_yuv", l.psnr_yuv},
@@ -1133,15 +1046,7 @@ std::string report_json(const EncodeReport& r) {
   j["seconds"] = {{"trials", r.t_trials}, {"read", r.t_read}, {"x264", r.t_x264}, {"chunking", r.t_chunking},
                   {"train", r.t_train}, {"allreduce", r.t_allreduce}, {"refine", r.t_refine}, {"evaluate", r.t_eval},
                   {"write", r.t_write}, {"total", r.t_total}};
-  nlohmann::json segs = nlohmann::json::array();
-  for (const auto& sg : r.segments)
-    segs.push_back({{"index", sg.index}, {"first_frame", sg.first_frame}, {"frames", sg.frames},
-                    {"resumed", sg.resumed}, {"model_is_delta", sg.model_is_delta},
-                    {"video_bytes", sg.video_bytes}, {"model_bytes", sg.model_bytes},
-                    {"full_model_bytes", sg.full_model_bytes}, {"routing_bytes", sg.routing_bytes},
-                    {"train_steps", sg.train_steps}, {"psnr_y", sg.psnr_y},
-                    {"bicubic_psnr_y", sg.bicubic_psnr_y}, {"seconds", sg.seconds}});
-  j["segments"] = segs;
+  j["segments"] = r.segments;  // adds int8_runtime to the keys it had
   j["resumed_segments"] = r.resumed_segments;
   j["peak_rss_mb"] = r.peak_rss_mb;
   j["encode_time_ratio"] = r.t_total / std::max(r.duration_s, 1e-9);

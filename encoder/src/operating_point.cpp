@@ -119,12 +119,11 @@ void TotalRate::add(double seconds, int64_t video_bytes, int64_t model_bytes,
 Expected<double> write_sample(const std::string& input, const std::string& path,
                               double title_seconds, double sample_seconds, int threads,
                               const ProgressFn& progress) {
-  auto reader = VideoReader::open(input, threads);
-  if (!reader) return reader.status();
-  const VideoInfo info = reader->info();
+  DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(input, threads));
+  const VideoInfo info = reader.info();
   const double fps = info.frame_rate.to_double();
-  auto writer = Y4mWriter::open(path, info.width, info.height, info.frame_rate);
-  if (!writer) return writer.status();
+  DYDCA_ASSIGN_OR_RETURN(auto writer,
+                         Y4mWriter::open(path, info.width, info.height, info.frame_rate));
   const int total = std::max(1, int(std::lround(sample_seconds * fps)));
   // Short titles: the start of the clip; longer ones: three windows at the
   // middles of its thirds (a film's opening titles are not its content).
@@ -135,23 +134,22 @@ Expected<double> write_sample(const std::string& input, const std::string& path,
     const int n = total / windows + (w < total % windows ? 1 : 0);
     if (windows > 1) {
       const double start = title_seconds * (w + 0.5) / windows - 0.5 * n / fps;
-      if (Status s = reader->seek(std::max(0.0, start)); !s) {
+      if (Status s = reader.seek(std::max(0.0, start)); !s) {
         log_info("sample: " + s.message() + "; the trials use the start of the input");
         windows = 1;  // the reader is where it was: go on reading from there
       }
     }
     for (int i = 0; i < n || (windows == 1 && written < total); ++i) {
-      auto got = reader->read(f);
-      if (!got) return got.status();
-      if (!*got) break;
-      DYDCA_TRY(writer->write(f));
+      DYDCA_ASSIGN_OR_RETURN(auto got, reader.read(f));
+      if (!got) break;
+      DYDCA_TRY(writer.write(f));
       ++written;
       if (progress && !progress({"sample", written, total})) return Status::error("interrupted");
       if (written >= total) break;
     }
     if (written >= total) break;
   }
-  DYDCA_TRY(writer->close());
+  DYDCA_TRY(writer.close());
   if (written == 0) return Status::error(input + ": no video frames");
   return written / fps;
 }
@@ -178,8 +176,8 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
   const double sample_target =
       title_seconds > 0 ? std::clamp(0.4 * title_seconds, 2.0, 6.0) : 6.0;
   const std::string sample = dir + "/sample.y4m";
-  auto sample_s = write_sample(p.input, sample, title_seconds, sample_target, p.threads, progress);
-  if (!sample_s) return sample_s.status();
+  DYDCA_ASSIGN_OR_RETURN(auto sample_s, write_sample(p.input, sample, title_seconds, sample_target,
+                                                     p.threads, progress));
 
   EncodeParams q = p;
   q.input = sample;
@@ -212,12 +210,11 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
   // rate every scale is tried at).
   const auto t0 = std::chrono::steady_clock::now();
   q.bitrate_kbps = p.bitrate_kbps;
-  auto plain = trial(1, true, -1);
-  if (!plain) return plain.status();
+  DYDCA_ASSIGN_OR_RETURN(auto plain, trial(1, true, -1));
   ScaleTrial pt;
   pt.scale = 0;
-  pt.total_kbps = plain->video_kbps + plain->model_kbps + plain->routing_kbps;
-  pt.psnr_y = plain->levels.empty() ? 0 : plain->levels[0].psnr_y;
+  pt.total_kbps = plain.video_kbps + plain.model_kbps + plain.routing_kbps;
+  pt.psnr_y = plain.levels.empty() ? 0 : plain.levels[0].psnr_y;
   pt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   op.total_kbps = p.bitrate_kbps > 0 ? p.bitrate_kbps : std::max(1, int(std::lround(pt.total_kbps)));
   op.trials.push_back(pt);
@@ -245,13 +242,12 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
       continue;
     }
     const auto t = std::chrono::steady_clock::now();
-    auto r = trial(s, false, model_kbps);
-    if (!r) return r.status();
+    DYDCA_ASSIGN_OR_RETURN(auto r, trial(s, false, model_kbps));
     ScaleTrial st;
     st.scale = s;
-    st.total_kbps = r->video_kbps + model_kbps + r->routing_kbps;
-    st.psnr_y = r->levels.empty() ? 0 : r->levels[0].psnr_y;
-    st.lanczos_psnr_y = s > 1 ? r->lanczos_psnr_y : 0;
+    st.total_kbps = r.video_kbps + model_kbps + r.routing_kbps;
+    st.psnr_y = r.levels.empty() ? 0 : r.levels[0].psnr_y;
+    st.lanczos_psnr_y = s > 1 ? r.lanczos_psnr_y : 0;
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     op.trials.push_back(st);
     if (adjusted(st) > best_db) {
@@ -266,13 +262,13 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
     std::snprintf(line, sizeof line,
                   "plain x264 at the full size: no scale beat it on a %.1f s sample at %d kb/s "
                   "(x264 %.2f dB)",
-                  *sample_s, op.total_kbps, pt.psnr_y);
+                  sample_s, op.total_kbps, pt.psnr_y);
   } else {
     const ScaleTrial& b = op.trials[size_t(best)];
     op.scale = b.scale;
     std::snprintf(line, sizeof line,
                   "x%d: %.2f dB vs x264 at the full size %.2f dB on a %.1f s sample at %d kb/s",
-                  b.scale, b.psnr_y, pt.psnr_y, *sample_s, op.total_kbps);
+                  b.scale, b.psnr_y, pt.psnr_y, sample_s, op.total_kbps);
   }
   op.decision = line;
   if (!skipped.empty()) op.decision += "; not tried:" + skipped;

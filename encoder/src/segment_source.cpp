@@ -26,23 +26,20 @@ Status SegmentSource::fill(const ProgressFn& progress) {
       eof_ = true;
       break;
     }
-    auto got = reader_.read(f);
-    if (!got) return got.status();
-    if (!*got) {
+    DYDCA_ASSIGN_OR_RETURN(auto got, reader_.read(f));
+    if (!got) {
       eof_ = true;
       break;
     }
     ++read_;
     if (f.width != info.width || f.height != info.height) {
-      auto fixed = resize(f, info.width, info.height, ScaleFilter::kBicubic);
-      if (!fixed) return fixed.status();
-      f = std::move(*fixed);
+      DYDCA_ASSIGN_OR_RETURN(auto fixed, resize(f, info.width, info.height, ScaleFilter::kBicubic));
+      f = std::move(fixed);
     }
     Frame padded = pad_to_multiple(f, 2 * p_.scale);
-    auto d = downscale(padded, p_.scale, ScaleFilter::kArea);
-    if (!d) return d.status();
+    DYDCA_ASSIGN_OR_RETURN(auto d, downscale(padded, p_.scale, ScaleFilter::kArea));
     hr_.push_back(std::move(padded));
-    lr_.push_back(std::move(*d));
+    lr_.push_back(std::move(d));
     if (progress && !progress({"read", read_, info.frame_count}))
       return Status::error("interrupted");
   }
@@ -59,10 +56,9 @@ Expected<std::optional<SegmentFrames>> SegmentSource::next(const ProgressFn& pro
   const int pending = int(hr_.size());
   SceneCutParams sp = p_.scene;
   sp.max_length = INT_MAX / 2;
-  auto segs = detect_segments(lr_, sp);
-  if (!segs) return segs.status();
+  DYDCA_ASSIGN_OR_RETURN(auto segs, detect_segments(lr_, sp));
   int cut = -1;  // first cut after the context, relative to the pending frames
-  for (const Segment& sg : *segs)
+  for (const Segment& sg : segs)
     if (sg.start > context) {
       cut = sg.start - context;
       break;

@@ -38,15 +38,13 @@ Expected<LrRoundTrip> x264_round_trip(const std::vector<Frame>& lr, Rational fra
                                       const X264Config& config, int threads,
                                       const ProgressFn& progress) {
   LrRoundTrip out;
-  auto video = encode_h264(lr, frame_rate, config, progress);
-  if (!video) return video.status();
-  auto dec = decode_h264(*video, threads);
-  if (!dec) return dec.status();
-  if (dec->size() != lr.size())
-    return Status::error("x264 round trip lost frames (" + std::to_string(dec->size()) + " of " +
+  DYDCA_ASSIGN_OR_RETURN(auto video, encode_h264(lr, frame_rate, config, progress));
+  DYDCA_ASSIGN_OR_RETURN(auto dec, decode_h264(video, threads));
+  if (dec.size() != lr.size())
+    return Status::error("x264 round trip lost frames (" + std::to_string(dec.size()) + " of " +
                          std::to_string(lr.size()) + ")");
-  out.video = std::move(*video);
-  out.decoded = std::move(*dec);
+  out.video = std::move(video);
+  out.decoded = std::move(dec);
   return out;
 }
 
@@ -58,19 +56,17 @@ Expected<ChunkingResult> chunk_stage(const std::vector<Frame>& hr, const std::ve
   cp.tile_size = p.tile_size;
   cp.cluster.chunks = p.chunks;
   cp.cluster.seed = p.seed;
-  auto chunks = chunk_video(hr, lr, cp, progress);
-  if (!chunks) return chunks.status();
+  DYDCA_ASSIGN_OR_RETURN(auto chunks, chunk_video(hr, lr, cp, progress));
   // One QoS level per path in every segment: the client sees one set of
   // levels for the whole file (a level may repeat the one above it).
-  DYDCA_TRY(fill_path_tables(chunks->routing, arch, int(arch.paths.size())));
+  DYDCA_TRY(fill_path_tables(chunks.routing, arch, int(arch.paths.size())));
   return chunks;
 }
 
 Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& arch,
                                         double duration_s, int steps) {
-  auto tc = TrainConfig::preset(p.quality, arch, duration_s);
-  if (!tc) return tc.status();
-  TrainConfig cfg = *tc;
+  DYDCA_ASSIGN_OR_RETURN(auto tc, TrainConfig::preset(p.quality, arch, duration_s));
+  TrainConfig cfg = tc;
   cfg.seed = p.seed;
   cfg.threads = p.threads;
   cfg.stop = p.stop;
@@ -114,11 +110,9 @@ Status refine_stage(SrRuntime& rt, const std::vector<Frame>& hr, const std::vect
     }
     if (progress && !progress({"refine", i + 1, n_eval})) return Status::error("interrupted");
   }
-  auto level0 = refine_paths(err.psnr(), arch, tolerance_db);
-  if (!level0) return level0.status();
-  auto tables = qos_level_tables(*level0, arch, int(arch.paths.size()));
-  if (!tables) return tables.status();
-  routing.chunk_path = std::move(*tables);
+  DYDCA_ASSIGN_OR_RETURN(auto level0, refine_paths(err.psnr(), arch, tolerance_db));
+  DYDCA_ASSIGN_OR_RETURN(auto tables, qos_level_tables(level0, arch, int(arch.paths.size())));
+  routing.chunk_path = std::move(tables);
   return Status::ok();
 }
 
@@ -158,35 +152,32 @@ Expected<SegmentQuality> evaluate_stage(SrRuntime& rt, SrRuntime* rt_fp32,
   const int frames = int(hr.size());
   const int stride = std::max(1, (frames + sample_frames - 1) / std::max(1, sample_frames));
   auto measure = [&](const Frame& ref, const Frame& up, QualitySum& into) -> Status {
-    auto fq = compare_frames(ref, crop(up, hr_width, hr_height));
-    if (!fq) return fq.status();
-    into.add(*fq);
+    DYDCA_ASSIGN_OR_RETURN(auto fq, compare_frames(ref, crop(up, hr_width, hr_height)));
+    into.add(fq);
     return Status::ok();
   };
   for (int f = 0; f < frames; ++f) {
     const Frame& L = lr[size_t(f)];
     const Frame& H = hr[size_t(f)];
-    auto up = resize(L, H.width, H.height, ScaleFilter::kBicubic);
-    if (!up) return up.status();
+    DYDCA_ASSIGN_OR_RETURN(auto up, resize(L, H.width, H.height, ScaleFilter::kBicubic));
     const Frame ref = crop(H, hr_width, hr_height);
-    DYDCA_TRY(measure(ref, *up, q.bicubic));
+    DYDCA_TRY(measure(ref, up, q.bicubic));
     if (L.width == H.width) {
-      DYDCA_TRY(measure(ref, *up, q.lanczos));  // x1: both are the stream itself
+      DYDCA_TRY(measure(ref, up, q.lanczos));  // x1: both are the stream itself
     } else {
-      auto lz = resize(L, H.width, H.height, ScaleFilter::kLanczos);
-      if (!lz) return lz.status();
-      DYDCA_TRY(measure(ref, *lz, q.lanczos));
+      DYDCA_ASSIGN_OR_RETURN(auto lz, resize(L, H.width, H.height, ScaleFilter::kLanczos));
+      DYDCA_TRY(measure(ref, lz, q.lanczos));
     }
     for (int l = 0; l < routing.levels(); ++l) {
       if (l > 0 && f % stride != 0) continue;
-      DYDCA_TRY(rt.upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(), up->width,
+      DYDCA_TRY(rt.upscale_luma(L.y.data(), L.width, L.height, L.width, up.y.data(), up.width,
                                 routing, f, l));
-      DYDCA_TRY(measure(ref, *up, q.levels[size_t(l)]));
+      DYDCA_TRY(measure(ref, up, q.levels[size_t(l)]));
       if (l == 0 && rt_fp32 && f % stride == 0) {
-        DYDCA_TRY(measure(ref, *up, q.quant_shipped));
-        DYDCA_TRY(rt_fp32->upscale_luma(L.y.data(), L.width, L.height, L.width, up->y.data(),
-                                        up->width, routing, f, 0));
-        DYDCA_TRY(measure(ref, *up, q.quant_fp32));
+        DYDCA_TRY(measure(ref, up, q.quant_shipped));
+        DYDCA_TRY(rt_fp32->upscale_luma(L.y.data(), L.width, L.height, L.width, up.y.data(),
+                                        up.width, routing, f, 0));
+        DYDCA_TRY(measure(ref, up, q.quant_fp32));
       }
     }
     if (progress && !progress({"evaluate", f + 1, frames})) return Status::error("interrupted");

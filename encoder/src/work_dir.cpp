@@ -1,7 +1,6 @@
 #include "work_dir.h"
 
 #include <sys/resource.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -15,29 +14,6 @@
 namespace dydca::detail {
 
 namespace fs = std::filesystem;
-
-Status write_file_atomic(const std::string& path, const void* data, size_t size) {
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) return Status::error("cannot write " + tmp + ": " + std::strerror(errno));
-    const bool ok = std::fwrite(data, 1, size, f) == size;
-    const bool flushed = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-    std::fclose(f);
-    if (!ok || !flushed) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      return Status::error("cannot write " + path + " (disk full?)");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    return Status::error("cannot write " + path + ": " + ec.message());
-  }
-  return Status::ok();
-}
 
 Expected<std::vector<uint8_t>> read_file(const std::string& path, int64_t max_bytes) {
   std::error_code ec;
@@ -103,10 +79,8 @@ Status write_packets_file(const std::string& path, const EncodedVideo& v) {
 }
 
 Expected<EncodedVideo> read_packets_file(const std::string& path) {
-  auto bytes = read_file(path, kMaxPacketsFileBytes);
-  if (!bytes) return bytes.status();
+  DYDCA_ASSIGN_OR_RETURN(const auto b, read_file(path, kMaxPacketsFileBytes));
   auto bad = [&](const char* what) { return Status::error(path + ": " + what); };
-  const auto& b = *bytes;
   if (b.size() < 12 + 4 || std::memcmp(b.data(), kPacketsMagic, 8) != 0)
     return bad("not a dydca segment packet file");
   uint32_t crc = 0;
@@ -155,9 +129,8 @@ Expected<WorkDir> WorkDir::open(const std::string& dir, const std::string& manif
   std::error_code ec;
   const std::string mpath = dir + "/manifest.json";
   if (fs::exists(mpath, ec)) {
-    auto old = read_file(mpath, 1 << 20);
-    if (!old) return old.status();
-    const bool same = std::string(old->begin(), old->end()) == manifest;
+    DYDCA_ASSIGN_OR_RETURN(auto old, read_file(mpath, 1 << 20));
+    const bool same = std::string(old.begin(), old.end()) == manifest;
     if (!resume && !shared)
       return Status::error(dir + " holds an unfinished encode: add --resume to continue it, or "
                                  "delete the folder to start again");

@@ -11,7 +11,8 @@
 //   seg-00012.routing       its routing blob
 //   seg-00012.train         training checkpoint while the segment trains
 //   seg-00012.json          its report; written last: the segment is done
-// Every file is written to a temporary name and renamed.
+// Every file is written to a temporary name and renamed (write_file_atomic,
+// dydca/atomic_file.h).
 #pragma once
 
 #include <atomic>
@@ -20,19 +21,12 @@
 #include <string>
 #include <vector>
 
+#include "dydca/atomic_file.h"
 #include "dydca/media.h"
 #include "dydca/status.h"
 
 namespace dydca::detail {
 
-// Writes bytes to path through a temporary file beside it and a rename.
-Status write_file_atomic(const std::string& path, const void* data, size_t size);
-inline Status write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
-  return write_file_atomic(path, bytes.data(), bytes.size());
-}
-inline Status write_file_atomic(const std::string& path, const std::string& text) {
-  return write_file_atomic(path, text.data(), text.size());
-}
 // Whole file, refused beyond max_bytes.
 Expected<std::vector<uint8_t>> read_file(const std::string& path, int64_t max_bytes);
 

@@ -177,19 +177,18 @@ Expected<EncodedVideo> encode_h264(const std::vector<Frame>& frames, Rational fr
   } cleanup{stats};
   const int passes = two ? 2 : 1;
   for (int pass = 1; pass <= passes; ++pass) {
-    auto enc = VideoEncoder::open(frames[0].width, frames[0].height, frame_rate, config,
-                                  two ? pass : 0, stats);
-    if (!enc) return enc.status();
+    DYDCA_ASSIGN_OR_RETURN(auto enc, VideoEncoder::open(frames[0].width, frames[0].height,
+                                                        frame_rate, config, two ? pass : 0, stats));
     int64_t total = int64_t(frames.size()) * passes;
     for (size_t i = 0; i < frames.size(); ++i) {
-      DYDCA_TRY(enc->encode(frames[i]));
+      DYDCA_TRY(enc.encode(frames[i]));
       if (progress && !progress({two ? (pass == 1 ? "x264 pass 1" : "x264 pass 2") : "x264",
                                  int64_t(i + 1) + int64_t(frames.size()) * (pass - 1), total}))
         return Status::error("interrupted");
     }
-    DYDCA_TRY(enc->finish());
+    DYDCA_TRY(enc.finish());
     if (pass == passes) {
-      EncodedVideo out = std::move(enc->output());
+      EncodedVideo out = std::move(enc.output());
       if (out.packets.size() != frames.size())
         return Status::error("x264 produced " + std::to_string(out.packets.size()) +
                              " packets for " + std::to_string(frames.size()) + " frames");
@@ -279,23 +278,21 @@ Expected<bool> VideoDecoder::receive(Frame& out) {
 }
 
 Expected<std::vector<Frame>> decode_h264(const EncodedVideo& video, int threads) {
-  auto dec = VideoDecoder::open(video, threads);
-  if (!dec) return dec.status();
+  DYDCA_ASSIGN_OR_RETURN(auto dec, VideoDecoder::open(video, threads));
   std::vector<Frame> frames;
   auto pull = [&]() -> Status {
     while (true) {
       Frame f;
-      auto got = dec->receive(f);
-      if (!got) return got.status();
-      if (!*got) return Status::ok();
+      DYDCA_ASSIGN_OR_RETURN(auto got, dec.receive(f));
+      if (!got) return Status::ok();
       frames.push_back(std::move(f));
     }
   };
   for (const auto& p : video.packets) {
-    DYDCA_TRY(dec->send(&p));
+    DYDCA_TRY(dec.send(&p));
     DYDCA_TRY(pull());
   }
-  DYDCA_TRY(dec->send(nullptr));
+  DYDCA_TRY(dec.send(nullptr));
   DYDCA_TRY(pull());
   return frames;
 }

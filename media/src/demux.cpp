@@ -261,10 +261,9 @@ Expected<bool> PacketReader::read(EncodedPacket& out) {
 }
 
 Expected<DemuxedFile> demux_file(const std::string& path) {
-  auto reader = PacketReader::open(path);
-  if (!reader) return reader.status();
+  DYDCA_ASSIGN_OR_RETURN(auto reader, PacketReader::open(path));
   DemuxedFile out;
-  const DemuxHeader& h = reader->header();
+  const DemuxHeader& h = reader.header();
   out.format = h.format;
   out.video = h.video;
   out.tags = h.tags;
@@ -274,14 +273,13 @@ Expected<DemuxedFile> demux_file(const std::string& path) {
   int64_t bytes = 0;
   EncodedPacket p;
   while (true) {
-    auto got = reader->read(p);
-    if (!got) return got.status();
-    if (!*got) break;
+    DYDCA_ASSIGN_OR_RETURN(auto got, reader.read(p));
+    if (!got) break;
     bytes += int64_t(p.data.size());
     if (bytes > (int64_t{4} << 30)) return Status::error(path + ": video track too large");
     out.video.packets.push_back(std::move(p));
   }
-  out.audio_bytes = reader->audio_bytes_read();
+  out.audio_bytes = reader.audio_bytes_read();
   return out;
 }
 

@@ -89,9 +89,8 @@ Expected<FrameQuality> compare_frames(const Frame& a, const Frame& b, bool with_
 }
 
 Status QualityAccumulator::add(const Frame& reference, const Frame& test) {
-  auto q = compare_frames(reference, test, with_ssim_);
-  if (!q) return q.status();
-  frames_.push_back(*q);
+  DYDCA_ASSIGN_OR_RETURN(auto q, compare_frames(reference, test, with_ssim_));
+  frames_.push_back(q);
   return Status::ok();
 }
 
@@ -206,19 +205,16 @@ Expected<double> bd_average(const std::vector<RdPoint>& anchor, const std::vecto
   double hi = std::min(*std::max_element(xa.begin(), xa.end()),
                        *std::max_element(xt.begin(), xt.end()));
   if (!(hi > lo)) return Status::error("BD: the two curves do not overlap");
-  auto fa = fit_cubic(xa, ya);
-  if (!fa) return fa.status();
-  auto ft = fit_cubic(xt, yt);
-  if (!ft) return ft.status();
-  return ft->average(lo, hi) - fa->average(lo, hi);
+  DYDCA_ASSIGN_OR_RETURN(auto fa, fit_cubic(xa, ya));
+  DYDCA_ASSIGN_OR_RETURN(auto ft, fit_cubic(xt, yt));
+  return ft.average(lo, hi) - fa.average(lo, hi);
 }
 
 }  // namespace
 
 Expected<double> bd_rate(const std::vector<RdPoint>& anchor, const std::vector<RdPoint>& test) {
-  auto d = bd_average(anchor, test, true);
-  if (!d) return d.status();
-  return (std::pow(10.0, *d) - 1.0) * 100.0;
+  DYDCA_ASSIGN_OR_RETURN(auto d, bd_average(anchor, test, true));
+  return (std::pow(10.0, d) - 1.0) * 100.0;
 }
 
 Expected<double> bd_psnr(const std::vector<RdPoint>& anchor, const std::vector<RdPoint>& test) {

@@ -1,12 +1,11 @@
 // Streaming MP4/MKV muxer (VideoFileWriter) and write_video_file on top of it.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <random>
+#include <optional>
 
 #include "av_ptr.h"
+#include "dydca/atomic_file.h"
 #include "dydca/media.h"
 
 namespace dydca {
@@ -17,13 +16,6 @@ std::string lower_extension(const std::string& path) {
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   return ext;
-}
-
-// A temporary name beside the final one (same filesystem, so rename is atomic;
-// pid and a random number keep concurrent writers of one name apart).
-std::string temp_name(const std::string& path) {
-  std::random_device rd;
-  return path + ".part" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000);
 }
 
 // Copies the first audio stream of another input, one packet at a time.
@@ -81,7 +73,8 @@ struct AudioCopy {
 }  // namespace
 
 struct VideoFileWriter::Impl {
-  std::string path, temp;
+  std::string path;
+  std::optional<PendingFile> file;  // written under its temporary name
   av::OutputFormatPtr oc;
   AVStream* vs = nullptr;
   AVRational vtb{1, 25};
@@ -98,11 +91,7 @@ struct VideoFileWriter::Impl {
   void discard() {
     if (finished) return;
     oc.reset();  // closes the file first
-    if (!temp.empty()) {
-      std::error_code ec;
-      std::filesystem::remove(temp, ec);
-      temp.clear();
-    }
+    if (file) file->discard();
     failed = true;
   }
 
@@ -163,7 +152,8 @@ Expected<VideoFileWriter> VideoFileWriter::open(const std::string& path, const E
   Impl& m = *impl;
   m.path = path;
   if (!m.pkt) return Status::error("out of memory");
-  const std::string temp = temp_name(path);
+  m.file.emplace(path);  // from here on the destructor removes the temporary file
+  const std::string& temp = m.file->temp_path();
   AVFormatContext* raw = nullptr;
   int err = avformat_alloc_output_context2(&raw, nullptr, format, temp.c_str());
   if (err < 0 || !raw) return Status::error(path + ": " + av::error_string(err));
@@ -228,7 +218,6 @@ Expected<VideoFileWriter> VideoFileWriter::open(const std::string& path, const E
 
   if ((err = avio_open(&raw->pb, temp.c_str(), AVIO_FLAG_WRITE)) < 0)
     return Status::error("cannot write " + path + ": " + av::error_string(err));
-  m.temp = temp;  // from here on the destructor removes it
   AVDictionary* hdr = nullptr;
   // MP4 drops tags it has no atom for unless asked to keep them.
   if (!matroska) av_dict_set(&hdr, "movflags", "+use_metadata_tags", 0);
@@ -277,12 +266,7 @@ Status VideoFileWriter::finish() {
   if ((err = avio_closep(&m.oc->pb)) < 0)
     return m.fail(Status::error(m.path + ": " + av::error_string(err)));
   m.oc.reset();
-  std::error_code ec;
-  std::filesystem::rename(m.temp, m.path, ec);
-  if (ec)
-    return m.fail(
-        Status::error("cannot move output into place at " + m.path + ": " + ec.message()));
-  m.temp.clear();
+  if (Status moved = m.file->commit(); !moved) return m.fail(moved);
   m.finished = true;
   return Status::ok();
 }
@@ -294,10 +278,9 @@ void VideoFileWriter::abort() {
 Status write_video_file(const std::string& path, const EncodedVideo& video,
                         const MuxOptions& options) {
   if (video.packets.empty()) return Status::error(path + ": no video packets to write");
-  auto writer = VideoFileWriter::open(path, video, options);
-  if (!writer) return writer.status();
-  for (const EncodedPacket& p : video.packets) DYDCA_TRY(writer->write(p));
-  return writer->finish();
+  DYDCA_ASSIGN_OR_RETURN(auto writer, VideoFileWriter::open(path, video, options));
+  for (const EncodedPacket& p : video.packets) DYDCA_TRY(writer.write(p));
+  return writer.finish();
 }
 
 }  // namespace dydca

@@ -168,17 +168,15 @@ Status VideoReader::seek(double seconds) {
 Expected<std::vector<Frame>> read_all_frames(const std::string& path, VideoInfo* info_out,
                                              const ReadOptions& options,
                                              const ProgressFn& progress) {
-  auto reader = VideoReader::open(path, options.threads);
-  if (!reader) return reader.status();
-  const VideoInfo& info = reader->info();
+  DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(path, options.threads));
+  const VideoInfo& info = reader.info();
   if (info_out) *info_out = info;
   std::vector<Frame> frames;
   int64_t bytes = 0;
   while (options.max_frames <= 0 || int64_t(frames.size()) < options.max_frames) {
     Frame f;
-    auto got = reader->read(f);
-    if (!got) return got.status();
-    if (!*got) break;
+    DYDCA_ASSIGN_OR_RETURN(auto got, reader.read(f));
+    if (!got) break;
     bytes += f.byte_size();
     if (bytes > options.max_bytes)
       return Status::error(path + ": clip does not fit in the memory budget (" +

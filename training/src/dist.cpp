@@ -112,10 +112,9 @@ Status DistGroup::barrier(const std::string& name) {
 }
 
 Expected<std::shared_ptr<DistSession>> DistSession::connect(const DistConfig& config) {
-  auto g = DistGroup::connect(config);
-  if (!g) return g.status();
+  DYDCA_ASSIGN_OR_RETURN(auto g, DistGroup::connect(config));
   auto impl = std::make_unique<Impl>();
-  impl->group = std::move(*g);
+  impl->group = std::move(g);
   return std::shared_ptr<DistSession>(new DistSession(std::move(impl)));
 }
 DistSession::DistSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -6,6 +6,7 @@
 #include <map>
 #include <random>
 
+#include "dydca/atomic_file.h"
 #include "dydca/chunking.h"
 #include "dydca/metrics.h"
 #include "dydca/training.h"
@@ -167,11 +168,13 @@ int load_state(torch::serialize::InputArchive& ar, Supernet& net, torch::optim::
   return int(st.item<int64_t>());
 }
 
-void save_checkpoint(const std::string& path, Supernet& net, torch::optim::Adam& opt, int step,
-                     const QatState& qat) {
-  std::string tmp = path + ".tmp";
-  state_archive(net, opt, step, qat).save_to(tmp);
-  std::filesystem::rename(tmp, path);
+// LibTorch throws when it cannot write; the PendingFile then removes its
+// temporary file, and the old checkpoint stays.
+Status save_checkpoint(const std::string& path, Supernet& net, torch::optim::Adam& opt, int step,
+                       const QatState& qat) {
+  PendingFile out(path);
+  state_archive(net, opt, step, qat).save_to(out.temp_path());
+  return out.commit();
 }
 
 // calibrate_act_scales (training.h) on a network: `tiles` tiles per path from
@@ -421,14 +424,12 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   sp.halo = halo;
   sp.border = BorderMode::kReplicate;  // the clamped-input border of model.h
   sp.seed = cfg.seed;
-  auto sampler = TrainingSampler::create(hr, lr, routing, sp);
-  if (!sampler) return sampler.status();
+  DYDCA_ASSIGN_OR_RETURN(auto sampler, TrainingSampler::create(hr, lr, routing, sp));
   // Held-out tiles: a fixed batch from an independently seeded sampler.
   sp.seed = cfg.seed ^ 0x9e3779b97f4a7c15ull;
-  auto hold_sampler = TrainingSampler::create(hr, lr, routing, sp);
-  if (!hold_sampler) return hold_sampler.status();
+  DYDCA_ASSIGN_OR_RETURN(auto hold_sampler, TrainingSampler::create(hr, lr, routing, sp));
   TrainingBatch hold;
-  hold_sampler->next_batch(std::max(32, 2 * routing.num_chunks), hold);
+  hold_sampler.next_batch(std::max(32, 2 * routing.num_chunks), hold);
   auto hold_x = to_tensor(hold.lr, hold.count, hold.lr_side);
   auto hold_y = to_tensor(hold.hr, hold.count, hold.hr_side);
   std::vector<int> hold_path;
@@ -470,9 +471,8 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
       dist = cfg.session->impl().group.get();
       DYDCA_TRY(dist->barrier(key_prefix + "start"));
     } else {
-      auto g = DistGroup::connect(cfg.dist);
-      if (!g) return g.status();
-      own_dist = std::move(*g);
+      DYDCA_ASSIGN_OR_RETURN(auto g, DistGroup::connect(cfg.dist));
+      own_dist = std::move(g);
       dist = own_dist.get();
     }
   }
@@ -498,12 +498,11 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
         bytes.append(static_cast<const char*>(d), n);
         return n;
       });
-    auto shared = dist->share(key_prefix + "initial-state", bytes);
-    if (!shared) return shared.status();
+    DYDCA_ASSIGN_OR_RETURN(auto shared, dist->share(key_prefix + "initial-state", bytes));
     if (!root) {
       try {
         torch::serialize::InputArchive ar;
-        ar.load_from(shared->data(), shared->size());
+        ar.load_from(shared.data(), shared.size());
         start = load_state(ar, net, opt, qat);
         rep.resumed = start > 0;
       } catch (const std::exception& e) {
@@ -521,15 +520,14 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   std::mt19937_64 level_rng;
   TrainingBatch tb;
   // chunks with tiles to learn from
-  const std::vector<int> present = present_chunks(*sampler, cfg.only_chunk);
+  const std::vector<int> present = present_chunks(sampler, cfg.only_chunk);
   if (present.empty()) return Status::error("train: no tiles to train on");
   // The int8 phase: calibrate the activation scales on the current weights
   // (every rank the same tiles; the max over the ranks guards against any
   // difference), then fine-tune through the int8 forward from this step on.
   auto begin_qat = [&](int at_step) -> Status {
-    auto cs = calibration_sampler(hr, lr, routing, cfg);
-    if (!cs) return cs.status();
-    qat.act = calibrate_paths(net, *cs, routing, present, cfg);
+    DYDCA_ASSIGN_OR_RETURN(auto cs, calibration_sampler(hr, lr, routing, cfg));
+    qat.act = calibrate_paths(net, cs, routing, present, cfg);
     qat.begin = at_step;
     if (dist) {
       std::vector<float> flat;
@@ -557,7 +555,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   };
   // Replay the sampler so that a resumed run draws the same batches.
   for (int i = 0; i < start; ++i)
-    DYDCA_TRY(sampler->next_batch_for_chunk(present[size_t(i) % present.size()], cfg.batch, tb));
+    DYDCA_TRY(sampler.next_batch_for_chunk(present[size_t(i) % present.size()], cfg.batch, tb));
 
   int total = cfg.steps;
   const auto t0 = Clock::now();
@@ -598,7 +596,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
     // its path: full batches keep LibTorch on its fast convolution kernels.
     // With several ranks, each takes its share of the batch's patches.
     const int chunk = present[size_t(step) % present.size()];
-    DYDCA_TRY(sampler->next_batch_for_chunk(chunk, cfg.batch, tb));
+    DYDCA_TRY(sampler.next_batch_for_chunk(chunk, cfg.batch, tb));
     auto x = to_tensor(tb.lr, tb.count, tb.lr_side);
     auto y = to_tensor(tb.hr, tb.count, tb.hr_side);
     double share = 1.0;
@@ -673,7 +671,7 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
     loss_ema = step == start ? l : 0.95 * loss_ema + 0.05 * l;
     if (root && !cfg.checkpoint.empty() && cfg.checkpoint_every > 0 &&
         (step + 1) % cfg.checkpoint_every == 0)
-      save_checkpoint(cfg.checkpoint, net, opt, step + 1, qat);
+      DYDCA_TRY(save_checkpoint(cfg.checkpoint, net, opt, step + 1, qat));
     // Held-out PSNR now and then (a forward pass of the fixed held-out tiles).
     const int every = std::max(25, (total - start) / 20);
     if ((step + 1 - start) % every == 0 || step + 1 == total) {
@@ -695,7 +693,8 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   rep.steps = step;
   rep.final_loss = loss_ema;
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (root && !cfg.checkpoint.empty()) save_checkpoint(cfg.checkpoint, net, opt, step, qat);
+  if (root && !cfg.checkpoint.empty())
+    DYDCA_TRY(save_checkpoint(cfg.checkpoint, net, opt, step, qat));
   // No QAT step left (qat_fraction 0, or stopped before): post-training scales.
   if (cfg.qat && qat.begin < 0 && !rep.stopped_early) DYDCA_TRY(begin_qat(step));
   rep.qat_steps = qat.begin >= 0 ? step - qat.begin : 0;
@@ -733,11 +732,9 @@ Expected<std::vector<float>> reference_upscale(const Model& model, int path, con
 Expected<std::vector<uint8_t>> reference_upscale_u8(const Model& model, int path,
                                                     const uint8_t* lr, int width, int height,
                                                     int threads) {
-  auto f = reference_upscale(model, path, lr, width, height, threads);
-  if (!f) return f.status();
-  std::vector<uint8_t> out(f->size());
-  for (size_t i = 0; i < out.size(); ++i)
-    out[i] = uint8_t(std::clamp(std::lround((*f)[i]), 0L, 255L));
+  DYDCA_ASSIGN_OR_RETURN(auto f, reference_upscale(model, path, lr, width, height, threads));
+  std::vector<uint8_t> out(f.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = uint8_t(std::clamp(std::lround(f[i]), 0L, 255L));
   return out;
 }
 
@@ -758,12 +755,11 @@ Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<F
     DYDCA_TRY(net->load_model(model));
     TrainConfig cfg = config;
     cfg.arch = model.arch;
-    auto sampler = calibration_sampler(hr, lr, routing, cfg);
-    if (!sampler) return sampler.status();
-    const std::vector<int> present = present_chunks(*sampler, cfg.only_chunk);
+    DYDCA_ASSIGN_OR_RETURN(auto sampler, calibration_sampler(hr, lr, routing, cfg));
+    const std::vector<int> present = present_chunks(sampler, cfg.only_chunk);
     if (present.empty()) return Status::error("calibrate: no tiles");
     ActScales act;
-    act.path = calibrate_paths(net, *sampler, routing, present, cfg);
+    act.path = calibrate_paths(net, sampler, routing, present, cfg);
     return act;
   } catch (const std::exception& e) {
     std::string m = e.what();
@@ -800,11 +796,9 @@ Expected<std::vector<float>> reference_upscale_int8(const Model& model, int path
 Expected<std::vector<uint8_t>> reference_upscale_int8_u8(const Model& model, int path,
                                                          const uint8_t* lr, int width, int height,
                                                          int threads) {
-  auto f = reference_upscale_int8(model, path, lr, width, height, threads);
-  if (!f) return f.status();
-  std::vector<uint8_t> out(f->size());
-  for (size_t i = 0; i < out.size(); ++i)
-    out[i] = uint8_t(std::clamp(std::lround((*f)[i]), 0L, 255L));
+  DYDCA_ASSIGN_OR_RETURN(auto f, reference_upscale_int8(model, path, lr, width, height, threads));
+  std::vector<uint8_t> out(f.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = uint8_t(std::clamp(std::lround(f[i]), 0L, 255L));
   return out;
 }
 

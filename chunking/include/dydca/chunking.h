@@ -252,9 +252,6 @@ class ChunkPathError {
 // Fills routing.chunk_path with assign_paths + qos_level_tables.
 Status fill_path_tables(RoutingMap& routing, const ModelArch& arch, int levels = 0);
 
-// Mean MACs per LR pixel of a chunk -> path table, weighted by tile counts.
-double mean_macs_per_lr_pixel(const std::vector<uint8_t>& chunk_path,
-                              const std::vector<int64_t>& chunk_tiles, const ModelArch& arch);
 
 // ---- routing ---------------------------------------------------------------------
 

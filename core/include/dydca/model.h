@@ -70,7 +70,40 @@ struct ModelArch {
     macs += s2 * w * 9;                   // tail
     return macs;
   }
+  // ... per HR output pixel (what a client pays per displayed pixel).
+  double macs_per_hr_pixel(int p) const {
+    return double(macs_per_lr_pixel(p)) / (double(scale) * scale);
+  }
 };
+
+// The one MAC count of a chunk -> path table (RoutingMap::chunk_path[level]):
+// chunk c runs path chunk_path[c] on chunk_weight[c] LR pixels (or tiles).
+// `macs` sums weight x macs_per_lr_pixel, `weight` the weights counted;
+// chunks whose path the model lacks count in neither. The QoS controller's
+// cost of a frame per level (weights = the frame's pixels per chunk) and the
+// encoder's and `dydca chunks`' mean per LR pixel (weights = tiles) both
+// come from here.
+struct RoutedMacs {
+  int64_t macs = 0;
+  int64_t weight = 0;
+  double mean() const { return weight > 0 ? double(macs) / double(weight) : 0.0; }
+};
+inline RoutedMacs routed_macs(const ModelArch& arch, const std::vector<uint8_t>& chunk_path,
+                              const std::vector<int64_t>& chunk_weight) {
+  RoutedMacs r;
+  for (size_t c = 0; c < chunk_path.size() && c < chunk_weight.size(); ++c) {
+    if (chunk_path[c] >= arch.paths.size()) continue;
+    r.macs += chunk_weight[c] * arch.macs_per_lr_pixel(chunk_path[c]);
+    r.weight += chunk_weight[c];
+  }
+  return r;
+}
+// Mean MACs per LR pixel of a chunk -> path table, weighted by tile counts.
+inline double mean_macs_per_lr_pixel(const std::vector<uint8_t>& chunk_path,
+                                     const std::vector<int64_t>& chunk_tiles,
+                                     const ModelArch& arch) {
+  return routed_macs(arch, chunk_path, chunk_tiles).mean();
+}
 
 struct Tensor {
   std::string name;

@@ -31,4 +31,13 @@ struct RoutingMap {
   }
 };
 
+// The level rule of a model without routing (one QoS level per path, no
+// chunk tables): level l runs the l-th richest path, so level 0 is the
+// richest and the last level the cheapest (path 0). Levels out of range
+// clamp to the nearest end.
+inline int static_level_path(int num_paths, int level) {
+  const int p = num_paths - 1 - level;
+  return p < 0 ? 0 : (p > num_paths - 1 ? num_paths - 1 : p);
+}
+
 }  // namespace dydca

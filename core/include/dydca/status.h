@@ -90,3 +90,18 @@ class [[nodiscard]] Expected {
     ::dydca::Status dydca_try_s_ = (expr);       \
     if (!dydca_try_s_) return dydca_try_s_;      \
   } while (0)
+
+// Declares `decl` from the value of an Expected<T>, or returns its Status
+// from the enclosing function (which returns Status or some Expected<U>):
+//   DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(path));
+//   reader.read(frame);  // the value itself: no * or ->
+// A statement of its own (it declares `decl` in the enclosing scope, so it
+// cannot be the body of an unbraced if or loop). The Expected is moved from.
+#define DYDCA_ASSIGN_OR_RETURN(decl, ...) \
+  DYDCA_ASSIGN_OR_RETURN_IMPL_(DYDCA_STATUS_CONCAT_(dydca_aor_, __COUNTER__), decl, __VA_ARGS__)
+#define DYDCA_ASSIGN_OR_RETURN_IMPL_(tmp, decl, ...) \
+  auto tmp = (__VA_ARGS__);                          \
+  if (!tmp) return tmp.status();                     \
+  decl = std::move(tmp).value()
+#define DYDCA_STATUS_CONCAT_(a, b) DYDCA_STATUS_CONCAT_INNER_(a, b)
+#define DYDCA_STATUS_CONCAT_INNER_(a, b) a##b
