@@ -1,15 +1,14 @@
 // Output sinks of the decoder: y4m (file or stdout), x264 .mp4/.mkv, null
 // (the md5 of output frames is media's FrameMd5).
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <optional>
-#include <random>
 
+#include "dydca/atomic_file.h"
 #include "dydca/decoder.h"
 
 namespace dydca {
@@ -22,21 +21,16 @@ std::string lower_extension(const std::string& path) {
   return ext;
 }
 
-// A temporary name beside the final one (same filesystem, so rename is atomic).
-std::string temp_name(const std::string& path) {
-  std::random_device rd;
-  return path + ".part" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 100000);
-}
-
-// y4m to a file (written under a temporary name, renamed by finish) or to
-// stdout ("-", streamed: a pipe cannot be taken back).
+// y4m to a file (written under a temporary name, renamed by finish: a
+// PendingFile) or to stdout ("-", streamed: a pipe cannot be taken back).
 class Y4mSink final : public FrameSink {
  public:
   explicit Y4mSink(std::string path) : path_(std::move(path)) {}
   ~Y4mSink() override { abort(); }
   Status open(const SinkFormat& f) override {
-    target_ = path_ == "-" ? path_ : temp_name(path_);
-    auto w = Y4mWriter::open(target_, f.width, f.height, f.frame_rate);
+    if (path_ != "-") pending_.emplace(path_);
+    auto w = Y4mWriter::open(pending_ ? pending_->temp_path() : path_, f.width, f.height,
+                             f.frame_rate);
     if (!w) return w.status();
     writer_.emplace(std::move(*w));
     return Status::ok();
@@ -49,13 +43,8 @@ class Y4mSink final : public FrameSink {
     if (!writer_) return Status::error("y4m: not open");
     Status s = writer_->close();
     writer_.reset();
-    if (s && path_ != "-") {
-      std::error_code ec;
-      std::filesystem::rename(target_, path_, ec);
-      if (ec) s = Status::error("cannot rename " + target_ + " to " + path_ + ": " + ec.message());
-    }
-    if (!s) remove_temp();
-    target_.clear();
+    if (s && pending_) s = pending_->commit();
+    pending_.reset();  // removes the temporary file unless committed
     return s;
   }
   void abort() override {
@@ -63,18 +52,12 @@ class Y4mSink final : public FrameSink {
       (void)writer_->close();
       writer_.reset();
     }
-    remove_temp();
-    target_.clear();
+    pending_.reset();
   }
 
  private:
-  void remove_temp() {
-    if (!target_.empty() && target_ != "-") {
-      std::error_code ec;
-      std::filesystem::remove(target_, ec);
-    }
-  }
-  std::string path_, target_;
+  std::string path_;
+  std::optional<PendingFile> pending_;
   std::optional<Y4mWriter> writer_;
 };
 
