@@ -119,6 +119,9 @@ Subcommand add_encode(CLI::App& app) {
                   "The frozen global path every path adds to: bicubic, or fit (the clip's "
                   "least-squares 5x5 linear upscaler)")
       ->capture_default_str();
+  sub->add_flag("--model-must-pay,!--no-model-must-pay", o->p.model_must_pay,
+               "With --bitrate: ship the linear upscaler and give x264 the bits when the "
+               "trained network gains less than those bits would buy the video (default on)");
   sub->add_flag("--train-all-levels", o->p.train_all_levels,
                "Experimental (AdaSR): every cheaper QoS level's path each step");
   sub->add_option("--train-progressive", o->p.train_progressive,

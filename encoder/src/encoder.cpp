@@ -29,8 +29,8 @@ namespace dydca {
 // reports (below), as nlohmann maps them: keys = member names.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SegmentReport, index, first_frame, frames, resumed,
                                    model_is_delta, int8_runtime, video_bytes, model_bytes,
-                                   routing_bytes, full_model_bytes, train_steps, bicubic_psnr_y,
-                                   psnr_y, seconds)
+                                   routing_bytes, full_model_bytes, train_steps, linear_only,
+                                   bicubic_psnr_y, psnr_y, seconds)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScaleTrial, scale, total_kbps, psnr_y, lanczos_psnr_y, seconds)
 namespace detail {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(QualitySum, mse_y, mse_u, mse_v, ssim_y, frames)
@@ -152,7 +152,7 @@ std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const Vid
   j["warm_lr"] = p.warm_lr;
   j["train"] = {p.bf16, p.channels_last, p.train_all_levels, p.train_skip, p.global_path, p.train_progressive,
                 p.train_max_norm, p.refine, p.refine_tolerance_db, p.train_lr, p.train_batch,
-                p.train_patch, p.train_qos_weight};
+                p.train_patch, p.train_qos_weight, p.model_must_pay};
   json paths = json::array();
   for (const PathSpec& ps : arch.paths) paths.push_back({ps.depth, ps.width});
   j["arch"] = {arch.channels, arch.inner, arch.blocks, paths};
@@ -293,6 +293,82 @@ Expected<SegmentOutcome> plain_segment(const EncodeContext& c, const SegmentFram
                         t_seg, sprog);
 }
 
+// The linear alternative of a trained model: the same architecture (the
+// file keeps one set of QoS levels), every tensor zero but the global path,
+// which is the segment's least-squares 5x5 upscaler (fit_global_path), and
+// one chunk on path 0 at every level. Its int8 blob is a few hundred bytes.
+struct LinearAlternative {
+  Model shipped;  // what the client reconstructs from `blob`
+  std::vector<uint8_t> blob;
+  RoutingMap routing;
+  int64_t routing_bytes = 0;
+};
+
+Expected<LinearAlternative> linear_alternative(const Model& like, const RoutingMap& like_routing,
+                                               const std::vector<Frame>& hr,
+                                               const std::vector<Frame>& lr,
+                                               const std::string& precision) {
+  DYDCA_ASSIGN_OR_RETURN(auto fit, fit_global_path(hr, lr, like.arch.scale));
+  const size_t s2 = size_t(like.arch.scale) * size_t(like.arch.scale);
+  Model m = like;
+  for (Tensor& t : m.tensors) {
+    t.int8.clear();
+    t.int8_scale.clear();
+    if (t.name == "skip.weight")
+      std::copy(fit.begin(), fit.begin() + std::ptrdiff_t(s2 * 25), t.data.begin());
+    else if (t.name == "skip.bias")
+      std::copy(fit.begin() + std::ptrdiff_t(s2 * 25), fit.end(), t.data.begin());
+    else
+      std::fill(t.data.begin(), t.data.end(), 0.f);
+  }
+  LinearAlternative a;
+  ModelBlobOptions mbo;
+  mbo.weights = *parse_precision(precision);
+  DYDCA_ASSIGN_OR_RETURN(a.blob, serialize_model(m, mbo));
+  DYDCA_ASSIGN_OR_RETURN(a.shipped, parse_model(a.blob));
+  RoutingMap& r = a.routing;
+  r.tile_size = like_routing.tile_size;
+  r.lr_width = like_routing.lr_width;
+  r.lr_height = like_routing.lr_height;
+  r.frames = like_routing.frames;
+  r.num_chunks = 1;
+  r.chunk_path.assign(size_t(like_routing.levels()), std::vector<uint8_t>{0});
+  r.chunk_ids.assign(size_t(r.frames) * r.tiles_per_frame(), 0);
+  DYDCA_ASSIGN_OR_RETURN(auto rb, serialize_routing(r));
+  a.routing_bytes = int64_t(rb.size());
+  return a;
+}
+
+// Level-0 PSNR-Y (padded frames) of a model and routing on `count` evenly
+// spaced frames, through the client runtime.
+Expected<double> sampled_psnr_y(SrRuntime& rt, const std::vector<Frame>& hr,
+                                const std::vector<Frame>& lr, const RoutingMap& routing,
+                                int count) {
+  const int n = int(lr.size());
+  count = std::clamp(count, 1, n);
+  double sse = 0, px = 0;
+  std::vector<uint8_t> out;
+  for (int i = 0; i < count; ++i) {
+    const int f = int((int64_t(2 * i + 1) * n) / (2 * count));
+    const Frame& h = hr[size_t(f)];
+    out.resize(h.y.size());
+    DYDCA_TRY(rt.upscale_luma(lr[size_t(f)].y.data(), lr[size_t(f)].width, lr[size_t(f)].height,
+                              lr[size_t(f)].width, out.data(), h.width, routing, f, 0));
+    sse += plane_mse(out.data(), h.y.data(), out.size()) * double(out.size());
+    px += double(out.size());
+  }
+  return psnr_from_mse(sse / std::max(px, 1.0));
+}
+
+// A model whose tail is all zero adds nothing to the global path (a linear
+// segment's): the next segment must not warm-start from it.
+bool has_trained_body(const Model& m) {
+  for (const Tensor& t : m.tensors)
+    if (t.name == "tail.weight")
+      return std::any_of(t.data.begin(), t.data.end(), [](float v) { return v != 0.f; });
+  return false;
+}
+
 // video_kbps > 0: the segment's x264 target (total-rate control);
 // target_bits > 0: what the segment should spend in all, video + model +
 // routing (x264 runs again when the shipped model makes it stray).
@@ -341,8 +417,8 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
     const double sec = seg.frames() / fps;
     const double actual = double(o.rep.video_bytes + side_bytes) * 8;
     if (std::fabs(actual - target_bits) > 0.03 * target_bits) {
-      const double v2 = std::clamp(video_kbps + (target_bits - actual) / 1000 / sec,
-                                   0.5 * video_kbps, 1.5 * video_kbps);
+      const double v2 = std::clamp(xc.bitrate_kbps + (target_bits - actual) / 1000 / sec,
+                                   0.5 * video_kbps, 2.0 * video_kbps);
       xc.bitrate_kbps = std::max(1, int(std::lround(v2)));
       log_info(tag + ": total " + std::to_string(int(actual / 1000 / sec)) + " kb/s, target " +
                std::to_string(int(target_bits / 1000 / sec)) + ": x264 again at " +
@@ -354,11 +430,11 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
       o.rep.video_bytes = rt_trip.video.total_bytes();
       o.t_x264 += since(t2);
     }
-    std::vector<Frame>().swap(seg.lr);
     return Status::ok();
   };
   if (c.mode.plain) {
     if (target_bits > 0) DYDCA_TRY(close_rate_gap(kPlainSideBytes));
+    std::vector<Frame>().swap(seg.lr);
     return plain_segment(c, seg, std::move(rt_trip), std::move(o), recon, t_seg, sprog);
   }
 
@@ -374,7 +450,7 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   TrainConfig cfg = tc;
   cfg.seed = p.seed + uint64_t(seg.index);
   cfg.checkpoint = c.work->file(seg.index, "train");
-  if (p.warm_start == "previous" && prev) {
+  if (p.warm_start == "previous" && prev && has_trained_body(*prev)) {
     cfg.init = prev;
     cfg.lr *= p.warm_lr;
     cfg.lr_min = std::min(cfg.lr_min, cfg.lr);
@@ -439,6 +515,57 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
     o.level_macs.push_back(
         mean_macs_per_lr_pixel(routing.chunk_path[size_t(l)], o.chunk_tiles, c.arch));
   o.t_refine = since(t);
+
+  // Does the network pay for its bits? Its level-0 gain over the segment's
+  // linear upscaler against what its side bits would buy the video at
+  // kDbPerDoubling (the --scale auto trials' slope). When it does not, the
+  // linear upscaler ships and x264 runs again with the bits.
+  if (target_bits > 0 && p.model_must_pay && c.arch.scale >= 2) {
+    t = Clock::now();
+    const double sec = seg.frames() / fps;
+    DYDCA_ASSIGN_OR_RETURN(auto lin, linear_alternative(*recon, routing, seg.hr, lr, p.precision));
+    DYDCA_ASSIGN_OR_RETURN(auto rb, serialize_routing(routing));
+    const double model_side = c.mode.model_kbps_hint >= 0
+                                  ? c.mode.model_kbps_hint * 1000 / 8 * sec
+                                  : double(o.rep.model_bytes);
+    const double freed_kbps =
+        (model_side + double(rb.size()) - double(lin.blob.size() + size_t(lin.routing_bytes))) *
+        8 / 1000 / sec;
+    const double video_kbps_now = double(o.rep.video_bytes) * 8 / 1000 / sec;
+    const int sample = std::clamp(seg.frames() / 8, 4, 16);
+    DYDCA_ASSIGN_OR_RETURN(auto lin_rt, SrRuntime::create(lin.shipped, ropt));
+    DYDCA_ASSIGN_OR_RETURN(double sr_db, sampled_psnr_y(rt, seg.hr, lr, routing, sample));
+    DYDCA_ASSIGN_OR_RETURN(double lin_db, sampled_psnr_y(lin_rt, seg.hr, lr, lin.routing, sample));
+    const double buys_db =
+        freed_kbps > 0 ? kDbPerDoubling * std::log2((video_kbps_now + freed_kbps) / video_kbps_now)
+                       : 0;
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "%s: the network adds %+.2f dB over the linear upscaler; its %.1f kb/s would "
+                  "buy the video %+.2f dB: %s",
+                  tag.c_str(), sr_db - lin_db, freed_kbps, buys_db,
+                  sr_db - lin_db >= buys_db ? "the network ships" : "the linear upscaler ships");
+    log_info(line);
+    if (sr_db - lin_db < buys_db) {
+      DYDCA_TRY(close_rate_gap(int64_t(lin.blob.size()) + lin.routing_bytes));
+      // x264 may have run again: the fit follows the new LR.
+      DYDCA_ASSIGN_OR_RETURN(lin, linear_alternative(*recon, routing, seg.hr, lr, p.precision));
+      std::vector<Frame>().swap(seg.lr);
+      *recon = lin.shipped;
+      o.rep.linear_only = true;
+      o.rep.model_is_delta = false;
+      o.rep.model_bytes = int64_t(lin.blob.size());
+      o.chunk_tiles = chunk_tile_counts(lin.routing);
+      o.chunk_path = {0};
+      o.level_macs.assign(size_t(lin.routing.levels()), double(c.arch.macs_per_lr_pixel(0)));
+      DYDCA_ASSIGN_OR_RETURN(auto lrt, SrRuntime::create(*recon, ropt));
+      o.t_refine += since(t);
+      return finish_segment(c, seg, lr, rt_trip.video, lin.routing, lin.blob, *recon, lrt,
+                            nullptr, std::move(o), t_seg, sprog);
+    }
+    o.t_refine += since(t);
+  }
+  std::vector<Frame>().swap(seg.lr);
 
   return finish_segment(c, seg, lr, rt_trip.video, routing, blob, *recon, rt,
                         p.precision != "fp32" ? &model : nullptr, std::move(o), t_seg, sprog);

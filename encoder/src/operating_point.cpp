@@ -14,11 +14,6 @@ namespace dydca::detail {
 
 namespace {
 
-// PSNR-Y difference worth a rate ratio: trials land within a few percent of
-// the target, and are compared at the target by this slope (dB per doubling
-// of the rate; x264's PSNR-rate curves on the sample clips run 2-3 dB per
-// doubling at the full size, less for LR + SR: 2 is a middle).
-constexpr double kDbPerDoubling = 2.0;
 // A scale must beat plain x264 on the trials by this much to be chosen.
 constexpr double kMarginDb = 0.02;
 // Trials train this many steps at most (the same for every scale).

@@ -22,6 +22,13 @@
 
 namespace dydca::detail {
 
+// PSNR-Y difference worth a rate ratio: trials land within a few percent of
+// the target, and are compared at the target by this slope (dB per doubling
+// of the rate; x264's PSNR-rate curves on the sample clips run 2-3 dB per
+// doubling at the full size, less for LR + SR: 2 is a middle). The segment's
+// "does the network pay for its bits" check uses it too.
+inline constexpr double kDbPerDoubling = 2.0;
+
 // How encode_segmented runs beyond EncodeParams (set by the trials and the
 // plain-x264 decision, never by users).
 struct EncodeMode {

@@ -70,6 +70,11 @@ struct EncodeParams {
   int train_patch = 0;
   double train_qos_weight = -1;  // >= 0: TrainConfig::qos_weight and distill_weight (sandwich)
   bool refine = true;                 // re-pick each chunk's path from measured PSNR
+  // With --bitrate: a segment whose trained network does not buy more dB over
+  // the clip's least-squares linear upscaler than its model and routing bits
+  // would buy the video ships that linear upscaler instead (a ~200-byte
+  // model) and gives the bits back to x264 (docs/decisions.md).
+  bool model_must_pay = true;
   double refine_tolerance_db = 0.05;
   // The network; scale is taken from `scale`. channels == 0 (the default):
   // default_arch(scale) for whichever scale is used.
@@ -113,6 +118,7 @@ struct SegmentReport {
   int64_t video_bytes = 0, model_bytes = 0, routing_bytes = 0;
   int64_t full_model_bytes = 0;  // a full model blob of the same weights, for comparison
   int train_steps = 0;
+  bool linear_only = false;  // the network did not pay for its bits: the linear upscaler shipped
   double bicubic_psnr_y = 0, psnr_y = 0;  // level 0
   double seconds = 0;
 };
