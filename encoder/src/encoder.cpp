@@ -256,6 +256,8 @@ struct EncodeContext {
   int est_segments = 0;  // for progress lines (0 = unknown)
   // --dist-mode data with several ranks: one c10d group for every segment.
   std::shared_ptr<DistSession> session = nullptr;
+  // The client runtime's workers (p.threads), for every segment's evaluation.
+  std::shared_ptr<WorkerPool> pool = nullptr;
 };
 
 // Steps of one segment when --steps fixes the clip's total: split by duration.
@@ -277,28 +279,29 @@ Expected<SegmentOutcome> finish_segment(const EncodeContext& c, const SegmentFra
                                         const std::vector<Frame>& lr, const EncodedVideo& video,
                                         const RoutingMap& routing,
                                         const std::vector<uint8_t>& model_blob,
-                                        const Model& recon, SrRuntime& rt,
-                                        const Model* fp32, SegmentOutcome o,
-                                        Clock::time_point t_seg, const ProgressFn& sprog) {
+                                        const Model& recon, const SrModel& model,
+                                        FrameUpscaler& frames, const Model* fp32,
+                                        SegmentOutcome o, Clock::time_point t_seg,
+                                        const ProgressFn& sprog) {
   const EncodeParams& p = c.p;
   const double fps = c.info.frame_rate.to_double();
   auto t = Clock::now();
-  std::optional<SrRuntime> rt32;
+  std::shared_ptr<const SrModel> model32;
   if (fp32) {
-    RuntimeOptions o32 = runtime_options(p, lr[0].width, lr[0].height);
+    ModelOptions o32 = runtime_options(p, lr[0].width, lr[0].height).model();
     o32.precision = Precision::kFp32;  // the reference: fp32 weights, fp32 activations
-    auto made = SrRuntime::create(*fp32, o32);
+    auto made = SrModel::create(*fp32, o32);
     if (!made) return made.status();
-    rt32.emplace(std::move(*made));
+    model32 = std::move(*made);
   }
   // Cheaper levels on an even sample: kLevelEvalFrames per 10 s of video.
   const int sample =
       std::max(8, int(std::lround(kLevelEvalFrames * seg.frames() / (10 * fps))));
-  auto q = evaluate_stage(rt, rt32 ? &*rt32 : nullptr, seg.hr, lr, routing, c.hr_width,
+  auto q = evaluate_stage(frames, model, model32.get(), seg.hr, lr, routing, c.hr_width,
                           c.hr_height, sample, sprog);
   if (!q) return q.status();
   o.quality = std::move(*q);
-  o.rep.int8_runtime = rt.precision() == Precision::kInt8;
+  o.rep.int8_runtime = model.precision() == Precision::kInt8;
   o.rep.bicubic_psnr_y = o.quality.bicubic.psnr_y();
   o.rep.psnr_y = o.quality.levels[0].psnr_y();
   o.t_eval = since(t);
@@ -343,10 +346,14 @@ Expected<SegmentOutcome> plain_segment(const EncodeContext& c, const SegmentFram
   o.chunk_tiles = chunk_tile_counts(routing);
   o.chunk_path = {0};
   o.level_macs = {double(recon->arch.macs_per_lr_pixel(0))};
-  auto rt = SrRuntime::create(*recon, runtime_options(c.p, lr[0].width, lr[0].height));
-  if (!rt) return rt.status();
-  return finish_segment(c, seg, lr, trip.video, routing, *blob, *recon, *rt, nullptr,
-                        std::move(o), t_seg, sprog);
+  const RuntimeOptions ropt = runtime_options(c.p, lr[0].width, lr[0].height);
+  auto model = SrModel::create(*recon, ropt.model());
+  if (!model) return model.status();
+  auto frames = FrameUpscaler::create(lr[0].width, lr[0].height, recon->arch.scale, c.pool,
+                                      ropt.session());
+  if (!frames) return frames.status();
+  return finish_segment(c, seg, lr, trip.video, routing, *blob, *recon, **model, *frames,
+                        nullptr, std::move(o), t_seg, sprog);
 }
 
 // video_kbps > 0: the segment's x264 target (total-rate control);
@@ -492,9 +499,14 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   }
 
   const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
-  auto rt = SrRuntime::create(*recon, ropt);
-  if (!rt) return rt.status();
-  if (p.refine) DYDCA_TRY(refine_stage(*rt, seg.hr, lr, routing, c.arch, p.refine_tolerance_db, sprog));
+  auto planned = SrModel::create(*recon, ropt.model());
+  if (!planned) return planned.status();
+  auto frames = FrameUpscaler::create(lr[0].width, lr[0].height, recon->arch.scale, c.pool,
+                                      ropt.session());
+  if (!frames) return frames.status();
+  if (p.refine)
+    DYDCA_TRY(refine_stage(frames->session(), **planned, seg.hr, lr, routing, c.arch,
+                           p.refine_tolerance_db, sprog));
   o.chunk_tiles = chunk_tile_counts(routing);
   for (uint8_t v : routing.chunk_path[0]) o.chunk_path.push_back(v);
   for (int l = 0; l < routing.levels(); ++l)
@@ -502,7 +514,7 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
         mean_macs_per_lr_pixel(routing.chunk_path[size_t(l)], o.chunk_tiles, c.arch));
   o.t_refine = since(t);
 
-  return finish_segment(c, seg, lr, rt_trip->video, routing, blob, *recon, *rt,
+  return finish_segment(c, seg, lr, rt_trip->video, routing, blob, *recon, **planned, *frames,
                         p.precision != "fp32" ? &*model : nullptr, std::move(o), t_seg, sprog);
 }
 
@@ -688,6 +700,9 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   if (!reader) return reader.status();
   EncodeContext c{p, mode, prog, mode.plain ? identity_model().arch : arch_for(p, p.scale),
                   reader->info()};
+  auto pool = WorkerPool::create(p.threads);
+  if (!pool) return pool.status();
+  c.pool = std::move(*pool);
   const int s = p.scale;
   const VideoInfo& info = c.info;
   if (info.width < 16 * s || info.height < 16 * s)

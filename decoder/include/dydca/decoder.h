@@ -202,6 +202,10 @@ struct DecodeOptions {
   // multi-model files run level 0 with a warning.
   bool auto_level = false;
   int threads = 0;                // SR runtime workers incl. the caller; 0 = all cores
+  // The SR's worker pool, when the caller shares one (e.g. with the QoS
+  // calibration of the policy it builds); null = one of `threads` workers
+  // made for this decode. Every model of the file runs on it.
+  std::shared_ptr<WorkerPool> pool;
   int decode_threads = 1;         // libavcodec threads (1 keeps the cores for SR)
   std::optional<SimdLevel> simd;  // unset = best this CPU has
   // SR arithmetic (RuntimeOptions::precision): kAuto = int8 for a segment
