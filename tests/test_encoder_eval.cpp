@@ -6,12 +6,9 @@
 // both run FrameUpscaler. No training: random models, x264 ultrafast.
 #include <doctest/doctest.h>
 
-#include <random>
-
 #include "baseline.h"
 #include "dydca/container.h"
 #include "dydca/decoder.h"
-#include "dydca/synthetic.h"
 #include "stages.h"
 #include "test_util.h"
 
@@ -34,17 +31,7 @@ struct CaptureSink final : FrameSink {
 };
 
 RoutingMap make_routing(int w, int h, std::vector<std::vector<uint8_t>> table, uint32_t seed) {
-  RoutingMap r;
-  r.tile_size = kTile;
-  r.lr_width = w;
-  r.lr_height = h;
-  r.frames = kFrames;
-  r.num_chunks = int(table[0].size());
-  r.chunk_path = std::move(table);
-  std::mt19937 rng(seed);
-  r.chunk_ids.resize(size_t(kFrames) * size_t(r.tiles_per_frame()));
-  for (auto& c : r.chunk_ids) c = uint8_t(rng() % unsigned(r.num_chunks));
-  return r;
+  return test::random_routing(kTile, w, h, kFrames, std::move(table), seed);
 }
 
 struct Clip {
@@ -54,12 +41,7 @@ struct Clip {
 
 Clip make_clip() {
   Clip c;
-  std::vector<Frame> lr;
-  for (const Frame& f : synthetic_clip(kHrW, kHrH, kFrames, 3)) {
-    auto d = downscale(pad_to_multiple(f, 2 * kScale), kScale, ScaleFilter::kArea);
-    REQUIRE(d);
-    lr.push_back(std::move(*d));
-  }
+  const std::vector<Frame> lr = test::synthetic_lr(kHrW, kHrH, kFrames, kScale, 3);
   X264Config cfg;
   cfg.preset = "ultrafast";
   cfg.crf = 26;

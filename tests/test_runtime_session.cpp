@@ -78,17 +78,7 @@ std::vector<uint8_t> reference(const Model& m, const std::vector<uint8_t>& lr, i
 
 RoutingMap make_routing(int w, int h, int tile, int frames, std::vector<std::vector<uint8_t>> table,
                         uint32_t seed) {
-  RoutingMap r;
-  r.tile_size = tile;
-  r.lr_width = w;
-  r.lr_height = h;
-  r.frames = frames;
-  r.num_chunks = int(table[0].size());
-  r.chunk_path = std::move(table);
-  std::mt19937 rng(seed);
-  r.chunk_ids.resize(size_t(frames) * size_t(r.tiles_per_frame()));
-  for (auto& c : r.chunk_ids) c = uint8_t(rng() % unsigned(r.num_chunks));
-  return r;
+  return test::random_routing(tile, w, h, frames, std::move(table), seed);
 }
 
 // A model with int8 activation scales when this CPU runs int8 (else as is).
