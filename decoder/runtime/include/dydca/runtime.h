@@ -133,7 +133,7 @@ class SrModel {
   // Bytes of the packed weights of the precision in use.
   size_t memory_bytes() const;
 
-  struct Impl;
+  struct Impl;  // runtime-internal (runtime.cpp)
   const Impl& impl() const { return *impl_; }
 
  private:
@@ -156,7 +156,7 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
   int threads() const;
 
-  struct Impl;
+  struct Impl;  // runtime-internal (runtime.cpp)
   Impl& impl() { return *impl_; }
 
  private:
