@@ -7,12 +7,13 @@
 //   qos         dydca with the QoS controller (one model, level = table lookup);
 //   fixed0      dydca pinned at level 0;
 // Segmented (format-2) files: every segment's model and routing drive its
-// frames in qos/fixed0 (runtimes made up front); multimodel slices segment
-// 0's model.
+// frames in qos/fixed0 (models planned up front); multimodel slices segment
+// 0's model. Every frame runs through the client's own FrameUpscaler (one
+// worker pool, one session), as `dydca decode` runs it.
 //   multimodel  the per-segment multi-model baseline: one static model per
 //               size (the dynamic network's paths sliced into separate,
 //               smaller networks), the same controller choosing the model, a
-//               switch = parse the smaller model's blob + build a new SrRuntime
+//               switch = parse the smaller model's blob + plan a new SrModel
 //               (paid inside the frame, as a client that holds one model would).
 // The hog is on during the same wall-clock interval for all three runs.
 // Pacing: frame i is due at slot_i + 1/fps; a late frame makes the player
@@ -43,6 +44,7 @@
 #include "dydca/metrics.h"
 #include "dydca/qos.h"
 #include "dydca/runtime.h"
+#include "dydca/runtime_frame.h"
 
 using namespace dydca;
 using Clock = std::chrono::steady_clock;
@@ -186,15 +188,17 @@ struct Setup {
   double hog_start = 0.33, hog_end = 0.67;  // fractions of the run
   int ahead = 4;           // frames the decoder may run ahead of the display
   RuntimeOptions rt;
+  std::shared_ptr<WorkerPool> pool;  // the SR's workers, for every decoder
 };
 
 // What a decoder does per frame: choose a level (maybe switching models),
-// and upscale the luma of LR frame f into hr_y (stride w*s). replay redoes
-// a frame's SR after the run (for PSNR, off the playback path).
+// and upscale the luma of LR frame f into hr.y (hr: its bicubic frame, from
+// FrameUpscaler::chroma). replay redoes a frame's SR after the run (for
+// PSNR, off the playback path).
 struct Decoder {
   std::function<int(int64_t f)> choose;  // returns the level; may pay a switch inside
-  std::function<Status(const Frame& lr, int64_t f, int level, uint8_t* hr_y)> upscale;
-  std::function<Status(const Frame& lr, int64_t f, int level, uint8_t* hr_y)> replay;
+  std::function<Status(const Frame& lr, int64_t f, int level, Frame& hr)> upscale;
+  std::function<Status(const Frame& lr, int64_t f, int level, Frame& hr)> replay;
   std::function<void(const QosFrameTiming&)> report;
   double pending_switch_ms = 0;
 };
@@ -207,14 +211,15 @@ struct Decoder {
 // the presentation clock slides by the delay (the viewer sees a stall;
 // lateness does not cascade). ahead = 1 is a player without read-ahead: each
 // frame starts at the previous one's presentation.
-Expected<RunResult> play(const std::string& name, const Setup& S, Decoder& dec, CpuHog& hog) {
+Expected<RunResult> play(const std::string& name, const Setup& S, FrameUpscaler& fu, Decoder& dec,
+                         CpuHog& hog) {
   using Sec = std::chrono::duration<double>;
   RunResult res;
   res.name = name;
-  const int s = S.scale, lw = S.lw, lh = S.lh;
+  const int s = S.scale, lw = S.lw;
   const double period = 1.0 / S.fps, tolerance = 0.002;
   const int ahead = std::max(1, S.ahead);
-  std::vector<uint8_t> hr_y(size_t(lw) * s * lh * s);
+  Frame hr;
   // The hog runs at the same wall-clock times for every decoder: the share
   // [hog_start, hog_end) of the clip's nominal duration.
   const double duration = double(S.frames) / S.fps;
@@ -242,11 +247,10 @@ Expected<RunResult> play(const std::string& name, const Setup& S, Decoder& dec, 
     const int level = dec.choose(f);
     // Non-SR work of the frame: bicubic of all planes (chroma kept, luma replaced).
     const Clock::time_point c0 = Clock::now();
-    auto bic = resize(lr, lw * s, lh * s, ScaleFilter::kBicubic);
-    if (!bic) return bic.status();
+    DYDCA_TRY(fu.chroma(lr, hr));
     const double chroma_ms = ms(Clock::now() - c0);
     const Clock::time_point s0 = Clock::now();
-    DYDCA_TRY(dec.upscale(lr, f, level, hr_y.data()));
+    DYDCA_TRY(dec.upscale(lr, f, level, hr));
     const Clock::time_point done_tp = Clock::now();
     const double done = Sec(done_tp - t0).count();
     if (anchor < 0) anchor = done;  // playback starts with the first picture
@@ -297,11 +301,12 @@ Expected<RunResult> play(const std::string& name, const Setup& S, Decoder& dec, 
       const auto key = std::make_pair(f, row.level);
       auto it = cache.find(key);
       if (it == cache.end()) {
-        DYDCA_TRY(dec.replay(S.lr[size_t(f)], f, row.level, hr_y.data()));
+        DYDCA_TRY(fu.chroma(S.lr[size_t(f)], hr));
+        DYDCA_TRY(dec.replay(S.lr[size_t(f)], f, row.level, hr));
         const Frame& ref = S.hr[size_t(f) % S.hr.size()];
         double sse = 0;
         for (int y = 0; y < hh; ++y)
-          sse += plane_mse(ref.y.data() + size_t(y) * hw, hr_y.data() + size_t(y) * lw * s, size_t(hw)) *
+          sse += plane_mse(ref.y.data() + size_t(y) * hw, hr.y.data() + size_t(y) * lw * s, size_t(hw)) *
                  double(hw);
         it = cache.emplace(key, sse / (double(hw) * hh)).first;
       }
@@ -448,6 +453,12 @@ int main(int argc, char** argv) {
   S.rt.precision = *prec;
   S.rt.max_lr_width = S.lw;
   S.rt.max_lr_height = S.lh;
+  auto pool = WorkerPool::create(threads);
+  if (!pool) return std::fprintf(stderr, "%s\n", pool.error_message().c_str()), 1;
+  S.pool = std::move(*pool);
+  auto upscaler = FrameUpscaler::create(S.lw, S.lh, S.scale, S.pool, S.rt.session());
+  if (!upscaler) return std::fprintf(stderr, "%s\n", upscaler.error_message().c_str()), 1;
+  FrameUpscaler& fu = *upscaler;
   if (!source.empty()) {
     ReadOptions ro;
     ro.max_frames = int64_t(S.lr.size());
@@ -483,40 +494,37 @@ int main(int argc, char** argv) {
   // ---- 1. dydca + QoS controller, and 2. dydca fixed at level 0 ----
   for (const std::string name : {"qos", "fixed0"}) {
     if (!only.empty() && only != name) continue;
-    // One runtime per segment, made up front (the decoder prepares the
+    // One planned model per segment, made up front (the decoder prepares the
     // next one while the current plays, so a switch costs a pointer swap).
-    std::vector<SrRuntime> rts;
+    std::vector<std::shared_ptr<const SrModel>> planned;
     for (int k = 0; k < n_segments; ++k) {
-      RuntimeOptions ro = S.rt;
-      if (seg_routing[size_t(k)]) ro.tile_size = seg_routing[size_t(k)]->tile_size;
-      auto rt = SrRuntime::create(seg_models[size_t(k)], ro);
-      if (!rt) return std::fprintf(stderr, "%s\n", rt.error_message().c_str()), 1;
-      rts.push_back(std::move(*rt));
+      auto m = SrModel::create(seg_models[size_t(k)], S.rt.model());
+      if (!m) return std::fprintf(stderr, "%s\n", m.error_message().c_str()), 1;
+      planned.push_back(std::move(*m));
     }
     QosParams p = qp;
     if (name == "fixed0") p.pinned_level = 0;
     auto qos = QosController::create(levels, p);
     if (!qos) return std::fprintf(stderr, "%s\n", qos.error_message().c_str()), 1;
-    std::vector<uint8_t> paths;
     std::vector<int64_t> macs;
-    const int w = S.lw, h = S.lh, s = S.scale;
-    auto run_level = [&](const Frame& lr, int64_t f, int level, uint8_t* hr_y) -> Status {
+    const int w = S.lw, h = S.lh;
+    auto run_level = [&](const Frame& lr, int64_t f, int level, Frame& hr) -> Status {
       int64_t local = 0;
       const int k = segment_of(f, &local);
-      SrRuntime& rt = rts[size_t(k)];
+      const SrModel& m = *planned[size_t(k)];
       if (const auto& r = seg_routing[size_t(k)])
-        return rt.upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s, *r, int(local),
-                               std::min(level, r->levels() - 1));
-      return rt.upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s,
-                             std::max(0, rt.num_paths() - 1 - level));
+        return fu.luma(m, lr, hr, &*r, int(local), std::min(level, r->levels() - 1));
+      return fu.luma(m, lr, hr, nullptr, 0, level);
     };
-    std::vector<uint8_t> scratch(size_t(w) * s * h * s);
+    Frame scratch;
+    if (Status st = fu.chroma(S.lr[0], scratch); !st)
+      return std::fprintf(stderr, "%s\n", st.message().c_str()), 1;
     // Start-up calibration on frame 0 (the controller only; fixed0 does not need it).
     if (name == "qos") {
       qos->calibrate([&](int level) {
         level_frame_macs(model.arch, routing, 0, w, h, &macs);
         const auto t0 = Clock::now();
-        Status st = run_level(S.lr[0], 0, level, scratch.data());
+        Status st = run_level(S.lr[0], 0, level, scratch);
         (void)st;
         return QosSample{macs[size_t(level)], ms(Clock::now() - t0) * 1e-3};
       });
@@ -533,7 +541,7 @@ int main(int argc, char** argv) {
     dec.upscale = run_level;
     dec.replay = run_level;
     dec.report = [&](const QosFrameTiming& t) { qos->report(t); };
-    auto r = play(name, S, dec, hog);
+    auto r = play(name, S, fu, dec, hog);
     if (!r) return std::fprintf(stderr, "%s\n", r.error_message().c_str()), 1;
     r->trace = qos->trace();
     results.push_back(std::move(*r));
@@ -551,23 +559,25 @@ int main(int argc, char** argv) {
       if (!blob) return std::fprintf(stderr, "model %d: %s\n", k, blob.error_message().c_str()), 1;
       blobs.push_back(std::move(*blob));
     }
-    const int w = S.lw, h = S.lh, s = S.scale;
-    std::optional<SrRuntime> rt;
+    const int w = S.lw, h = S.lh;
+    std::shared_ptr<const SrModel> current;
     int loaded = -1;
     auto load = [&](int k) -> Status {
       if (k == loaded) return Status::ok();
-      rt.reset();  // a client holding one model frees it first
+      current.reset();  // a client holding one model frees it first
       auto m = parse_model(blobs[size_t(k)]);
       if (!m) return m.status();
-      auto r = SrRuntime::create(*m, S.rt);
+      auto r = SrModel::create(*m, S.rt.model());
       if (!r) return r.status();
-      rt.emplace(std::move(*r));
+      current = std::move(*r);
       loaded = k;
       return Status::ok();
     };
     auto qos = QosController::create(np, qp);
     if (!qos) return std::fprintf(stderr, "%s\n", qos.error_message().c_str()), 1;
-    std::vector<uint8_t> scratch(size_t(w) * s * h * s);
+    Frame scratch;
+    if (Status st = fu.chroma(S.lr[0], scratch); !st)
+      return std::fprintf(stderr, "%s\n", st.message().c_str()), 1;
     std::vector<int64_t> macs(static_cast<size_t>(np));
     for (int k = 0; k < np; ++k) macs[size_t(k)] = int64_t(w) * h * model.arch.macs_per_lr_pixel(np - 1 - k);
     // Same start-up calibration, model by model (generous: a real client would
@@ -576,7 +586,7 @@ int main(int argc, char** argv) {
       if (Status st = load(k); !st) return std::fprintf(stderr, "%s\n", st.message().c_str()), 1;
       for (int rep = 0; rep < 2; ++rep) {
         const auto t0 = Clock::now();
-        Status st = rt->upscale_luma(S.lr[0].y.data(), w, h, w, scratch.data(), ptrdiff_t(w) * s, 0);
+        Status st = fu.luma(*current, S.lr[0], scratch, nullptr, 0, 0);
         (void)st;
         qos->add_calibration(k, {macs[size_t(k)], ms(Clock::now() - t0) * 1e-3});
       }
@@ -592,16 +602,16 @@ int main(int argc, char** argv) {
       }
       return k;
     };
-    dec.upscale = [&](const Frame& lr, int64_t, int, uint8_t* hr_y) -> Status {
+    dec.upscale = [&](const Frame& lr, int64_t, int, Frame& hr) -> Status {
       if (!load_error) return load_error;
-      return rt->upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s, 0);
+      return fu.luma(*current, lr, hr, nullptr, 0, 0);  // a one-path model: its path
     };
-    dec.replay = [&](const Frame& lr, int64_t, int k, uint8_t* hr_y) -> Status {
+    dec.replay = [&](const Frame& lr, int64_t, int k, Frame& hr) -> Status {
       DYDCA_TRY(load(k));
-      return rt->upscale_luma(lr.y.data(), w, h, w, hr_y, ptrdiff_t(w) * s, 0);
+      return fu.luma(*current, lr, hr, nullptr, 0, 0);
     };
     dec.report = [&](const QosFrameTiming& t) { qos->report(t); };
-    auto r = play("multimodel", S, dec, hog);
+    auto r = play("multimodel", S, fu, dec, hog);
     if (!r) return std::fprintf(stderr, "%s\n", r.error_message().c_str()), 1;
     r->trace = qos->trace();
     results.push_back(std::move(*r));

@@ -24,6 +24,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -275,6 +277,17 @@ int main(int argc, char** argv) {
               "GOP/s (wall) | GOP per CPU-s | %% core peak | x fp32 |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<uint8_t> lr, hr;
+  // One worker pool per thread count, shared by every model and session run
+  // with that count (as the decoder shares one).
+  std::map<int, std::shared_ptr<WorkerPool>> pools;
+  for (int t : threads_list) {
+    auto pool = WorkerPool::create(t);
+    if (!pool) {
+      std::fprintf(stderr, "%s\n", pool.error_message().c_str());
+      return 1;
+    }
+    pools[t] = std::move(*pool);
+  }
   for (size_t ni = 0; ni < nets.size(); ++ni) {
     const Net& net = nets[ni];
     if (!only_nets.empty() && std::find(only_nets.begin(), only_nets.end(), int(ni)) == only_nets.end())
@@ -312,7 +325,7 @@ int main(int argc, char** argv) {
           o.max_lr_height = sz.h;
           o.group_x = group_x;
           o.group_y = group_y;
-          auto rt = SrRuntime::create(model, o);
+          auto rt = SrRuntime::create(model, o, pools.at(t));  // one pool per thread count
           if (!rt) {
             std::fprintf(stderr, "%s\n", rt.error_message().c_str());
             return 1;

@@ -8,7 +8,7 @@
 // with the tail, the residual convs and the biases randomised so that every
 // layer matters. Frame: one frame of --input resized (area) to the case's LR
 // size, or the synthetic test clip. Per case x path, three engines:
-//   ours   dydca::SrRuntime::upscale_luma (8-bit HR out, what `dydca decode` runs)
+//   ours   dydca::SrSession::upscale_luma (8-bit HR out, what `dydca decode` runs)
 //   eager  LibTorch eager Supernet::forward_frame, channels_last, NoGradGuard + InferenceMode
 //   script the same path as a TorchScript module defined from source in C++
 //          (replicate pad, convs, ReLU, residuals, pixel shuffle), sliced
@@ -140,25 +140,31 @@ class OursEngine : public Engine {
  public:
   OursEngine(const Model& m, const std::vector<uint8_t>& lr, const Case& c, int path, int threads)
       : lr_(lr), c_(c), path_(path) {
-    RuntimeOptions o;
-    o.threads = threads;
-    o.max_lr_width = c.w;
-    o.max_lr_height = c.h;
-    auto rt = SrRuntime::create(m, o);
-    if (!rt) throw std::runtime_error(rt.error_message());
-    rt_ = std::make_unique<SrRuntime>(std::move(*rt));
+    auto model = SrModel::create(m);
+    if (!model) throw std::runtime_error(model.error_message());
+    auto pool = WorkerPool::create(threads);
+    if (!pool) throw std::runtime_error(pool.error_message());
+    SessionOptions so;
+    so.max_lr_width = c.w;
+    so.max_lr_height = c.h;
+    auto session = SrSession::create(std::move(*pool), so);
+    if (!session) throw std::runtime_error(session.error_message());
+    model_ = std::move(*model);
+    session_ = std::make_unique<SrSession>(std::move(*session));
+    session_->reserve(*model_);
     hr_.resize(lr.size() * size_t(c.scale * c.scale));
   }
   void run() override {
-    Status st = rt_->upscale_luma(lr_.data(), c_.w, c_.h, c_.w, hr_.data(), c_.w * c_.scale, path_);
+    Status st = session_->upscale_luma(*model_, lr_.data(), c_.w, c_.h, c_.w, hr_.data(),
+                                       c_.w * c_.scale, path_);
     if (!st) throw std::runtime_error(st.message());
   }
   std::vector<float> output_float() override {
     std::vector<float> out(hr_.size());
-    const std::vector<uint8_t> paths(size_t(rt_->tiles_x(c_.w)) * size_t(rt_->tiles_y(c_.h)),
-                                     uint8_t(path_));
-    Status st =
-        rt_->upscale_luma_float(lr_.data(), c_.w, c_.h, c_.w, out.data(), c_.w * c_.scale, paths);
+    const std::vector<uint8_t> paths(
+        size_t(session_->tiles_x(c_.w)) * size_t(session_->tiles_y(c_.h)), uint8_t(path_));
+    Status st = session_->upscale_luma_float(*model_, lr_.data(), c_.w, c_.h, c_.w, out.data(),
+                                             c_.w * c_.scale, paths);
     if (!st) throw std::runtime_error(st.message());
     return out;
   }
@@ -168,7 +174,8 @@ class OursEngine : public Engine {
   const std::vector<uint8_t>& lr_;
   Case c_;
   int path_;
-  std::unique_ptr<SrRuntime> rt_;
+  std::shared_ptr<const SrModel> model_;
+  std::unique_ptr<SrSession> session_;
   std::vector<uint8_t> hr_;
 };
 

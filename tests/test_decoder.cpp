@@ -9,12 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <random>
 
 #include "dydca/container.h"
 #include "dydca/decoder.h"
 #include "dydca/runtime.h"
-#include "dydca/synthetic.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -33,27 +31,11 @@ struct TestFile {
 
 RoutingMap make_routing(int lr_w, int lr_h, int frames, std::vector<std::vector<uint8_t>> table,
                         uint32_t seed) {
-  RoutingMap r;
-  r.tile_size = kTile;
-  r.lr_width = lr_w;
-  r.lr_height = lr_h;
-  r.frames = frames;
-  r.num_chunks = int(table[0].size());
-  r.chunk_path = std::move(table);
-  std::mt19937 rng(seed);
-  r.chunk_ids.resize(size_t(frames) * r.tiles_per_frame());
-  for (auto& c : r.chunk_ids) c = uint8_t(rng() % unsigned(r.num_chunks));
-  return r;
+  return test::random_routing(kTile, lr_w, lr_h, frames, std::move(table), seed);
 }
 
 EncodedVideo make_lr_video(int frames) {
-  auto clip = synthetic_clip(kHrW, kHrH, frames, 3);
-  std::vector<Frame> lr;
-  for (const Frame& f : clip) {
-    auto d = downscale(pad_to_multiple(f, 2 * kScale), kScale, ScaleFilter::kArea);
-    REQUIRE(d);
-    lr.push_back(std::move(*d));
-  }
+  const std::vector<Frame> lr = test::synthetic_lr(kHrW, kHrH, frames, kScale, 3);
   X264Config cfg;
   cfg.preset = "ultrafast";
   cfg.crf = 26;

@@ -12,12 +12,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <random>
 
 #include "dydca/container.h"
 #include "dydca/decoder.h"
 #include "dydca/runtime.h"
-#include "dydca/synthetic.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -48,19 +46,9 @@ class CaptureSink final : public FrameSink {
   bool finished = false, aborted = false;
 };
 
+// Level 0 richest; every level a different table, so a wrong routing shows.
 RoutingMap make_routing(int lr_w, int lr_h, int frames, uint32_t seed) {
-  RoutingMap r;
-  r.tile_size = kTile;
-  r.lr_width = lr_w;
-  r.lr_height = lr_h;
-  r.frames = frames;
-  r.num_chunks = 3;
-  // Level 0 richest; every level a different table, so a wrong routing shows.
-  r.chunk_path = {{2, 1, 2}, {1, 0, 2}, {0, 0, 1}};
-  std::mt19937 rng(seed);
-  r.chunk_ids.resize(size_t(frames) * size_t(r.tiles_per_frame()));
-  for (auto& c : r.chunk_ids) c = uint8_t(rng() % 3u);
-  return r;
+  return test::random_routing(kTile, lr_w, lr_h, frames, {{2, 1, 2}, {1, 0, 2}, {0, 0, 1}}, seed);
 }
 
 Model perturbed(const Model& m, uint32_t seed) { return test::perturbed_model(m, seed, 0.1f); }
@@ -85,12 +73,7 @@ V2File make_v2_file(const std::string& path, int hr_w, int hr_h, int frames, int
   f.path = path;
   f.hr_w = hr_w;
   f.hr_h = hr_h;
-  std::vector<Frame> lr;
-  for (const Frame& hr : synthetic_clip(hr_w, hr_h, frames, 5)) {
-    auto d = downscale(pad_to_multiple(hr, 2 * kScale), kScale, ScaleFilter::kArea);
-    REQUIRE(d);
-    lr.push_back(std::move(*d));
-  }
+  const std::vector<Frame> lr = test::synthetic_lr(hr_w, hr_h, frames, kScale, 5);
   X264Config cfg;
   cfg.preset = "ultrafast";
   cfg.crf = 28;

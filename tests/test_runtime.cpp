@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "dydca/runtime.h"
-#include "dydca/runtime_frame.h"
 #include "kernels.h"  // private kernel table (decoder/runtime/src)
 #include "test_util.h"
 
@@ -510,7 +509,7 @@ TEST_CASE("SIMD levels agree with the scalar path to float rounding") {
   }
 }
 
-TEST_CASE("routing map overload and frame wrapper") {
+TEST_CASE("routing map overload") {
   const int w = 50, h = 34, tile = 16;
   const Model m = random_model(2, 16, 16, 2, {{0, 0}, {1, 8}, {2, 16}}, 55);
   SrRuntime rt = make_runtime(m, tile, 2, best_simd_level());
@@ -546,19 +545,6 @@ TEST_CASE("routing map overload and frame wrapper") {
   CHECK_FALSE(rt.upscale_luma(lr.data(), w, h, w, hr.data(), w * 2, 3).is_ok());
   CHECK_FALSE(rt.upscale_luma(lr.data(), w, h, w, hr.data(), w * 2 - 1, 0).is_ok());
   CHECK_FALSE(rt.upscale_luma(lr.data(), w, h, w, hr.data(), w * 2, std::vector<uint8_t>(3, 0)).is_ok());
-
-  // Frame wrapper: luma from the runtime, chroma bicubic, pts kept.
-  Frame f = Frame::blank(w, h);
-  f.y = lr;
-  for (size_t i = 0; i < f.u.size(); ++i) f.u[i] = uint8_t(100 + i % 50);
-  f.pts = 42;
-  auto hf = upscale_frame(rt, f, 2);
-  REQUIRE(hf.has_value());
-  CHECK(hf->width == 2 * w);
-  CHECK(hf->height == 2 * h);
-  CHECK(hf->pts == 42);
-  CHECK(hf->y == run_u8(rt, lr, w, h, uniform(rt, w, h, 2)));
-  CHECK(hf->u.size() == size_t(hf->chroma_width()) * hf->chroma_height());
 }
 
 TEST_CASE("bad models and options give clear errors") {

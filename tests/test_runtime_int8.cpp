@@ -634,7 +634,7 @@ TEST_CASE("int8 vs fp32 on real content: PSNR bound, calibration [samples]") {
   m.act = *act;
   for (size_t p = 0; p < m.act.path.size(); ++p) {
     std::string s;
-    for (float v : m.act.path[p]) s += " " + std::to_string(v);
+    for (float v : m.act.path[p]) s.append(" ").append(std::to_string(v));  // (operator+ trips GCC 12's -Wrestrict)
     MESSAGE("path " << p << " scales:" << s);
   }
   SrRuntime f32 = make_rt(m, 32, 2, best_simd_level(), 4, 4, Precision::kFp32);

@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "dydca/synthetic.h"
+
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -125,6 +127,31 @@ Model perturbed_model(const Model& m, uint32_t seed, float rel) {
     for (float& v : t.data) v += rel * sigma * n(rng);
   }
   return out;
+}
+
+RoutingMap random_routing(int tile, int lr_w, int lr_h, int frames,
+                          std::vector<std::vector<uint8_t>> table, uint32_t seed) {
+  RoutingMap r;
+  r.tile_size = tile;
+  r.lr_width = lr_w;
+  r.lr_height = lr_h;
+  r.frames = frames;
+  r.num_chunks = int(table.at(0).size());
+  r.chunk_path = std::move(table);
+  std::mt19937 rng(seed);
+  r.chunk_ids.resize(size_t(frames) * size_t(r.tiles_per_frame()));
+  for (auto& c : r.chunk_ids) c = uint8_t(rng() % unsigned(r.num_chunks));
+  return r;
+}
+
+std::vector<Frame> synthetic_lr(int hr_w, int hr_h, int frames, int scale, uint32_t seed) {
+  std::vector<Frame> lr;
+  for (const Frame& f : synthetic_clip(hr_w, hr_h, frames, seed)) {
+    auto d = downscale(pad_to_multiple(f, 2 * scale), scale, ScaleFilter::kArea);
+    if (!d) throw std::runtime_error(d.error_message());
+    lr.push_back(std::move(*d));
+  }
+  return lr;
 }
 
 }  // namespace dydca::test

@@ -6,6 +6,7 @@
 
 #include "dydca/media.h"
 #include "dydca/model.h"
+#include "dydca/routing.h"
 
 namespace dydca::test {
 
@@ -47,5 +48,14 @@ Model random_model(int scale, int C, int E, int N, std::vector<PathSpec> paths, 
 // A warm-started update of m: every weight and bias moves by N(0, (rel * sigma)^2), sigma the
 // RMS of its tensor. Seeded.
 Model perturbed_model(const Model& m, uint32_t seed, float rel);
+
+// A routing map of `frames` frames of lr_w x lr_h in tiles of `tile`: chunk
+// ids drawn from a seeded mt19937 (rng() % chunks), chunk_path = table (its
+// first row's size is the number of chunks).
+RoutingMap random_routing(int tile, int lr_w, int lr_h, int frames,
+                          std::vector<std::vector<uint8_t>> table, uint32_t seed);
+// The LR frames of synthetic_clip(hr_w, hr_h, frames, seed) as the encoder
+// makes them: padded to a multiple of 2*scale, area-downscaled by scale.
+std::vector<Frame> synthetic_lr(int hr_w, int hr_h, int frames, int scale, uint32_t seed);
 
 }  // namespace dydca::test

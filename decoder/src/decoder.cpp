@@ -272,8 +272,12 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
   stats.level_histogram.assign(size_t(stats.levels), 0);
   const int64_t limit = options.max_frames > 0 ? options.max_frames : INT64_MAX;
 
-  auto bicubic = detail::BicubicUpscaler::create(stats.lr_width, stats.lr_height, stats.scale);
-  if (!bicubic) return bicubic.status().with_context(input);
+  // The client's frames: chroma on the decode thread, luma (SrStage) on this
+  // one, every model on the stage's pool.
+  auto frames = FrameUpscaler::create(stats.lr_width, stats.lr_height, stats.scale,
+                                      sr ? sr->pool() : nullptr,
+                                      sr ? sr->session_options() : SessionOptions{});
+  if (!frames) return frames.status().with_context(input);
 
   // The level of every frame: the caller's policy, else a switch (the
   // caller's, or fixed `level` / auto). What auto means for the file is
@@ -289,12 +293,14 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
     if (sr && reader.model_count() == 1) {
       QosParams params;
       params.target_fps = options.qos_target_fps;  // <= 0: the stream's
-      auto q = QosLevelPolicy::create(sr->first_model().arch, sr->first_routing(),
+      // Segment 0's model and routing: one architecture for the file; each
+      // frame's cost then comes from its own segment's routing (LevelContext).
+      auto q = QosLevelPolicy::create(sr->first_model()->arch(), sr->first_routing(),
                                       stats.lr_width, stats.lr_height, stats.frame_rate, params);
       if (!q) return q.status().with_context(input + ": QoS");
       if (levels->requested() < 0) {
         const auto t0 = Clock::now();
-        if (Status s = (*q)->calibrate(sr->first_model(), sr->runtime_options()); !s)
+        if (Status s = (*q)->calibrate(*sr->first_model(), frames->session()); !s)
           return s.with_context(input);
         stats.auto_level = true;
         stats.calibration_ms = ms_since(t0);
@@ -352,7 +358,7 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
       sl.timing = FrameTiming{};
       sl.timing.decode_ms = ms_since(t0);
       t0 = Clock::now();
-      if (Status s = bicubic->run(sl.lr, sl.hr); !s) return latch.fail(s.with_context(input));
+      if (Status s = frames->chroma(sl.lr, sl.hr); !s) return latch.fail(s.with_context(input));
       sl.timing.chroma_ms = ms_since(t0);
       sl.index = n++;
       if (!to_sr.push(std::move(*slot))) break;
@@ -407,7 +413,7 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
       ctx.routing = sr->routing_for(sl.index, &ctx.routing_frame);
       const int level = std::clamp(policy->level_for_frame(ctx), 0, stats.levels - 1);
       const auto t0 = Clock::now();
-      if (Status s = sr->run(sl.lr, sl.hr, sl.index, level); !s) {
+      if (Status s = sr->run(*frames, sl.lr, sl.hr, sl.index, level); !s) {
         latch.fail(s.with_context(input + " frame " + std::to_string(sl.index)));
         break;
       }
@@ -449,7 +455,7 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
   stats.other_sr_p50_ms = percentile(other_sr, 0.50);
   stats.other_sr_p99_ms = percentile(other_sr, 0.99);
   if (md5) stats.md5 = md5->hex();
-  if (sr) sr->report(stats);
+  if (sr) sr->report(stats, *frames);
   if (!options.policy && !stats.timings.empty()) levels->finish(stats.timings.back());
   return stats;
 }

@@ -312,10 +312,22 @@ Expected<std::shared_ptr<QosLevelPolicy>> QosLevelPolicy::create(const ModelArch
   return std::make_shared<QosLevelPolicy>(std::move(*qos), arch, routing, lr_width, lr_height);
 }
 
-Status QosLevelPolicy::calibrate(const Model& model, const RuntimeOptions& options) {
-  auto rt = SrRuntime::create(model, options);
-  if (!rt) return rt.status().with_context("qos calibration");
-  const int w = lr_w_, h = lr_h_, s = rt->scale();
+Status QosLevelPolicy::calibrate(const Model& model, const RuntimeOptions& options,
+                                 std::shared_ptr<WorkerPool> pool) {
+  if (!pool) {
+    auto made = WorkerPool::create(options.threads);
+    if (!made) return made.status().with_context("qos calibration");
+    pool = std::move(*made);
+  }
+  auto planned = SrModel::create(model, options.model());
+  if (!planned) return planned.status().with_context("qos calibration");
+  auto session = SrSession::create(std::move(pool), options.session());
+  if (!session) return session.status().with_context("qos calibration");
+  return calibrate(**planned, *session);
+}
+
+Status QosLevelPolicy::calibrate(const SrModel& model, SrSession& session) {
+  const int w = lr_w_, h = lr_h_, s = model.scale();
   // Deterministic texture: a ramp with a pseudo-random dither.
   std::vector<uint8_t> lr(size_t(w) * h), hr(size_t(w) * s * h * s);
   uint32_t x = 1;
@@ -324,31 +336,21 @@ Status QosLevelPolicy::calibrate(const Model& model, const RuntimeOptions& optio
     lr[i] = uint8_t((i % size_t(w)) * 200 / size_t(std::max(w, 1)) + (x >> 28));
   }
   std::vector<uint8_t> paths;
+  std::vector<int64_t> macs;
+  level_frame_macs(model.arch(), routing_.get(), 0, w, h, &macs);
   Status err;
   qos_.calibrate(
       [&](int level) -> QosSample {
-        Status st;
-        int64_t macs = 0;
         const auto t0 = std::chrono::steady_clock::now();
-        if (routing_) {
-          st = rt->routing_tile_paths(*routing_, 0, level, &paths);
-          if (st) {
-            macs = rt->frame_macs(w, h, paths);
-            st = rt->upscale_luma(lr.data(), w, h, w, hr.data(), ptrdiff_t(w) * s, paths);
-          }
-        } else {
-          const int path = static_level_path(rt->num_paths(), level);
-          paths.assign(size_t(rt->tiles_x(w)) * rt->tiles_y(h), uint8_t(path));
-          macs = rt->frame_macs(w, h, paths);
-          st = rt->upscale_luma(lr.data(), w, h, w, hr.data(), ptrdiff_t(w) * s, path);
-        }
+        Status st = session.level_tile_paths(model, routing_.get(), 0, level, w, h, &paths);
+        if (st) st = session.upscale_luma(model, lr.data(), w, h, w, hr.data(), ptrdiff_t(w) * s, paths);
         const double sec =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (!st) {
-          if (err.is_ok()) err = st;  // keep the first error
+          if (err.is_ok()) err = st.with_context("qos calibration");  // keep the first error
           return {};
         }
-        return {macs, sec};
+        return {level < int(macs.size()) ? macs[size_t(level)] : 0, sec};
       },
       2);
   return err;

@@ -1,71 +1,15 @@
 #include "upscale_stages.h"
 
 #include <algorithm>
-#include <cstring>
 #include <exception>
-
-extern "C" {
-#include <libswscale/swscale.h>
-}
 
 namespace dydca::detail {
 
-// ---- bicubic ------------------------------------------------------------------
-
-void BicubicUpscaler::Deleter::operator()(SwsContext* c) const { sws_freeContext(c); }
-
-BicubicUpscaler::BicubicUpscaler(BicubicUpscaler&&) noexcept = default;
-BicubicUpscaler& BicubicUpscaler::operator=(BicubicUpscaler&&) noexcept = default;
-BicubicUpscaler::~BicubicUpscaler() = default;
-
-Expected<BicubicUpscaler> BicubicUpscaler::create(int lr_width, int lr_height, int scale) {
-  const int64_t w = int64_t(lr_width) * scale, h = int64_t(lr_height) * scale;
-  if (lr_width <= 0 || lr_height <= 0 || scale < 1 || w > kMaxDimension || h > kMaxDimension ||
-      w * h > kMaxFramePixels)
-    return Status::error("cannot upscale " + std::to_string(lr_width) + "x" +
-                         std::to_string(lr_height) + " by " + std::to_string(scale) +
-                         " (output larger than " + std::to_string(kMaxDimension) + ")");
-  BicubicUpscaler u;
-  u.lr_w_ = lr_width;
-  u.lr_h_ = lr_height;
-  u.hr_w_ = int(w);
-  u.hr_h_ = int(h);
-  // Keep in sync with media/src/frame.cpp resize(): the decoder's chroma is
-  // defined as dydca::resize(lr, w*s, h*s, kBicubic).
-  u.sws_.reset(sws_getContext(
-      lr_width, lr_height, AV_PIX_FMT_YUV420P, u.hr_w_, u.hr_h_, AV_PIX_FMT_YUV420P,
-      SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, nullptr, nullptr, nullptr));
-  if (!u.sws_) return Status::error("swscale cannot upscale these sizes");
-  return u;
-}
-
-Status BicubicUpscaler::run(const Frame& lr, Frame& hr) {
-  if (lr.width != lr_w_ || lr.height != lr_h_)
-    return Status::error("frame size changed mid-stream: " + std::to_string(lr.width) + "x" +
-                         std::to_string(lr.height) + " after " + std::to_string(lr_w_) + "x" +
-                         std::to_string(lr_h_));
-  if (hr.width != hr_w_ || hr.height != hr_h_) hr = Frame::blank(hr_w_, hr_h_);
-  hr.pts = lr.pts;
-  if (lr_w_ == hr_w_ && lr_h_ == hr_h_) {  // scale 1: copy
-    hr.y = lr.y, hr.u = lr.u, hr.v = lr.v;
-    return Status::ok();
-  }
-  const uint8_t* src[4] = {lr.y.data(), lr.u.data(), lr.v.data(), nullptr};
-  int src_stride[4] = {lr.width, lr.chroma_width(), lr.chroma_width(), 0};
-  uint8_t* dst[4] = {hr.y.data(), hr.u.data(), hr.v.data(), nullptr};
-  int dst_stride[4] = {hr.width, hr.chroma_width(), hr.chroma_width(), 0};
-  if (sws_scale(sws_.get(), src, src_stride, 0, lr.height, dst, dst_stride) != hr.height)
-    return Status::error("swscale upscale failed");
-  return Status::ok();
-}
-
-// ---- SR -------------------------------------------------------------------------
-
-// One segment ready to run: its runtime (planned) and its routing.
+// One segment ready to run: its model (planned) and its routing.
 struct SrStage::Prepared {
   int segment = -1;
   int64_t first_frame = 0, frames = 0;
-  std::optional<SrRuntime> rt;
+  std::shared_ptr<const SrModel> model;
   std::optional<RoutingMap> own_routing;  // format 2: this segment's
   const RoutingMap* routing = nullptr;    // own_routing, the reader's v1 routing, or null
   int levels = 1;
@@ -75,8 +19,8 @@ struct SrStage::Prepared {
   Prepared(const Prepared&) = delete;
   Prepared& operator=(const Prepared&) = delete;
   ~Prepared() {
-    if (rt) {
-      rt.reset();
+    if (model) {
+      model.reset();
       alive->fetch_sub(1);
     }
   }
@@ -84,11 +28,11 @@ struct SrStage::Prepared {
 
 namespace {
 
-// Builds segment k's runtime. Runs on the preparation thread (or the caller's
-// for segment 0); `retire` (the segment before the current one) is destroyed
-// first, so that no more than two runtimes are ever alive.
+// Builds segment k's model. Runs on the preparation thread (or the caller's
+// for segment 0); `retire` (the segment before the current one) is released
+// first, so that no more than two models are ever alive.
 std::unique_ptr<SrStage::Prepared> prepare_segment(DydcaReader* reader, int k,
-                                                   const DydcaSegment& seg, RuntimeOptions opt,
+                                                   const DydcaSegment& seg, ModelOptions opt,
                                                    std::atomic<int>* alive,
                                                    std::atomic<int>* max_alive,
                                                    std::atomic<int64_t>* prepare_us,
@@ -117,29 +61,18 @@ std::unique_ptr<SrStage::Prepared> prepare_segment(DydcaReader* reader, int k,
       p->own_routing = std::move(*routing);
       if (p->own_routing) p->routing = &*p->own_routing;
     }
-    // The routing's tile size is the runtime's (a file has one in practice;
-    // following each segment's costs nothing).
-    if (p->routing) opt.tile_size = p->routing->tile_size;
-    auto rt = SrRuntime::create(*model, opt);
-    if (!rt) {
-      p->status = rt.status().with_context("segment " + std::to_string(k));
+    auto planned = SrModel::create(*model, opt);
+    if (!planned) {
+      p->status = planned.status().with_context("segment " + std::to_string(k));
       return p;
     }
-    p->rt.emplace(std::move(*rt));
+    p->model = std::move(*planned);
     const int now = alive->fetch_add(1) + 1;
     int seen = max_alive->load();
     while (now > seen && !max_alive->compare_exchange_weak(seen, now)) {
     }
-    p->levels = p->routing ? p->routing->levels() : p->rt->num_paths();
-    // Warm-up on one blank tile: starts the worker pool and touches the
-    // richest path's weights, so the switch frame does not pay for it.
-    const int w = std::min(opt.tile_size, std::max(1, opt.max_lr_width));
-    const int h = std::min(opt.tile_size, std::max(1, opt.max_lr_height));
-    const int s = p->rt->scale();
-    std::vector<uint8_t> lr(size_t(w) * h, 128), hr(size_t(w) * s * h * s);
-    p->status = p->rt->upscale_luma(lr.data(), w, h, w, hr.data(), ptrdiff_t(w) * s,
-                                    p->rt->num_paths() - 1);
-  } catch (const std::exception& e) {  // bad_alloc, thread creation
+    p->levels = p->routing ? p->routing->levels() : p->model->num_paths();
+  } catch (const std::exception& e) {  // bad_alloc
     p->status = Status::error("segment " + std::to_string(k) + ": " + e.what());
   }
   prepare_us->fetch_add(int64_t(ms_since(t0) * 1000));
@@ -155,6 +88,11 @@ SrStage::~SrStage() {
 const RoutingMap* SrStage::first_routing() const {
   if (reader_->format_version() == 1) return routing_;
   return first_routing_ ? &*first_routing_ : nullptr;
+}
+
+std::shared_ptr<const SrModel> SrStage::first_model() const {
+  if (multi_ || !current_ || current_->segment != 0) return nullptr;
+  return current_->model;
 }
 
 RuntimeOptions sr_runtime_options(const DydcaReader& reader, const DecodeOptions& options,
@@ -177,9 +115,6 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
   std::unique_ptr<SrStage> st(new SrStage());
   st->reader_ = &reader;
   st->scale_ = reader.scale();
-  auto first = reader.segment_model(0);
-  if (!first) return first.status();
-  st->first_model_ = std::move(*first);
   if (reader.format_version() == 1) {
     // The whole file's routing: the reader's, not a copy.
     st->routing_ = reader.v1_routing() ? &*reader.v1_routing() : nullptr;
@@ -190,13 +125,20 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
   }
   const RoutingMap* routing = st->first_routing();
   st->rt_options_ = sr_runtime_options(reader, options, routing);
+  if (options.pool) {
+    st->pool_ = options.pool;
+  } else {
+    auto pool = WorkerPool::create(options.threads);
+    if (!pool) return pool.status();
+    st->pool_ = std::move(*pool);
+  }
   st->multi_ = reader.format_version() == 1 && reader.model_count() > 1;
   if (!st->multi_) {
     st->segments_ = reader.segments();
-    st->levels_ = routing ? routing->levels() : int(st->first_model_.arch.paths.size());
-    st->current_ = prepare_segment(&reader, 0, st->segments_[0], st->rt_options_, &st->alive_,
-                                   &st->max_alive_, &st->prepare_us_, nullptr);
+    st->current_ = prepare_segment(&reader, 0, st->segments_[0], st->rt_options_.model(),
+                                   &st->alive_, &st->max_alive_, &st->prepare_us_, nullptr);
     if (!st->current_->status) return st->current_->status;
+    st->levels_ = st->current_->levels;
     if (st->segments_.size() > 1) st->start_preparing(1, nullptr);
     return st;
   }
@@ -208,7 +150,8 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
     if (!m) return m.status();
     st->models_.push_back(std::move(*m));
   }
-  st->runtimes_.resize(size_t(n));
+  st->planned_.resize(size_t(n));
+  st->planned_ptrs_.assign(size_t(n), nullptr);
   if (!st->routing_) {
     log_warning(std::to_string(n) + " models but no routing: every tile runs model 0");
     st->levels_ = 1;
@@ -223,17 +166,14 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
                              std::to_string(m) + " but the file has " + std::to_string(n) +
                              " models");
   const size_t tiles = size_t(r.tiles_per_frame());
-  st->owner_.assign(tiles, 0);
-  st->prev_owner_.assign(tiles, 0);
-  st->tile_paths_.assign(tiles, 0);
-  const EncodedVideo& video = reader.video();
-  st->scratch_.assign(size_t(video.width) * st->scale_ * video.height * st->scale_, 0);
+  st->owner_.reserve(tiles);
+  st->prev_owner_.reserve(tiles);
   return st;
 }
 
 void SrStage::start_preparing(int segment, std::unique_ptr<Prepared> retire) {
   const DydcaSegment seg = segment >= 0 ? segments_[size_t(segment)] : DydcaSegment{};
-  auto task = [reader = reader_, segment, seg, opt = rt_options_, alive = &alive_,
+  auto task = [reader = reader_, segment, seg, opt = rt_options_.model(), alive = &alive_,
                max_alive = &max_alive_, prep = &prepare_us_,
                old = std::move(retire)]() mutable -> std::unique_ptr<Prepared> {
     if (segment < 0) {  // nothing left to prepare: only retire
@@ -246,8 +186,8 @@ void SrStage::start_preparing(int segment, std::unique_ptr<Prepared> retire) {
     next_ = std::async(std::launch::async, std::move(task));
   } catch (const std::exception&) {  // no thread: prepare it here (late but correct)
     std::promise<std::unique_ptr<Prepared>> done;
-    done.set_value(prepare_segment(reader_, segment, seg, rt_options_, &alive_, &max_alive_,
-                                   &prepare_us_, nullptr));
+    done.set_value(prepare_segment(reader_, segment, seg, rt_options_.model(), &alive_,
+                                   &max_alive_, &prepare_us_, nullptr));
     next_ = done.get_future();
   }
   next_segment_ = segment;
@@ -283,15 +223,13 @@ const RoutingMap* SrStage::routing_for(int64_t frame, int64_t* local) const {
 }
 
 Status SrStage::load_model(int m) {
-  if (runtimes_[size_t(m)]) return Status::ok();
+  if (planned_[size_t(m)]) return Status::ok();
   const auto t0 = std::chrono::steady_clock::now();
-  Model copy = models_[size_t(m)];
-  const PathSpec rich = copy.arch.paths.back();
-  copy.arch.paths = {rich};
-  if (rich.width != 0) copy.arch.paths.push_back(PathSpec{0, 0});
-  auto rt = SrRuntime::create(copy, rt_options_);
-  if (!rt) return rt.status().with_context(model_attachment_name(m));
-  runtimes_[size_t(m)].emplace(std::move(*rt));
+  auto planned = stitch_model(models_[size_t(m)], rt_options_.model());
+  if (!planned) return planned.status().with_context(model_attachment_name(m));
+  planned_[size_t(m)] = std::move(*planned);
+  planned_ptrs_[size_t(m)] = planned_[size_t(m)].get();
+  models_[size_t(m)] = Model{};  // the plan holds what runs
   const int now = alive_.fetch_add(1) + 1;
   if (now > max_alive_.load()) max_alive_.store(now);
   load_ms_ += ms_since(t0);
@@ -299,15 +237,14 @@ Status SrStage::load_model(int m) {
   return Status::ok();
 }
 
-Status SrStage::run(const Frame& lr, Frame& hr, int64_t frame, int level) {
+Status SrStage::run(FrameUpscaler& frames, const Frame& lr, Frame& hr, int64_t frame, int level) {
   if (multi_) {
     // Decoded frame i is routing frame i; a damaged stream that lost frames
     // keeps the last map rather than failing.
     const int f = routing_ ? int(std::min<int64_t>(frame, routing_->frames - 1)) : 0;
-    return run_multi(lr, hr, f, level);
+    return run_multi(frames, lr, hr, f, level);
   }
   Prepared& p = *current_;
-  SrRuntime& rt = *p.rt;
   if (level >= p.levels) {
     if (!warned_levels_)
       log_warning("segment " + std::to_string(p.segment) + " has " + std::to_string(p.levels) +
@@ -316,79 +253,50 @@ Status SrStage::run(const Frame& lr, Frame& hr, int64_t frame, int level) {
     warned_levels_ = true;
     level = p.levels - 1;
   }
-  if (p.routing) {
-    const int64_t local = std::clamp<int64_t>(frame - p.first_frame, 0, p.routing->frames - 1);
-    return rt.upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, hr.y.data(), hr.width,
-                           *p.routing, int(local), level);
-  }
-  const int path = static_level_path(rt.num_paths(), level);  // a static model
-  return rt.upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, hr.y.data(), hr.width, path);
+  const int64_t local =
+      p.routing ? std::clamp<int64_t>(frame - p.first_frame, 0, p.routing->frames - 1) : 0;
+  return frames.luma(*p.model, lr, hr, p.routing, int(local), level);
 }
 
-Status SrStage::run_multi(const Frame& lr, Frame& hr, int frame, int level) {
+Status SrStage::run_multi(FrameUpscaler& frames, const Frame& lr, Frame& hr, int frame,
+                          int level) {
   const RoutingMap* routing = routing_;
   if (!routing) {
     DYDCA_TRY(load_model(0));
-    return runtimes_[0]->upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, hr.y.data(),
-                                      hr.width, 0);
+    return frames.luma(*planned_[0], lr, hr, nullptr, 0, 0);
   }
-  const int tx_n = routing->tiles_x(), ty_n = routing->tiles_y(), ts = routing->tile_size;
-  const auto& table = routing->chunk_path[size_t(level)];
+  DYDCA_TRY(routing_tile_paths(*routing, frame, level, int(models_.size()), &owner_));
   uint64_t used = 0;
-  for (int t = 0; t < tx_n * ty_n; ++t) {
-    const uint8_t m = table[routing->chunk_ids[size_t(frame) * tx_n * ty_n + size_t(t)]];
-    owner_[size_t(t)] = m;
-    used |= uint64_t{1} << m;
-    if (have_prev_ && prev_owner_[size_t(t)] != m) ++tile_switches_;
+  for (size_t t = 0; t < owner_.size(); ++t) {
+    used |= uint64_t{1} << owner_[t];
+    if (have_prev_ && prev_owner_[t] != owner_[t]) ++tile_switches_;
   }
   if (have_prev_ && (used & ~prev_used_)) ++frame_switches_;
-  prev_owner_.swap(owner_);  // prev_owner_ now holds this frame's owners
   prev_used_ = used;
   have_prev_ = true;
-  const std::vector<uint8_t>& owner = prev_owner_;
-
-  const int s = scale_, hr_w = lr.width * s, hr_h = lr.height * s;
-  const bool single = (used & (used - 1)) == 0;
-  for (int m = 0; m < int(models_.size()); ++m) {
-    if (!(used >> m & 1)) continue;
-    DYDCA_TRY(load_model(m));
-    SrRuntime& rt = *runtimes_[size_t(m)];
-    if (single) {  // the whole frame on one model: straight into the output
-      return rt.upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, hr.y.data(), hr.width, 0);
-    }
-    const uint8_t cheap = uint8_t(rt.num_paths() - 1);  // global path, or the only path
-    for (size_t t = 0; t < owner.size(); ++t) tile_paths_[t] = owner[t] == m ? 0 : cheap;
-    DYDCA_TRY(rt.upscale_luma(lr.y.data(), lr.width, lr.height, lr.width, scratch_.data(), hr_w,
-                              tile_paths_));
-    for (int ty = 0; ty < ty_n; ++ty)
-      for (int tx = 0; tx < tx_n; ++tx) {
-        if (owner[size_t(ty * tx_n + tx)] != m) continue;
-        const int x0 = tx * ts * s, y0 = ty * ts * s;
-        const int x1 = std::min(hr_w, x0 + ts * s), y1 = std::min(hr_h, y0 + ts * s);
-        for (int y = y0; y < y1; ++y)
-          std::memcpy(hr.y.data() + size_t(y) * hr_w + x0, scratch_.data() + size_t(y) * hr_w + x0,
-                      size_t(x1 - x0));
-      }
-  }
+  for (int m = 0; m < int(models_.size()); ++m)
+    if (used >> m & 1) DYDCA_TRY(load_model(m));
+  DYDCA_TRY(frames.luma_tiles(planned_ptrs_, owner_, lr, hr));
+  prev_owner_.swap(owner_);
   return Status::ok();
 }
 
-void SrStage::report(DecodeStats& stats) const {
+void SrStage::report(DecodeStats& stats, const FrameUpscaler& frames) const {
   stats.segments = int(segments_.size());
   stats.segment_switches = switches_;
   stats.switch_waits = waits_;
   stats.max_runtimes_alive = max_alive_.load();
   stats.prepare_ms = double(prepare_us_.load()) / 1000.0;
-  stats.runtime_bytes = 0;
+  stats.runtime_bytes = frames.session().memory_bytes();
+  stats.threads = pool_->threads();
   if (!multi_) {
     stats.models = 1;
     stats.models_loaded = int(switches_) + 1;
     stats.model_load_ms = stats.prepare_ms;
-    if (current_ && current_->rt) {
-      stats.runtime_bytes = current_->rt->memory_bytes();
-      stats.simd = current_->rt->simd_level();
-      stats.precision = current_->rt->precision();
-      stats.threads = current_->rt->threads();
+    if (current_ && current_->model) {
+      stats.runtime_bytes += current_->model->memory_bytes();
+      stats.simd = current_->model->simd_level();
+      stats.precision = current_->model->precision();
     }
     return;
   }
@@ -398,12 +306,11 @@ void SrStage::report(DecodeStats& stats) const {
   stats.model_load_ms = load_ms_;
   stats.tile_switches = tile_switches_;
   stats.frame_switches = frame_switches_;
-  for (const auto& rt : runtimes_)
-    if (rt) {
-      stats.runtime_bytes += rt->memory_bytes();
-      stats.simd = rt->simd_level();
-      stats.precision = rt->precision();
-      stats.threads = rt->threads();
+  for (const auto& m : planned_)
+    if (m) {
+      stats.runtime_bytes += m->memory_bytes();
+      stats.simd = m->simd_level();
+      stats.precision = m->precision();
     }
 }
 

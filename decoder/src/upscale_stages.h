@@ -1,5 +1,7 @@
-// Private stages of the decode pipeline: the bicubic chroma (or whole-frame,
-// for plain videos) upscaler and the SR stage over one or several models.
+// Private stage of the decode pipeline: the SR luma over one or several
+// models. The frames themselves (bicubic chroma, luma by one model or stitched
+// from several) are dydca/runtime_frame.h's FrameUpscaler, which the encoder's
+// evaluation runs too.
 #pragma once
 
 #include <atomic>
@@ -12,8 +14,7 @@
 #include "dydca/container.h"
 #include "dydca/decoder.h"
 #include "dydca/runtime.h"
-
-struct SwsContext;
+#include "dydca/runtime_frame.h"
 
 namespace dydca::detail {
 
@@ -28,37 +29,18 @@ inline double ms_since(std::chrono::steady_clock::time_point t0) {
 RuntimeOptions sr_runtime_options(const DydcaReader& reader, const DecodeOptions& options,
                                   const RoutingMap* first_routing);
 
-// swscale bicubic of all three planes from LR w x h to (w*s) x (h*s), into a
-// caller-owned frame of that size (no allocation per frame). Same flags as
-// dydca::resize(..., ScaleFilter::kBicubic), so the result equals it bit for
-// bit. For dydca files the luma it writes is then overwritten by the SR.
-class BicubicUpscaler {
- public:
-  static Expected<BicubicUpscaler> create(int lr_width, int lr_height, int scale);
-  BicubicUpscaler(BicubicUpscaler&&) noexcept;
-  BicubicUpscaler& operator=(BicubicUpscaler&&) noexcept;
-  ~BicubicUpscaler();
-  Status run(const Frame& lr, Frame& hr);
-
- private:
-  struct Deleter {
-    void operator()(SwsContext* c) const;
-  };
-  BicubicUpscaler() = default;
-  std::unique_ptr<SwsContext, Deleter> sws_;
-  int lr_w_ = 0, lr_h_ = 0, hr_w_ = 0, hr_h_ = 0;
-};
-
 // HR luma of one frame from the file's models: per segment (one dynamic or
 // static model and its routing; a format-1 single-model file is one segment),
 // or several models side by side (format-1 multi-model baselines: the routing
-// names a model per chunk).
+// names a model per chunk). One worker pool for all of them (DecodeOptions::
+// pool or one of options.threads made here); the frames run through the
+// caller's FrameUpscaler, whose session serves every model.
 //
-// Segments: segment k+1's model is reconstructed and its SrRuntime created on
+// Segments: segment k+1's model is reconstructed and planned (an SrModel) on
 // a background thread while segment k plays; the first frame of k+1 swaps
-// pointers (and waits only if the preparation is late). The runtime of k is
-// destroyed on the background thread too (joining its workers costs time),
-// before k+2 is prepared: at most two runtimes are alive.
+// pointers (and waits only if the preparation is late). The model of k is
+// released on the background thread too, before k+2 is prepared: at most two
+// models are alive.
 class SrStage {
  public:
   // reader must have has_dydca; the stage keeps a pointer to it (the reader
@@ -72,36 +54,41 @@ class SrStage {
   ~SrStage();  // waits for a preparation in flight
 
   int levels() const { return levels_; }
-  const RuntimeOptions& runtime_options() const { return rt_options_; }
-  // Segment 0's model and routing (for the QoS calibration).
-  const Model& first_model() const { return first_model_; }
+  const std::shared_ptr<WorkerPool>& pool() const { return pool_; }
+  // For the caller's FrameUpscaler (tile size = the first routing's).
+  SessionOptions session_options() const { return rt_options_.session(); }
+  // Segment 0's planned model (single-model files, before the first
+  // begin_frame; null otherwise): for the QoS calibration.
+  std::shared_ptr<const SrModel> first_model() const;
+  // Segment 0's routing (for the QoS calibration).
   const RoutingMap* first_routing() const;
   // Routing that applies to output frame `frame`, and the frame's index in it
   // (frames are asked in increasing order; null for a static model).
   const RoutingMap* routing_for(int64_t frame, int64_t* local) const;
-  // Before frame `frame` (increasing order): moves to its segment's runtime
+  // Before frame `frame` (increasing order): moves to its segment's model
   // when it starts one (*segment_switch), waiting if it is not prepared yet.
   Status begin_frame(int64_t frame, bool* segment_switch);
   // Writes hr.y (hr is (w*s) x (h*s), its chroma untouched) for the frame
-  // begin_frame was last called with.
-  Status run(const Frame& lr, Frame& hr, int64_t frame, int level);
-  // Fills the runtime / multi-model / segment fields of stats.
-  void report(DecodeStats& stats) const;
+  // begin_frame was last called with, through `frames`.
+  Status run(FrameUpscaler& frames, const Frame& lr, Frame& hr, int64_t frame, int level);
+  // Fills the runtime / multi-model / segment fields of stats (`frames`: the
+  // session's arenas count in runtime_bytes).
+  void report(DecodeStats& stats, const FrameUpscaler& frames) const;
 
-  struct Prepared;  // one segment's runtime and routing
+  struct Prepared;  // one segment's model and routing
 
  private:
   SrStage() = default;
   Status load_model(int m);
-  Status run_multi(const Frame& lr, Frame& hr, int frame, int level);
+  Status run_multi(FrameUpscaler& frames, const Frame& lr, Frame& hr, int frame, int level);
   void start_preparing(int segment, std::unique_ptr<Prepared> retire);
 
   DydcaReader* reader_ = nullptr;
   int scale_ = 0;
   RuntimeOptions rt_options_;
+  std::shared_ptr<WorkerPool> pool_;
   int levels_ = 1;
   bool multi_ = false;
-  Model first_model_;
   std::optional<RoutingMap> first_routing_;  // segment 0's (single-model files)
 
   // Segment mode.
@@ -114,16 +101,15 @@ class SrStage {
   std::atomic<int64_t> prepare_us_{0};
   bool warned_levels_ = false;
 
-  // Multi-model mode (format 1): one runtime per model, created lazily; each
-  // runs a copy of its model with paths {richest, global path (0,0)}, so the
-  // tiles another model owns cost only the 5x5 skip.
+  // Multi-model mode (format 1): each model planned (stitch_model) the first
+  // time a tile needs it; its parsed weights are dropped then.
   std::vector<Model> models_;
-  const RoutingMap* routing_ = nullptr;  // the reader's v1 routing (format 1)
-  std::vector<std::optional<SrRuntime>> runtimes_;
+  std::vector<std::shared_ptr<const SrModel>> planned_;
+  std::vector<const SrModel*> planned_ptrs_;  // what FrameUpscaler::luma_tiles takes
+  const RoutingMap* routing_ = nullptr;       // the reader's v1 routing (format 1)
   int loaded_ = 0;
   double load_ms_ = 0;
-  std::vector<uint8_t> owner_, prev_owner_, tile_paths_;
-  std::vector<uint8_t> scratch_;  // HR luma of one model, copied tile by tile
+  std::vector<uint8_t> owner_, prev_owner_;
   uint64_t prev_used_ = 0;
   bool have_prev_ = false;
   int64_t tile_switches_ = 0, frame_switches_ = 0;

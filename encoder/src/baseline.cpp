@@ -66,6 +66,42 @@ Status write_output(const EncodeParams& p, const EncodedVideo& video,
 
 }  // namespace
 
+Status evaluate_baseline(const std::vector<Model>& models, const RoutingMap& routing,
+                         const std::vector<Frame>& hr, const std::vector<Frame>& lr, int hr_width,
+                         int hr_height, const RuntimeOptions& options, ClipQuality* bicubic,
+                         ClipQuality* sr, const ProgressFn& prog) {
+  if (lr.empty() || models.empty() || hr.size() != lr.size())
+    return Status::error("baseline evaluation: no frames or no models");
+  auto pool = WorkerPool::create(options.threads);
+  if (!pool) return pool.status();
+  std::vector<std::shared_ptr<const SrModel>> planned;
+  std::vector<const SrModel*> ptrs;
+  for (const Model& m : models) {
+    auto sm = stitch_model(m, options.model());
+    if (!sm) return sm.status();
+    planned.push_back(std::move(*sm));
+    ptrs.push_back(planned.back().get());
+  }
+  auto frames = FrameUpscaler::create(lr[0].width, lr[0].height, planned[0]->scale(),
+                                      std::move(*pool), options.session());
+  if (!frames) return frames.status();
+  QualityAccumulator bic, acc;
+  Frame up;
+  const int n = int(lr.size());
+  for (int f = 0; f < n; ++f) {
+    // The client's frame: bicubic chroma, each tile from its model.
+    DYDCA_TRY(frames->chroma(lr[size_t(f)], up));
+    const Frame ref = crop(hr[size_t(f)], hr_width, hr_height);
+    DYDCA_TRY(bic.add(ref, crop(up, hr_width, hr_height)));
+    DYDCA_TRY(frames->upscale(ptrs, lr[size_t(f)], up, routing, f, 0));
+    DYDCA_TRY(acc.add(ref, crop(up, hr_width, hr_height)));
+    if (prog && !prog({"evaluate", f + 1, n})) return Status::error("interrupted");
+  }
+  *bicubic = bic.result();
+  *sr = acc.result();
+  return Status::ok();
+}
+
 void fill_bitrates(EncodeReport& r) {
   const double kb = 8.0 / 1000.0 / std::max(r.duration_s, 1e-9);
   r.video_kbps = r.video_bytes * kb;
@@ -122,51 +158,18 @@ Expected<EncodeReport> encode_baseline(const EncodeParams& p, EncodeReport r,
   ModelBlobOptions mbo;
   mbo.weights = *parse_precision(p.precision);
   std::vector<std::vector<uint8_t>> blobs;
-  std::vector<SrRuntime> rts;
-  const RuntimeOptions ropt = runtime_options(p, r.lr_width, r.lr_height);
+  std::vector<Model> shipped_models;
   for (const Model& m : models) {
     DYDCA_ASSIGN_OR_RETURN(auto blob, serialize_model(m, mbo));
     DYDCA_ASSIGN_OR_RETURN(auto shipped, parse_model(blob));
-    DYDCA_ASSIGN_OR_RETURN(auto rt, SrRuntime::create(shipped, ropt));
     blobs.push_back(std::move(blob));
-    rts.push_back(std::move(rt));
+    shipped_models.push_back(std::move(shipped));
   }
   r.chunk_tiles = chunk_tile_counts(br);
   for (uint8_t v : br.chunk_path[0]) r.chunk_path.push_back(v);
-  // Quality: each tile from its model (a model runs on the whole frame once
-  // per frame that uses it, its tiles are kept).
-  QualityAccumulator bic, acc;
-  std::vector<uint8_t> tmp;
-  const int s = r.scale, T = br.tile_size;
-  for (int f = 0; f < r.frames; ++f) {
-    const Frame& L = lr[size_t(f)];
-    const Frame& H = hr[size_t(f)];
-    DYDCA_ASSIGN_OR_RETURN(auto up, resize(L, H.width, H.height, ScaleFilter::kBicubic));
-    Frame ref = crop(H, r.hr_width, r.hr_height);
-    DYDCA_TRY(bic.add(ref, crop(up, r.hr_width, r.hr_height)));
-    tmp.resize(H.y.size());
-    for (size_t m = 0; m < rts.size(); ++m) {
-      bool used = false;
-      for (int ty = 0; ty < br.tiles_y() && !used; ++ty)
-        for (int tx = 0; tx < br.tiles_x() && !used; ++tx)
-          used = br.chunk_path[0][br.chunk(f, tx, ty)] == m;
-      if (!used) continue;
-      DYDCA_TRY(rts[m].upscale_luma(L.y.data(), L.width, L.height, L.width, tmp.data(), H.width, 0));
-      for (int ty = 0; ty < br.tiles_y(); ++ty)
-        for (int tx = 0; tx < br.tiles_x(); ++tx) {
-          if (br.chunk_path[0][br.chunk(f, tx, ty)] != m) continue;
-          int x0 = tx * T * s, y0 = ty * T * s;
-          int x1 = std::min(H.width, x0 + T * s), y1 = std::min(H.height, y0 + T * s);
-          for (int yy = y0; yy < y1; ++yy)
-            std::copy(tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x0),
-                      tmp.begin() + ptrdiff_t(size_t(yy) * H.width + x1),
-                      up.y.begin() + ptrdiff_t(size_t(yy) * H.width + x0));
-        }
-    }
-    DYDCA_TRY(acc.add(ref, crop(up, r.hr_width, r.hr_height)));
-    if (!prog({"evaluate", f + 1, r.frames})) return Status::error("interrupted");
-  }
-  ClipQuality b = bic.result(), q = acc.result();
+  ClipQuality b, q;
+  DYDCA_TRY(evaluate_baseline(shipped_models, br, hr, lr, r.hr_width, r.hr_height,
+                              runtime_options(p, r.lr_width, r.lr_height), &b, &q, prog));
   r.bicubic_psnr_y = b.psnr_y;
   r.bicubic_psnr_yuv = b.psnr_yuv;
   r.bicubic_ssim_y = b.ssim_y;

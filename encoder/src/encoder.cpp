@@ -203,6 +203,8 @@ struct EncodeContext {
   int est_segments = 0;  // for progress lines (0 = unknown)
   // --dist-mode data with several ranks: one c10d group for every segment.
   std::shared_ptr<DistSession> session = nullptr;
+  // The client runtime's workers (p.threads), for every segment's evaluation.
+  std::shared_ptr<WorkerPool> pool = nullptr;
 };
 
 // Steps of one segment when --steps fixes the clip's total: split by duration.
@@ -224,26 +226,26 @@ Expected<SegmentOutcome> finish_segment(const EncodeContext& c, const SegmentFra
                                         const std::vector<Frame>& lr, const EncodedVideo& video,
                                         const RoutingMap& routing,
                                         const std::vector<uint8_t>& model_blob,
-                                        const Model& recon, SrRuntime& rt,
-                                        const Model* fp32, SegmentOutcome o,
-                                        Clock::time_point t_seg, const ProgressFn& sprog) {
+                                        const Model& recon, const SrModel& model,
+                                        FrameUpscaler& frames, const Model* fp32,
+                                        SegmentOutcome o, Clock::time_point t_seg,
+                                        const ProgressFn& sprog) {
   const EncodeParams& p = c.p;
   const double fps = c.info.frame_rate.to_double();
   auto t = Clock::now();
-  std::optional<SrRuntime> rt32;
+  std::shared_ptr<const SrModel> model32;
   if (fp32) {
-    RuntimeOptions o32 = runtime_options(p, lr[0].width, lr[0].height);
+    ModelOptions o32 = runtime_options(p, lr[0].width, lr[0].height).model();
     o32.precision = Precision::kFp32;  // the reference: fp32 weights, fp32 activations
-    DYDCA_ASSIGN_OR_RETURN(auto made, SrRuntime::create(*fp32, o32));
-    rt32.emplace(std::move(made));
+    DYDCA_ASSIGN_OR_RETURN(model32, SrModel::create(*fp32, o32));
   }
   // Cheaper levels on an even sample: kLevelEvalFrames per 10 s of video.
   const int sample =
       std::max(8, int(std::lround(kLevelEvalFrames * seg.frames() / (10 * fps))));
-  DYDCA_ASSIGN_OR_RETURN(auto q, evaluate_stage(rt, rt32 ? &*rt32 : nullptr, seg.hr, lr, routing,
+  DYDCA_ASSIGN_OR_RETURN(auto q, evaluate_stage(frames, model, model32.get(), seg.hr, lr, routing,
                                                 c.hr_width, c.hr_height, sample, sprog));
   o.quality = std::move(q);
-  o.rep.int8_runtime = rt.precision() == Precision::kInt8;
+  o.rep.int8_runtime = model.precision() == Precision::kInt8;
   o.rep.bicubic_psnr_y = o.quality.bicubic.psnr_y();
   o.rep.psnr_y = o.quality.levels[0].psnr_y();
   o.t_eval = since(t);
@@ -287,46 +289,57 @@ Expected<SegmentOutcome> plain_segment(const EncodeContext& c, const SegmentFram
   o.chunk_tiles = chunk_tile_counts(routing);
   o.chunk_path = {0};
   o.level_macs = {double(recon->arch.macs_per_lr_pixel(0))};
-  DYDCA_ASSIGN_OR_RETURN(
-      auto rt, SrRuntime::create(*recon, runtime_options(c.p, lr[0].width, lr[0].height)));
-  return finish_segment(c, seg, lr, trip.video, routing, blob, *recon, rt, nullptr, std::move(o),
-                        t_seg, sprog);
+  const RuntimeOptions ropt = runtime_options(c.p, lr[0].width, lr[0].height);
+  DYDCA_ASSIGN_OR_RETURN(auto model, SrModel::create(*recon, ropt.model()));
+  DYDCA_ASSIGN_OR_RETURN(auto frames, FrameUpscaler::create(lr[0].width, lr[0].height,
+                                                            recon->arch.scale, c.pool,
+                                                            ropt.session()));
+  return finish_segment(c, seg, lr, trip.video, routing, blob, *recon, *model, frames, nullptr,
+                        std::move(o), t_seg, sprog);
 }
 
 // The linear alternative of a trained model: the same architecture (the
 // file keeps one set of QoS levels), every tensor zero but the global path,
-// which is the segment's least-squares 5x5 upscaler (fit_global_path), and
-// one chunk on path 0 at every level. Its int8 blob is a few hundred bytes.
+// and one chunk on path 0 at every level; its blob is a few hundred bytes.
+// The global path is the best, measured as shipped (int8 blob included) on
+// `sample` frames, of bicubic and the segment's least-squares 5x5 upscaler
+// at three ridges (fit_global_path).
 struct LinearAlternative {
   Model shipped;  // what the client reconstructs from `blob`
   std::vector<uint8_t> blob;
   RoutingMap routing;
   int64_t routing_bytes = 0;
+  double psnr_y = 0;  // level 0 on the sample
 };
+
+// Level-0 PSNR-Y (padded frames) of a model and routing on `count` evenly
+// spaced frames, through the client's own upscaler.
+Expected<double> sampled_psnr_y(FrameUpscaler& frames, const SrModel& model,
+                                const std::vector<Frame>& hr, const std::vector<Frame>& lr,
+                                const RoutingMap& routing, int count) {
+  const int n = int(lr.size());
+  count = std::clamp(count, 1, n);
+  double sse = 0, px = 0;
+  Frame out;
+  for (int i = 0; i < count; ++i) {
+    const int f = int((int64_t(2 * i + 1) * n) / (2 * count));
+    const Frame& h = hr[size_t(f)];
+    if (out.width != h.width || out.height != h.height) out = Frame::blank(h.width, h.height);
+    DYDCA_TRY(frames.luma(model, lr[size_t(f)], out, &routing, f, 0));
+    sse += plane_mse(out.y.data(), h.y.data(), out.y.size()) * double(out.y.size());
+    px += double(out.y.size());
+  }
+  return psnr_from_mse(sse / std::max(px, 1.0));
+}
 
 Expected<LinearAlternative> linear_alternative(const Model& like, const RoutingMap& like_routing,
                                                const std::vector<Frame>& hr,
                                                const std::vector<Frame>& lr,
-                                               const std::string& precision) {
-  DYDCA_ASSIGN_OR_RETURN(auto fit, fit_global_path(hr, lr, like.arch.scale));
+                                               const EncodeParams& p, FrameUpscaler& frames,
+                                               int sample) {
   const size_t s2 = size_t(like.arch.scale) * size_t(like.arch.scale);
-  Model m = like;
-  for (Tensor& t : m.tensors) {
-    t.int8.clear();
-    t.int8_scale.clear();
-    if (t.name == "skip.weight")
-      std::copy(fit.begin(), fit.begin() + std::ptrdiff_t(s2 * 25), t.data.begin());
-    else if (t.name == "skip.bias")
-      std::copy(fit.begin() + std::ptrdiff_t(s2 * 25), fit.end(), t.data.begin());
-    else
-      std::fill(t.data.begin(), t.data.end(), 0.f);
-  }
-  LinearAlternative a;
-  ModelBlobOptions mbo;
-  mbo.weights = *parse_precision(precision);
-  DYDCA_ASSIGN_OR_RETURN(a.blob, serialize_model(m, mbo));
-  DYDCA_ASSIGN_OR_RETURN(a.shipped, parse_model(a.blob));
-  RoutingMap& r = a.routing;
+  LinearAlternative best;
+  RoutingMap& r = best.routing;
   r.tile_size = like_routing.tile_size;
   r.lr_width = like_routing.lr_width;
   r.lr_height = like_routing.lr_height;
@@ -335,29 +348,44 @@ Expected<LinearAlternative> linear_alternative(const Model& like, const RoutingM
   r.chunk_path.assign(size_t(like_routing.levels()), std::vector<uint8_t>{0});
   r.chunk_ids.assign(size_t(r.frames) * r.tiles_per_frame(), 0);
   DYDCA_ASSIGN_OR_RETURN(auto rb, serialize_routing(r));
-  a.routing_bytes = int64_t(rb.size());
-  return a;
-}
-
-// Level-0 PSNR-Y (padded frames) of a model and routing on `count` evenly
-// spaced frames, through the client runtime.
-Expected<double> sampled_psnr_y(SrRuntime& rt, const std::vector<Frame>& hr,
-                                const std::vector<Frame>& lr, const RoutingMap& routing,
-                                int count) {
-  const int n = int(lr.size());
-  count = std::clamp(count, 1, n);
-  double sse = 0, px = 0;
-  std::vector<uint8_t> out;
-  for (int i = 0; i < count; ++i) {
-    const int f = int((int64_t(2 * i + 1) * n) / (2 * count));
-    const Frame& h = hr[size_t(f)];
-    out.resize(h.y.size());
-    DYDCA_TRY(rt.upscale_luma(lr[size_t(f)].y.data(), lr[size_t(f)].width, lr[size_t(f)].height,
-                              lr[size_t(f)].width, out.data(), h.width, routing, f, 0));
-    sse += plane_mse(out.data(), h.y.data(), out.size()) * double(out.size());
-    px += double(out.size());
+  best.routing_bytes = int64_t(rb.size());
+  const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
+  ModelBlobOptions mbo;
+  mbo.weights = *parse_precision(p.precision);
+  bool have = false;
+  for (double ridge : {-1.0, 1e-5, 1e-3, 1e-1}) {  // -1: bicubic, the init model's skip
+    std::vector<float> skip;
+    if (ridge >= 0) {
+      DYDCA_ASSIGN_OR_RETURN(skip, fit_global_path(hr, lr, like.arch.scale, ridge));
+    } else {
+      DYDCA_ASSIGN_OR_RETURN(auto init, init_model(like.arch));
+      for (const Tensor& t : init.tensors)
+        if (t.name == "skip.weight") skip.assign(t.data.begin(), t.data.end());
+      skip.resize(s2 * 26, 0.f);
+    }
+    Model m = like;
+    for (Tensor& t : m.tensors) {
+      t.int8.clear();
+      t.int8_scale.clear();
+      if (t.name == "skip.weight")
+        std::copy(skip.begin(), skip.begin() + std::ptrdiff_t(s2 * 25), t.data.begin());
+      else if (t.name == "skip.bias")
+        std::copy(skip.begin() + std::ptrdiff_t(s2 * 25), skip.end(), t.data.begin());
+      else
+        std::fill(t.data.begin(), t.data.end(), 0.f);
+    }
+    DYDCA_ASSIGN_OR_RETURN(auto blob, serialize_model(m, mbo));
+    DYDCA_ASSIGN_OR_RETURN(auto shipped, parse_model(blob));
+    DYDCA_ASSIGN_OR_RETURN(auto planned, SrModel::create(shipped, ropt.model()));
+    DYDCA_ASSIGN_OR_RETURN(double db, sampled_psnr_y(frames, *planned, hr, lr, r, sample));
+    if (!have || db > best.psnr_y) {
+      have = true;
+      best.psnr_y = db;
+      best.blob = std::move(blob);
+      best.shipped = std::move(shipped);
+    }
   }
-  return psnr_from_mse(sse / std::max(px, 1.0));
+  return best;
 }
 
 // A model whose tail is all zero adds nothing to the global path (a linear
@@ -506,9 +534,13 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   }
 
   const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
-  DYDCA_ASSIGN_OR_RETURN(auto rt, SrRuntime::create(*recon, ropt));
+  DYDCA_ASSIGN_OR_RETURN(auto planned, SrModel::create(*recon, ropt.model()));
+  DYDCA_ASSIGN_OR_RETURN(auto frames, FrameUpscaler::create(lr[0].width, lr[0].height,
+                                                            recon->arch.scale, c.pool,
+                                                            ropt.session()));
   if (p.refine)
-    DYDCA_TRY(refine_stage(rt, seg.hr, lr, routing, c.arch, p.refine_tolerance_db, sprog));
+    DYDCA_TRY(refine_stage(frames.session(), *planned, seg.hr, lr, routing, c.arch,
+                           p.refine_tolerance_db, sprog));
   o.chunk_tiles = chunk_tile_counts(routing);
   for (uint8_t v : routing.chunk_path[0]) o.chunk_path.push_back(v);
   for (int l = 0; l < routing.levels(); ++l)
@@ -523,7 +555,9 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
   if (target_bits > 0 && p.model_must_pay && c.arch.scale >= 2) {
     t = Clock::now();
     const double sec = seg.frames() / fps;
-    DYDCA_ASSIGN_OR_RETURN(auto lin, linear_alternative(*recon, routing, seg.hr, lr, p.precision));
+    const int sample = std::clamp(seg.frames() / 8, 4, 16);
+    DYDCA_ASSIGN_OR_RETURN(auto lin,
+                           linear_alternative(*recon, routing, seg.hr, lr, p, frames, sample));
     DYDCA_ASSIGN_OR_RETURN(auto rb, serialize_routing(routing));
     const double model_side = c.mode.model_kbps_hint >= 0
                                   ? c.mode.model_kbps_hint * 1000 / 8 * sec
@@ -532,10 +566,9 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
         (model_side + double(rb.size()) - double(lin.blob.size() + size_t(lin.routing_bytes))) *
         8 / 1000 / sec;
     const double video_kbps_now = double(o.rep.video_bytes) * 8 / 1000 / sec;
-    const int sample = std::clamp(seg.frames() / 8, 4, 16);
-    DYDCA_ASSIGN_OR_RETURN(auto lin_rt, SrRuntime::create(lin.shipped, ropt));
-    DYDCA_ASSIGN_OR_RETURN(double sr_db, sampled_psnr_y(rt, seg.hr, lr, routing, sample));
-    DYDCA_ASSIGN_OR_RETURN(double lin_db, sampled_psnr_y(lin_rt, seg.hr, lr, lin.routing, sample));
+    DYDCA_ASSIGN_OR_RETURN(double sr_db,
+                           sampled_psnr_y(frames, *planned, seg.hr, lr, routing, sample));
+    const double lin_db = lin.psnr_y;
     const double buys_db =
         freed_kbps > 0 ? kDbPerDoubling * std::log2((video_kbps_now + freed_kbps) / video_kbps_now)
                        : 0;
@@ -549,7 +582,8 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
     if (sr_db - lin_db < buys_db) {
       DYDCA_TRY(close_rate_gap(int64_t(lin.blob.size()) + lin.routing_bytes));
       // x264 may have run again: the fit follows the new LR.
-      DYDCA_ASSIGN_OR_RETURN(lin, linear_alternative(*recon, routing, seg.hr, lr, p.precision));
+      DYDCA_ASSIGN_OR_RETURN(lin,
+                             linear_alternative(*recon, routing, seg.hr, lr, p, frames, sample));
       std::vector<Frame>().swap(seg.lr);
       *recon = lin.shipped;
       o.rep.linear_only = true;
@@ -558,16 +592,16 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
       o.chunk_tiles = chunk_tile_counts(lin.routing);
       o.chunk_path = {0};
       o.level_macs.assign(size_t(lin.routing.levels()), double(c.arch.macs_per_lr_pixel(0)));
-      DYDCA_ASSIGN_OR_RETURN(auto lrt, SrRuntime::create(*recon, ropt));
+      DYDCA_ASSIGN_OR_RETURN(auto shipped_lin, SrModel::create(*recon, ropt.model()));
       o.t_refine += since(t);
-      return finish_segment(c, seg, lr, rt_trip.video, lin.routing, lin.blob, *recon, lrt,
-                            nullptr, std::move(o), t_seg, sprog);
+      return finish_segment(c, seg, lr, rt_trip.video, lin.routing, lin.blob, *recon,
+                            *shipped_lin, frames, nullptr, std::move(o), t_seg, sprog);
     }
     o.t_refine += since(t);
   }
   std::vector<Frame>().swap(seg.lr);
 
-  return finish_segment(c, seg, lr, rt_trip.video, routing, blob, *recon, rt,
+  return finish_segment(c, seg, lr, rt_trip.video, routing, blob, *recon, *planned, frames,
                         p.precision != "fp32" ? &model : nullptr, std::move(o), t_seg, sprog);
 }
 
@@ -748,6 +782,7 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(p.input, p.threads));
   EncodeContext c{p, mode, prog, mode.plain ? identity_model().arch : arch_for(p, p.scale),
                   reader.info()};
+  DYDCA_ASSIGN_OR_RETURN(c.pool, WorkerPool::create(p.threads));
   const int s = p.scale;
   const VideoInfo& info = c.info;
   if (info.width < 16 * s || info.height < 16 * s)

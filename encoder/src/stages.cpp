@@ -91,9 +91,9 @@ Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& 
   return cfg;
 }
 
-Status refine_stage(SrRuntime& rt, const std::vector<Frame>& hr, const std::vector<Frame>& lr,
-                    RoutingMap& routing, const ModelArch& arch, double tolerance_db,
-                    const ProgressFn& progress) {
+Status refine_stage(SrSession& session, const SrModel& model, const std::vector<Frame>& hr,
+                    const std::vector<Frame>& lr, RoutingMap& routing, const ModelArch& arch,
+                    double tolerance_db, const ProgressFn& progress) {
   const int P = int(arch.paths.size());
   const int frames = int(hr.size());
   ChunkPathError err(routing, arch.scale, P);
@@ -105,7 +105,8 @@ Status refine_stage(SrRuntime& rt, const std::vector<Frame>& hr, const std::vect
     const Frame& H = hr[size_t(f)];
     out.resize(size_t(H.width) * H.height);
     for (int path = 0; path < P; ++path) {
-      DYDCA_TRY(rt.upscale_luma(L.y.data(), L.width, L.height, L.width, out.data(), H.width, path));
+      DYDCA_TRY(session.upscale_luma(model, L.y.data(), L.width, L.height, L.width, out.data(),
+                                     H.width, path));
       err.add(f, path, H, out.data());
     }
     if (progress && !progress({"refine", i + 1, n_eval})) return Status::error("interrupted");
@@ -142,24 +143,26 @@ double QualitySum::psnr_yuv() const {
   return (6 * psnr_y() + psnr_from_mse(mse_u / n) + psnr_from_mse(mse_v / n)) / 8;
 }
 
-Expected<SegmentQuality> evaluate_stage(SrRuntime& rt, SrRuntime* rt_fp32,
+Expected<SegmentQuality> evaluate_stage(FrameUpscaler& frames, const SrModel& model,
+                                        const SrModel* model_fp32,
                                         const std::vector<Frame>& hr,
                                         const std::vector<Frame>& lr, const RoutingMap& routing,
                                         int hr_width, int hr_height, int sample_frames,
                                         const ProgressFn& progress) {
   SegmentQuality q;
   q.levels.resize(size_t(routing.levels()));
-  const int frames = int(hr.size());
-  const int stride = std::max(1, (frames + sample_frames - 1) / std::max(1, sample_frames));
+  const int n_frames = int(hr.size());
+  const int stride = std::max(1, (n_frames + sample_frames - 1) / std::max(1, sample_frames));
   auto measure = [&](const Frame& ref, const Frame& up, QualitySum& into) -> Status {
     DYDCA_ASSIGN_OR_RETURN(auto fq, compare_frames(ref, crop(up, hr_width, hr_height)));
     into.add(fq);
     return Status::ok();
   };
-  for (int f = 0; f < frames; ++f) {
+  Frame up;
+  for (int f = 0; f < n_frames; ++f) {
     const Frame& L = lr[size_t(f)];
     const Frame& H = hr[size_t(f)];
-    DYDCA_ASSIGN_OR_RETURN(auto up, resize(L, H.width, H.height, ScaleFilter::kBicubic));
+    DYDCA_TRY(frames.chroma(L, up));  // all planes bicubic: the client's before its SR
     const Frame ref = crop(H, hr_width, hr_height);
     DYDCA_TRY(measure(ref, up, q.bicubic));
     if (L.width == H.width) {
@@ -170,17 +173,15 @@ Expected<SegmentQuality> evaluate_stage(SrRuntime& rt, SrRuntime* rt_fp32,
     }
     for (int l = 0; l < routing.levels(); ++l) {
       if (l > 0 && f % stride != 0) continue;
-      DYDCA_TRY(rt.upscale_luma(L.y.data(), L.width, L.height, L.width, up.y.data(), up.width,
-                                routing, f, l));
+      DYDCA_TRY(frames.luma(model, L, up, &routing, f, l));
       DYDCA_TRY(measure(ref, up, q.levels[size_t(l)]));
-      if (l == 0 && rt_fp32 && f % stride == 0) {
+      if (l == 0 && model_fp32 && f % stride == 0) {
         DYDCA_TRY(measure(ref, up, q.quant_shipped));
-        DYDCA_TRY(rt_fp32->upscale_luma(L.y.data(), L.width, L.height, L.width, up.y.data(),
-                                        up.width, routing, f, 0));
+        DYDCA_TRY(frames.luma(*model_fp32, L, up, &routing, f, 0));
         DYDCA_TRY(measure(ref, up, q.quant_fp32));
       }
     }
-    if (progress && !progress({"evaluate", f + 1, frames})) return Status::error("interrupted");
+    if (progress && !progress({"evaluate", f + 1, n_frames})) return Status::error("interrupted");
   }
   return q;
 }

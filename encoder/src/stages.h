@@ -15,6 +15,7 @@
 #include "dydca/media.h"
 #include "dydca/metrics.h"
 #include "dydca/runtime.h"
+#include "dydca/runtime_frame.h"
 #include "dydca/training.h"
 
 namespace dydca::detail {
@@ -48,10 +49,11 @@ Expected<TrainConfig> make_train_config(const EncodeParams& p, const ModelArch& 
                                         double duration_s, int steps);
 
 // Re-picks each chunk's path from the error the shipped model really makes
-// (up to 16 evenly spread frames), and rebuilds the QoS level tables.
-Status refine_stage(SrRuntime& rt, const std::vector<Frame>& hr, const std::vector<Frame>& lr,
-                    RoutingMap& routing, const ModelArch& arch, double tolerance_db,
-                    const ProgressFn& progress);
+// (up to 16 evenly spread frames, run on `session`), and rebuilds the QoS
+// level tables.
+Status refine_stage(SrSession& session, const SrModel& model, const std::vector<Frame>& hr,
+                    const std::vector<Frame>& lr, RoutingMap& routing, const ModelArch& arch,
+                    double tolerance_db, const ProgressFn& progress);
 
 // Sums of per-frame measures: merge over segments, then read the clip's
 // figures (PSNR from the mean MSE, as QualityAccumulator).
@@ -71,9 +73,12 @@ struct SegmentQuality {
   QualitySum quant_fp32, quant_shipped;  // level 0 on the sampled frames
 };
 
-// Every frame through the client runtime at level 0 (cheaper levels and the
-// fp32 comparison on an even sample of at most `sample_frames` frames).
-Expected<SegmentQuality> evaluate_stage(SrRuntime& rt, SrRuntime* rt_fp32,
+// Every frame as the client shows it (`frames`: the decoder's own
+// FrameUpscaler, so the measured picture is the decoded one bit for bit) at
+// level 0 with `model`; cheaper levels and the fp32 comparison (`model_fp32`,
+// may be null) on an even sample of at most `sample_frames` frames.
+Expected<SegmentQuality> evaluate_stage(FrameUpscaler& frames, const SrModel& model,
+                                        const SrModel* model_fp32,
                                         const std::vector<Frame>& hr,
                                         const std::vector<Frame>& lr, const RoutingMap& routing,
                                         int hr_width, int hr_height, int sample_frames,

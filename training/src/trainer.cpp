@@ -284,7 +284,8 @@ Expected<TrainConfig> TrainConfig::preset(const std::string& name, const ModelAr
 }
 
 Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
-                                             const std::vector<Frame>& lr, int scale) {
+                                             const std::vector<Frame>& lr, int scale,
+                                             double ridge) {
   if (scale < kMinScale || scale > kMaxScale) return Status::error("fit_global_path: bad scale");
   if (hr.empty() || hr.size() != lr.size()) return Status::error("fit_global_path: no frames");
   constexpr int kTaps = 25, kN = kTaps + 1;  // 5x5 taps and the bias
@@ -335,7 +336,8 @@ Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
   // Ridge toward bicubic: (G + lambda I) w = B + lambda w_bicubic.
   double trace = 0;
   for (int i = 0; i < kN; ++i) trace += g[size_t(i) * kN + i];
-  const double lambda = 1e-5 * trace / kN;
+  if (!(ridge >= 0)) return Status::error("fit_global_path: negative ridge");
+  const double lambda = ridge * trace / kN;
   for (int i = 0; i < kN; ++i) g[size_t(i) * kN + i] += lambda;
   // Cholesky G = L L^T (G is symmetric positive definite with the ridge).
   std::vector<double> chol(size_t(kN) * kN, 0.0);

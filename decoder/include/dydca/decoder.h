@@ -164,24 +164,24 @@ struct DecodeStats {
   double calibration_ms = 0;  // its start-up calibration (part of setup_s)
   std::string md5;            // hex, when computed
   SimdLevel simd = SimdLevel::kNone;
-  Precision precision = Precision::kFp32;  // of the SR runtime (the last one loaded)
-  int threads = 0;  // SR runtime workers
+  Precision precision = Precision::kFp32;  // of the SR model (the last one planned)
+  int threads = 0;  // SR workers (the one pool every model runs on)
   // Multi-model files (models > 1). A tile "switches" when its model differs
   // from the same tile's model in the previous frame; a frame switches when
   // it uses a model the previous frame did not use.
   int models = 0;
-  int models_loaded = 0;     // runtimes created (lazily, on first use)
-  double model_load_ms = 0;  // total time spent creating them
+  int models_loaded = 0;     // models planned (lazily, on first use)
+  double model_load_ms = 0;  // total time spent planning them
   int64_t tile_switches = 0;
   int64_t frame_switches = 0;
-  size_t runtime_bytes = 0;  // arenas + packed weights of all loaded runtimes
+  size_t runtime_bytes = 0;  // the session's arenas + packed weights of the models held
   // Segments (format 2; a format-1 file is one segment).
   int format_version = 0;          // 0 plain video, 1, 2
   int segments = 0;                // in the file
-  int64_t segment_switches = 0;    // frames where the SR moved to the next segment's runtime
-  int64_t switch_waits = 0;        // ... of which the next runtime was not ready yet
-  int max_runtimes_alive = 0;      // SR runtimes alive at once, at most (<= 2 for segments)
-  double prepare_ms = 0;           // background time preparing segments (model + runtime)
+  int64_t segment_switches = 0;    // frames where the SR moved to the next segment's model
+  int64_t switch_waits = 0;        // ... of which the next model was not ready yet
+  int max_runtimes_alive = 0;      // SR models alive at once, at most (<= 2 for segments)
+  double prepare_ms = 0;           // background time preparing segments (parse + plan)
   double switch_sr_p50_ms = 0, switch_sr_p99_ms = 0;  // sr_ms of the switch frames
   double other_sr_p50_ms = 0, other_sr_p99_ms = 0;    // sr_ms of every other frame
 
@@ -216,6 +216,10 @@ struct DecodeOptions {
   // Auto level: the frame rate the QoS controller holds; <= 0: the stream's.
   double qos_target_fps = 0;
   int threads = 0;                // SR runtime workers incl. the caller; 0 = all cores
+  // The SR's worker pool, when the caller shares one (e.g. with the QoS
+  // calibration of the policy it builds); null = one of `threads` workers
+  // made for this decode. Every model of the file runs on it.
+  std::shared_ptr<WorkerPool> pool;
   int decode_threads = 1;         // libavcodec threads (1 keeps the cores for SR)
   std::optional<SimdLevel> simd;  // unset = best this CPU has
   // SR arithmetic (RuntimeOptions::precision): kAuto = int8 for a segment

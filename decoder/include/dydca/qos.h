@@ -224,11 +224,16 @@ class QosLevelPolicy final : public LevelPolicy {
                                                           const RoutingMap* routing,
                                                           int lr_width, int lr_height,
                                                           Rational frame_rate, QosParams params);
-  // Start-up calibration on this device: a temporary runtime of `model` with
-  // the options the pipeline will use runs one synthetic LR frame (the
+  // Start-up calibration on this device: `model` runs on `session` (the
+  // pipeline's own, so on its worker pool) one synthetic LR frame (the
   // kernels' speed does not depend on pixel values) routed like frame 0, at
   // every level, twice. Costs about two frames' SR per level.
-  Status calibrate(const Model& model, const RuntimeOptions& options);
+  Status calibrate(const SrModel& model, SrSession& session);
+  // Same for a caller that has no session yet: plans `model` with options
+  // and runs it on `pool` (pass the one the decode will use, as
+  // DecodeOptions::pool; null = a temporary pool of options.threads).
+  Status calibrate(const Model& model, const RuntimeOptions& options,
+                   std::shared_ptr<WorkerPool> pool = nullptr);
   int level_for_frame(const LevelContext& ctx) override;
   // Reports the last frame (decode_file has no call after it): pass
   // stats.timings.back() once decode_file has returned.

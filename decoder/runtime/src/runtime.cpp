@@ -367,42 +367,51 @@ const KernelTable& kernels_for(SimdLevel level) {
 
 }  // namespace rt
 
-// ---- the runtime ---------------------------------------------------------------
+// ---- the model ------------------------------------------------------------------
 
-struct SrRuntime::Impl {
+struct SrModel::Impl {
   ModelArch arch;
-  RuntimeOptions options;
   SimdLevel level = SimdLevel::kNone;
   Precision precision = Precision::kFp32;  // resolved: kFp32 or kInt8
   std::vector<rt::PathPlan> paths;
   std::vector<rt::PathPlanI8> paths8;  // int8 only; the fp32 plan keeps the skip and biases
-  std::vector<rt::Arena> arenas;  // one per worker
-  int arena_w = 0, arena_h = 0;   // largest job rectangle the arenas hold (LR pixels)
   int max_halo = 2;
   int max_width_pad = 0, max_inner_pad = 0;
-  std::unique_ptr<rt::ThreadPool> pool;
-  std::vector<rt::Job> jobs;
-  std::vector<uint8_t> uniform_paths;  // scratch for the single-path overload
-  float lut[256];                      // Y -> Y / 255.f (exactly as x = Y/255)
+  float lut[256];  // Y -> Y / 255.f (exactly as x = Y/255)
 
   Status validate_and_plan(const Model& model);
   void plan_int8(const Model& model);
-  void size_arenas(int job_w, int job_h);
-  Status check_call(const void* lr, int w, int h, ptrdiff_t lr_stride, const void* hr,
-                    ptrdiff_t hr_stride, const std::vector<uint8_t>& tile_paths) const;
-  void build_jobs(int w, int h, const std::vector<uint8_t>& tile_paths);
   void run_job(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w, int h,
                ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride, float* hr_float,
                ptrdiff_t hr_float_stride) const;
   void run_job_i8(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w, int h,
                   ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride, float* hr_float,
                   ptrdiff_t hr_float_stride) const;
-  Status run(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, uint8_t* hr,
-             ptrdiff_t hr_stride, float* hr_float, ptrdiff_t hr_float_stride,
+};
+
+struct WorkerPool::Impl {
+  explicit Impl(int threads) : pool(threads) {}
+  rt::ThreadPool pool;
+};
+
+struct SrSession::Impl {
+  SessionOptions options;
+  std::shared_ptr<WorkerPool> pool;  // null: the caller's thread alone
+  std::vector<rt::Arena> arenas;     // one per worker, grown to the largest need seen
+  std::vector<rt::Job> jobs;
+  std::vector<uint8_t> tile_paths;   // scratch for the single-path and routing overloads
+
+  void size_arenas(const SrModel::Impl& m, int job_w, int job_h);
+  Status check_call(const SrModel::Impl& m, const void* lr, int w, int h, ptrdiff_t lr_stride,
+                    const void* hr, ptrdiff_t hr_stride,
+                    const std::vector<uint8_t>& tile_paths) const;
+  void build_jobs(const SrModel::Impl& m, int w, int h, const std::vector<uint8_t>& tile_paths);
+  Status run(const SrModel::Impl& m, const uint8_t* lr, int w, int h, ptrdiff_t lr_stride,
+             uint8_t* hr, ptrdiff_t hr_stride, float* hr_float, ptrdiff_t hr_float_stride,
              const std::vector<uint8_t>& tile_paths);
 };
 
-Status SrRuntime::Impl::validate_and_plan(const Model& model) {
+Status SrModel::Impl::validate_and_plan(const Model& model) {
   using namespace rt;
   const ModelArch& a = model.arch;
   // The limits of model.h, which the container and training check too.
@@ -503,7 +512,7 @@ Status SrRuntime::Impl::validate_and_plan(const Model& model) {
 // requantisation multipliers folded in binary64 and rounded once to fp32.
 // Then the fp32 convolution weights are dropped (the global path and the
 // skip stay fp32).
-void SrRuntime::Impl::plan_int8(const Model& model) {
+void SrModel::Impl::plan_int8(const Model& model) {
   using namespace rt;
   const ModelArch& a = model.arch;
   const int N = a.blocks, s2 = a.scale * a.scale;
@@ -585,28 +594,32 @@ void SrRuntime::Impl::plan_int8(const Model& model) {
   }
 }
 
-void SrRuntime::Impl::size_arenas(int job_w, int job_h) {
-  if (job_w <= arena_w && job_h <= arena_h) return;
-  arena_w = std::max(arena_w, job_w);
-  arena_h = std::max(arena_h, job_h);
-  const size_t px = size_t(arena_w + 2 * max_halo) * size_t(arena_h + 2 * max_halo);
+// Grow-only: a session keeps what the largest model and job it ran needed.
+void SrSession::Impl::size_arenas(const SrModel::Impl& m, int job_w, int job_h) {
+  const size_t px = size_t(job_w + 2 * m.max_halo) * size_t(job_h + 2 * m.max_halo);
+  const size_t x = px + rt::kSlackFloats;
+  const size_t feat = m.max_width_pad ? px * size_t(m.max_width_pad) + rt::kSlackFloats : 0;
+  const size_t inner = m.max_inner_pad ? px * size_t(m.max_inner_pad) + rt::kSlackFloats : 0;
+  auto grow = [](auto& buf, size_t n) {
+    if (buf.size() < n) buf.resize(n);
+  };
   for (auto& ar : arenas) {
-    ar.x.resize(px + rt::kSlackFloats);
-    if (precision == Precision::kInt8) {
-      ar.x8.resize(px + rt::kSlackFloats);
-      ar.h8.resize(max_width_pad ? px * max_width_pad + rt::kSlackFloats : 0);
-      ar.t8.resize(max_inner_pad ? px * max_inner_pad + rt::kSlackFloats : 0);
+    grow(ar.x, x);
+    if (m.precision == Precision::kInt8) {
+      grow(ar.x8, x);
+      grow(ar.h8, feat);
+      grow(ar.t8, inner);
     } else {
-      ar.h.resize(max_width_pad ? px * max_width_pad + rt::kSlackFloats : 0);
-      ar.t.resize(max_inner_pad ? px * max_inner_pad + rt::kSlackFloats : 0);
+      grow(ar.h, feat);
+      grow(ar.t, inner);
     }
   }
 }
 
-Status SrRuntime::Impl::check_call(const void* lr, int w, int h, ptrdiff_t lr_stride,
-                                   const void* hr, ptrdiff_t hr_stride,
+Status SrSession::Impl::check_call(const SrModel::Impl& m, const void* lr, int w, int h,
+                                   ptrdiff_t lr_stride, const void* hr, ptrdiff_t hr_stride,
                                    const std::vector<uint8_t>& tile_paths) const {
-  const int s = arch.scale;
+  const int s = m.arch.scale;
   if (!lr || !hr) return Status::error("upscale: null plane");
   if (w < 1 || h < 1 || w > rt::kMaxFrameDim || h > rt::kMaxFrameDim)
     return Status::error("upscale: LR size " + std::to_string(w) + "x" + std::to_string(h) +
@@ -619,9 +632,9 @@ Status SrRuntime::Impl::check_call(const void* lr, int w, int h, ptrdiff_t lr_st
     return Status::error("upscale: " + std::to_string(tile_paths.size()) + " tile paths for " +
                          std::to_string(tiles) + " tiles");
   for (uint8_t p : tile_paths)
-    if (p >= paths.size())
+    if (p >= m.paths.size())
       return Status::error("upscale: tile path " + std::to_string(p) + " but the model has " +
-                           std::to_string(paths.size()) + " paths");
+                           std::to_string(m.paths.size()) + " paths");
   return Status::ok();
 }
 
@@ -629,7 +642,8 @@ Status SrRuntime::Impl::check_call(const void* lr, int w, int h, ptrdiff_t lr_st
 // else it is halved (along its longer side) until the parts are uniform or
 // one tile row, whose horizontal runs of equal paths become jobs. Larger jobs
 // share more halo (see README: 4x4 tiles of 32 recompute ~12 % for N=4).
-void SrRuntime::Impl::build_jobs(int w, int h, const std::vector<uint8_t>& tile_paths) {
+void SrSession::Impl::build_jobs(const SrModel::Impl& m, int w, int h,
+                                 const std::vector<uint8_t>& tile_paths) {
   const int ts = options.tile_size, gx = options.group_x, gy = options.group_y;
   const int ntx = (w + ts - 1) / ts, nty = (h + ts - 1) / ts;
   jobs.clear();
@@ -641,8 +655,8 @@ void SrRuntime::Impl::build_jobs(int w, int h, const std::vector<uint8_t>& tile_
     j.x1 = std::min(tx1 * ts, w);
     j.y1 = std::min(ty1 * ts, h);
     j.path = path;
-    const int hl = paths[size_t(path)].halo;
-    j.cost = int64_t(j.x1 - j.x0 + hl) * (j.y1 - j.y0 + hl) * paths[size_t(path)].macs_per_pixel;
+    const rt::PathPlan& plan = m.paths[size_t(path)];
+    j.cost = int64_t(j.x1 - j.x0 + plan.halo) * (j.y1 - j.y0 + plan.halo) * plan.macs_per_pixel;
     jobs.push_back(j);
   };
   // Recursion depth is log2(group area): no allocation.
@@ -709,7 +723,7 @@ void set_tail_window(Args& t, const rt::Job& job, const float* x, ptrdiff_t x_ro
 }
 }  // namespace
 
-void SrRuntime::Impl::run_job(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w,
+void SrModel::Impl::run_job(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w,
                               int h, ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride,
                               float* hr_float, ptrdiff_t hr_float_stride) const {
   using namespace rt;
@@ -780,7 +794,7 @@ void SrRuntime::Impl::run_job(const rt::Job& job, rt::Arena& arena, const uint8_
 }
 
 // The int8 twin of run_job: same rectangles, byte buffers, int8 kernels.
-void SrRuntime::Impl::run_job_i8(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w,
+void SrModel::Impl::run_job_i8(const rt::Job& job, rt::Arena& arena, const uint8_t* lr, int w,
                                  int h, ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride,
                                  float* hr_float, ptrdiff_t hr_float_stride) const {
   using namespace rt;
@@ -854,45 +868,38 @@ void SrRuntime::Impl::run_job_i8(const rt::Job& job, rt::Arena& arena, const uin
   p8.tail_fn(t);
 }
 
-Status SrRuntime::Impl::run(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, uint8_t* hr,
-                            ptrdiff_t hr_stride, float* hr_float, ptrdiff_t hr_float_stride,
-                            const std::vector<uint8_t>& tile_paths) {
+Status SrSession::Impl::run(const SrModel::Impl& m, const uint8_t* lr, int w, int h,
+                            ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride, float* hr_float,
+                            ptrdiff_t hr_float_stride, const std::vector<uint8_t>& tile_paths) {
   const ptrdiff_t out_stride = hr_float ? hr_float_stride : hr_stride;
   const void* out = hr_float ? static_cast<const void*>(hr_float) : hr;
-  DYDCA_TRY(check_call(lr, w, h, lr_stride, out, out_stride, tile_paths));
+  DYDCA_TRY(check_call(m, lr, w, h, lr_stride, out, out_stride, tile_paths));
   const int ts = options.tile_size;
-  size_arenas(std::min(w, ts * options.group_x), std::min(h, ts * options.group_y));
-  build_jobs(w, h, tile_paths);
+  size_arenas(m, std::min(w, ts * options.group_x), std::min(h, ts * options.group_y));
+  build_jobs(m, w, h, tile_paths);
   auto fn = [&](int job, int worker) {
     const rt::Job& j = jobs[size_t(job)];
     // The global path (width 0) has no convolution to quantise: fp32 in both.
-    if (precision == Precision::kInt8 && paths[size_t(j.path)].convs > 0)
-      run_job_i8(j, arenas[size_t(worker)], lr, w, h, lr_stride, hr, hr_stride, hr_float,
-                 hr_float_stride);
+    if (m.precision == Precision::kInt8 && m.paths[size_t(j.path)].convs > 0)
+      m.run_job_i8(j, arenas[size_t(worker)], lr, w, h, lr_stride, hr, hr_stride, hr_float,
+                   hr_float_stride);
     else
-      run_job(j, arenas[size_t(worker)], lr, w, h, lr_stride, hr, hr_stride, hr_float,
-              hr_float_stride);
+      m.run_job(j, arenas[size_t(worker)], lr, w, h, lr_stride, hr, hr_stride, hr_float,
+                hr_float_stride);
   };
-  pool->run(int(jobs.size()), fn);
+  if (pool) {
+    pool->impl().pool.run(int(jobs.size()), fn);
+  } else {
+    for (int j = 0; j < int(jobs.size()); ++j) fn(j, 0);
+  }
   return Status::ok();
 }
 
-Expected<SrRuntime> SrRuntime::create(const Model& model, const RuntimeOptions& options) {
+Expected<std::shared_ptr<const SrModel>> SrModel::create(const Model& model,
+                                                         const ModelOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->arch = model.arch;
-  impl->options = options;
-  RuntimeOptions& o = impl->options;
-  if (o.tile_size < 1 || o.tile_size > rt::kMaxTileSize)
-    return Status::error("runtime: tile size " + std::to_string(o.tile_size) + " not in 1..1024");
-  if (o.group_x < 1 || o.group_y < 1 || o.group_x * o.tile_size > 4096 ||
-      o.group_y * o.tile_size > 4096)
-    return Status::error("runtime: tile groups must be >= 1 and at most 4096 LR pixels");
-  if (o.threads < 0 || o.threads > rt::kMaxThreads)
-    return Status::error("runtime: threads " + std::to_string(o.threads) + " not in 0..256");
-  if (o.threads == 0) o.threads = std::max(1, int(std::thread::hardware_concurrency()));
-  o.max_lr_width = std::clamp(o.max_lr_width, 1, rt::kMaxFrameDim);
-  o.max_lr_height = std::clamp(o.max_lr_height, 1, rt::kMaxFrameDim);
-  impl->level = o.simd ? *o.simd : best_simd_level();
+  impl->level = options.simd ? *options.simd : best_simd_level();
   if (!rt::cpu_supports(impl->level))
     return Status::error(std::string("runtime: this CPU does not support SIMD level ") +
                          simd_level_name(impl->level));
@@ -916,7 +923,7 @@ Expected<SrRuntime> SrRuntime::create(const Model& model, const RuntimeOptions& 
                                " is not finite and positive");
     }
   }
-  switch (o.precision) {
+  switch (options.precision) {
     case Precision::kFp32: impl->precision = Precision::kFp32; break;
     case Precision::kInt8:
       if (!scales_ok)
@@ -933,60 +940,57 @@ Expected<SrRuntime> SrRuntime::create(const Model& model, const RuntimeOptions& 
   }
   if (impl->precision == Precision::kInt8) impl->plan_int8(model);
   for (int i = 0; i < 256; ++i) impl->lut[i] = float(i) / 255.0f;
-  impl->arenas.resize(size_t(o.threads));
-  impl->size_arenas(std::min(o.max_lr_width, o.tile_size * o.group_x),
-                    std::min(o.max_lr_height, o.tile_size * o.group_y));
-  const int ts = o.tile_size;
-  const size_t max_tiles = size_t((o.max_lr_width + ts - 1) / ts) * size_t((o.max_lr_height + ts - 1) / ts);
-  impl->jobs.reserve(max_tiles);  // a job covers at least one tile
-  impl->uniform_paths.reserve(max_tiles);
-  impl->pool = std::make_unique<rt::ThreadPool>(o.threads);
-  return SrRuntime(std::move(impl));
+  return std::shared_ptr<const SrModel>(new SrModel(std::move(impl)));
 }
 
-SrRuntime::SrRuntime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SrRuntime::SrRuntime(SrRuntime&&) noexcept = default;
-SrRuntime& SrRuntime::operator=(SrRuntime&&) noexcept = default;
-SrRuntime::~SrRuntime() = default;
+SrModel::SrModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SrModel::~SrModel() = default;
 
-const ModelArch& SrRuntime::arch() const { return impl_->arch; }
-int SrRuntime::scale() const { return impl_->arch.scale; }
-int SrRuntime::num_paths() const { return int(impl_->paths.size()); }
-SimdLevel SrRuntime::simd_level() const { return impl_->level; }
-Precision SrRuntime::precision() const { return impl_->precision; }
-int SrRuntime::threads() const { return impl_->options.threads; }
-int SrRuntime::tile_size() const { return impl_->options.tile_size; }
-int SrRuntime::tiles_x(int lr_width) const {
-  return (lr_width + impl_->options.tile_size - 1) / impl_->options.tile_size;
-}
-int SrRuntime::tiles_y(int lr_height) const {
-  return (lr_height + impl_->options.tile_size - 1) / impl_->options.tile_size;
-}
-int SrRuntime::halo(int path) const { return impl_->paths.at(size_t(path)).halo; }
+const ModelArch& SrModel::arch() const { return impl_->arch; }
+int SrModel::scale() const { return impl_->arch.scale; }
+int SrModel::num_paths() const { return int(impl_->paths.size()); }
+SimdLevel SrModel::simd_level() const { return impl_->level; }
+Precision SrModel::precision() const { return impl_->precision; }
+int SrModel::halo(int path) const { return impl_->paths.at(size_t(path)).halo; }
 
-Status SrRuntime::upscale_luma(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, uint8_t* hr,
-                               ptrdiff_t hr_stride, const std::vector<uint8_t>& tile_paths) {
-  return impl_->run(lr, w, h, lr_stride, hr, hr_stride, nullptr, 0, tile_paths);
-}
-
-Status SrRuntime::upscale_luma(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, uint8_t* hr,
-                               ptrdiff_t hr_stride, int path) {
-  if (path < 0 || path >= num_paths())
-    return Status::error("upscale: path " + std::to_string(path) + " but the model has " +
-                         std::to_string(num_paths()) + " paths");
-  if (w < 1 || h < 1 || w > rt::kMaxFrameDim || h > rt::kMaxFrameDim)
-    return Status::error("upscale: LR size " + std::to_string(w) + "x" + std::to_string(h) +
-                         " not in 1..8192");
-  // assign() reuses the capacity: no allocation once the largest frame was seen.
-  impl_->uniform_paths.assign(size_t(tiles_x(w)) * size_t(tiles_y(h)), uint8_t(path));
-  return impl_->run(lr, w, h, lr_stride, hr, hr_stride, nullptr, 0, impl_->uniform_paths);
+size_t SrModel::memory_bytes() const {
+  size_t n = 0;
+  for (const auto& p : impl_->paths) {
+    for (const auto& l : p.layers) n += (l.weight.size() + l.bias.size()) * sizeof(float);
+    n += (p.tail_weight.size() + p.skip_weight.size() + p.tail_bias.size()) * sizeof(float);
+  }
+  for (const auto& p : impl_->paths8) {
+    for (const auto& l : p.layers)
+      n += l.weight.bytes() + l.init_raw.bytes() + l.init_off.bytes() + l.mul.bytes() +
+           l.add.bytes();
+    n += p.tail_weight.bytes() + p.tail_init_raw.bytes() + p.tail_init_off.bytes() +
+         p.tail_mul.bytes();
+  }
+  return n;
 }
 
-Status SrRuntime::routing_tile_paths(const RoutingMap& routing, int frame, int level,
-                                     std::vector<uint8_t>* tile_paths) const {
-  if (routing.tile_size != tile_size())
-    return Status::error("routing: tile size " + std::to_string(routing.tile_size) +
-                         " but the runtime was planned for " + std::to_string(tile_size()));
+// ---- the workers -----------------------------------------------------------------------
+
+Expected<std::shared_ptr<WorkerPool>> WorkerPool::create(int threads) {
+  if (threads < 0 || threads > rt::kMaxThreads)
+    return Status::error("runtime: threads " + std::to_string(threads) + " not in 0..256",
+                         StatusCode::kInvalidArgument);
+  if (threads == 0) threads = std::clamp(int(std::thread::hardware_concurrency()), 1, rt::kMaxThreads);
+  try {
+    return std::shared_ptr<WorkerPool>(new WorkerPool(std::make_unique<Impl>(threads)));
+  } catch (const std::exception& e) {  // std::system_error: no thread
+    return Status::error(std::string("runtime: cannot start the worker threads: ") + e.what());
+  }
+}
+
+WorkerPool::WorkerPool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+WorkerPool::~WorkerPool() = default;
+int WorkerPool::threads() const { return impl_->pool.workers(); }
+
+// ---- sessions ----------------------------------------------------------------------------
+
+Status routing_tile_paths(const RoutingMap& routing, int frame, int level, int num_paths,
+                          std::vector<uint8_t>* tile_paths) {
   if (frame < 0 || frame >= routing.frames)
     return Status::error("routing: frame " + std::to_string(frame) + " not in 0.." +
                          std::to_string(routing.frames - 1));
@@ -1003,64 +1007,165 @@ Status SrRuntime::routing_tile_paths(const RoutingMap& routing, int frame, int l
     if (chunk >= table.size())
       return Status::error("routing: chunk " + std::to_string(chunk) + " has no path at level " +
                            std::to_string(level));
-    if (table[chunk] >= impl_->paths.size())
+    if (table[chunk] >= num_paths)
       return Status::error("routing: chunk " + std::to_string(chunk) + " maps to path " +
                            std::to_string(table[chunk]) + ", the model has " +
-                           std::to_string(impl_->paths.size()));
+                           std::to_string(num_paths));
     (*tile_paths)[i] = table[chunk];
   }
   return Status::ok();
 }
 
-Status SrRuntime::upscale_luma(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride, uint8_t* hr,
-                               ptrdiff_t hr_stride, const RoutingMap& routing, int frame,
-                               int level) {
+Expected<SrSession> SrSession::create(std::shared_ptr<WorkerPool> pool,
+                                      const SessionOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  SessionOptions& o = impl->options;
+  o = options;
+  if (o.tile_size < 1 || o.tile_size > rt::kMaxTileSize)
+    return Status::error("runtime: tile size " + std::to_string(o.tile_size) + " not in 1..1024");
+  if (o.group_x < 1 || o.group_y < 1 || o.group_x * o.tile_size > 4096 ||
+      o.group_y * o.tile_size > 4096)
+    return Status::error("runtime: tile groups must be >= 1 and at most 4096 LR pixels");
+  o.max_lr_width = std::clamp(o.max_lr_width, 1, rt::kMaxFrameDim);
+  o.max_lr_height = std::clamp(o.max_lr_height, 1, rt::kMaxFrameDim);
+  impl->arenas.resize(size_t(pool ? pool->threads() : 1));
+  impl->pool = std::move(pool);
+  const int ts = o.tile_size;
+  const size_t max_tiles =
+      size_t((o.max_lr_width + ts - 1) / ts) * size_t((o.max_lr_height + ts - 1) / ts);
+  impl->jobs.reserve(max_tiles);  // a job covers at least one tile
+  impl->tile_paths.reserve(max_tiles);
+  return SrSession(std::move(impl));
+}
+
+SrSession::SrSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SrSession::SrSession(SrSession&&) noexcept = default;
+SrSession& SrSession::operator=(SrSession&&) noexcept = default;
+SrSession::~SrSession() = default;
+
+const SessionOptions& SrSession::options() const { return impl_->options; }
+int SrSession::tile_size() const { return impl_->options.tile_size; }
+int SrSession::tiles_x(int lr_width) const {
+  return (lr_width + impl_->options.tile_size - 1) / impl_->options.tile_size;
+}
+int SrSession::tiles_y(int lr_height) const {
+  return (lr_height + impl_->options.tile_size - 1) / impl_->options.tile_size;
+}
+int SrSession::threads() const { return impl_->pool ? impl_->pool->threads() : 1; }
+const std::shared_ptr<WorkerPool>& SrSession::pool() const { return impl_->pool; }
+
+void SrSession::reserve(const SrModel& model) {
+  const SessionOptions& o = impl_->options;
+  impl_->size_arenas(model.impl(), std::min(o.max_lr_width, o.tile_size * o.group_x),
+                     std::min(o.max_lr_height, o.tile_size * o.group_y));
+}
+
+Status SrSession::upscale_luma(const SrModel& model, const uint8_t* lr, int w, int h,
+                               ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride,
+                               const std::vector<uint8_t>& tile_paths) {
+  return impl_->run(model.impl(), lr, w, h, lr_stride, hr, hr_stride, nullptr, 0, tile_paths);
+}
+
+Status SrSession::upscale_luma(const SrModel& model, const uint8_t* lr, int w, int h,
+                               ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride, int path) {
+  if (path < 0 || path >= model.num_paths())
+    return Status::error("upscale: path " + std::to_string(path) + " but the model has " +
+                         std::to_string(model.num_paths()) + " paths");
+  if (w < 1 || h < 1 || w > rt::kMaxFrameDim || h > rt::kMaxFrameDim)
+    return Status::error("upscale: LR size " + std::to_string(w) + "x" + std::to_string(h) +
+                         " not in 1..8192");
+  // assign() reuses the capacity: no allocation once the largest frame was seen.
+  impl_->tile_paths.assign(size_t(tiles_x(w)) * size_t(tiles_y(h)), uint8_t(path));
+  return impl_->run(model.impl(), lr, w, h, lr_stride, hr, hr_stride, nullptr, 0,
+                    impl_->tile_paths);
+}
+
+Status SrSession::upscale_luma(const SrModel& model, const uint8_t* lr, int w, int h,
+                               ptrdiff_t lr_stride, uint8_t* hr, ptrdiff_t hr_stride,
+                               const RoutingMap& routing, int frame, int level) {
   if (routing.lr_width != w || routing.lr_height != h)
     return Status::error("routing: map is for " + std::to_string(routing.lr_width) + "x" +
                          std::to_string(routing.lr_height) + ", the frame is " +
                          std::to_string(w) + "x" + std::to_string(h));
-  DYDCA_TRY(routing_tile_paths(routing, frame, level, &impl_->uniform_paths));
-  return impl_->run(lr, w, h, lr_stride, hr, hr_stride, nullptr, 0, impl_->uniform_paths);
+  DYDCA_TRY(level_tile_paths(model, &routing, frame, level, w, h, &impl_->tile_paths));
+  return impl_->run(model.impl(), lr, w, h, lr_stride, hr, hr_stride, nullptr, 0,
+                    impl_->tile_paths);
 }
 
-Status SrRuntime::upscale_luma_float(const uint8_t* lr, int w, int h, ptrdiff_t lr_stride,
-                                     float* hr, ptrdiff_t hr_stride,
+Status SrSession::upscale_luma_float(const SrModel& model, const uint8_t* lr, int w, int h,
+                                     ptrdiff_t lr_stride, float* hr, ptrdiff_t hr_stride,
                                      const std::vector<uint8_t>& tile_paths) {
-  return impl_->run(lr, w, h, lr_stride, nullptr, 0, hr, hr_stride, tile_paths);
+  return impl_->run(model.impl(), lr, w, h, lr_stride, nullptr, 0, hr, hr_stride, tile_paths);
 }
 
-int64_t SrRuntime::frame_macs(int w, int h, const std::vector<uint8_t>& tile_paths) const {
-  const int ts = tile_size(), ntx = tiles_x(w), nty = tiles_y(h);
-  int64_t macs = 0;
-  for (int ty = 0; ty < nty; ++ty)
-    for (int tx = 0; tx < ntx; ++tx) {
-      const size_t i = size_t(ty) * ntx + tx;
-      if (i >= tile_paths.size() || tile_paths[i] >= impl_->paths.size()) continue;
-      const int64_t area = int64_t(std::min(ts, w - tx * ts)) * std::min(ts, h - ty * ts);
-      macs += area * impl_->paths[tile_paths[i]].macs_per_pixel;
-    }
-  return macs;
+Status SrSession::level_tile_paths(const SrModel& model, const RoutingMap* routing, int frame,
+                                   int level, int w, int h,
+                                   std::vector<uint8_t>* tile_paths) const {
+  if (routing) {
+    if (routing->tile_size != tile_size())
+      return Status::error("routing: tile size " + std::to_string(routing->tile_size) +
+                           " but the runtime was planned for " + std::to_string(tile_size()));
+    return routing_tile_paths(*routing, frame, level, model.num_paths(), tile_paths);
+  }
+  if (level < 0) return Status::error("QoS level " + std::to_string(level) + " is negative");
+  if (w < 1 || h < 1 || w > rt::kMaxFrameDim || h > rt::kMaxFrameDim)
+    return Status::error("upscale: LR size " + std::to_string(w) + "x" + std::to_string(h) +
+                         " not in 1..8192");
+  const int path = static_level_path(model.num_paths(), level);  // a static model
+  tile_paths->assign(size_t(tiles_x(w)) * size_t(tiles_y(h)), uint8_t(path));
+  return Status::ok();
 }
 
-size_t SrRuntime::memory_bytes() const {
+size_t SrSession::memory_bytes() const {
   size_t n = 0;
   for (const auto& a : impl_->arenas)
     n += (a.x.size() + a.h.size() + a.t.size()) * sizeof(float) + a.x8.bytes() + a.h8.bytes() +
          a.t8.bytes();
-  for (const auto& p : impl_->paths) {
-    for (const auto& l : p.layers) n += (l.weight.size() + l.bias.size()) * sizeof(float);
-    n += (p.tail_weight.size() + p.skip_weight.size() + p.tail_bias.size()) * sizeof(float);
-  }
-  for (const auto& p : impl_->paths8) {
-    for (const auto& l : p.layers)
-      n += l.weight.bytes() + l.init_raw.bytes() + l.init_off.bytes() + l.mul.bytes() +
-           l.add.bytes();
-    n += p.tail_weight.bytes() + p.tail_init_raw.bytes() + p.tail_init_off.bytes() +
-         p.tail_mul.bytes();
-  }
   return n;
 }
 
+// ---- the one-caller convenience ------------------------------------------------------------
+
+Expected<SrRuntime> SrRuntime::create(const Model& model, const RuntimeOptions& options,
+                                      std::shared_ptr<WorkerPool> pool) {
+  if (!pool) {
+    auto made = WorkerPool::create(options.threads);
+    if (!made) return made.status();
+    pool = std::move(*made);
+  }
+  auto m = SrModel::create(model, options.model());
+  if (!m) return m.status();
+  auto session = SrSession::create(std::move(pool), options.session());
+  if (!session) return session.status();
+  session->reserve(**m);
+  return SrRuntime(std::move(*m), std::move(*session));
+}
+
+SrRuntime::SrRuntime(std::shared_ptr<const SrModel> model, SrSession session)
+    : model_(std::move(model)), session_(std::move(session)) {}
+SrRuntime::SrRuntime(SrRuntime&&) noexcept = default;
+SrRuntime& SrRuntime::operator=(SrRuntime&&) noexcept = default;
+SrRuntime::~SrRuntime() = default;
+
+Status SrRuntime::routing_tile_paths(const RoutingMap& routing, int frame, int level,
+                                     std::vector<uint8_t>* tile_paths) const {
+  return session_.level_tile_paths(*model_, &routing, frame, level, routing.lr_width,
+                                   routing.lr_height, tile_paths);
+}
+
+int64_t SrRuntime::frame_macs(int w, int h, const std::vector<uint8_t>& tile_paths) const {
+  const int ts = tile_size(), ntx = tiles_x(w), nty = tiles_y(h);
+  const auto& paths = model_->impl().paths;
+  int64_t macs = 0;
+  for (int ty = 0; ty < nty; ++ty)
+    for (int tx = 0; tx < ntx; ++tx) {
+      const size_t i = size_t(ty) * ntx + tx;
+      if (i >= tile_paths.size() || tile_paths[i] >= paths.size()) continue;
+      const int64_t area = int64_t(std::min(ts, w - tx * ts)) * std::min(ts, h - ty * ts);
+      macs += area * paths[tile_paths[i]].macs_per_pixel;
+    }
+  return macs;
+}
 
 // ---- calibration ----------------------------------------------------------------
 
@@ -1074,7 +1179,7 @@ Expected<ActScales> calibrate_act_scales(const Model& model, const std::vector<L
     if (!f.data || f.width < 1 || f.height < 1 || f.width > kMaxFrameDim ||
         f.height > kMaxFrameDim || f.stride < f.width)
       return Status::error("calibrate: bad frame (null, size not in 1..8192, or stride < width)");
-  SrRuntime::Impl impl;
+  SrModel::Impl impl;
   impl.arch = model.arch;
   impl.level = options.simd ? *options.simd : best_simd_level();
   if (!cpu_supports(impl.level))

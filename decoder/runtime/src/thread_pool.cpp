@@ -1,18 +1,29 @@
 #include "thread_pool.h"
 
+#include <algorithm>
+
 namespace dydca::rt {
 
 ThreadPool::ThreadPool(int workers) {
-  for (int i = 1; i < workers; ++i) threads_.emplace_back([this, i] { worker_loop(i); });
+  threads_.reserve(size_t(std::max(workers - 1, 0)));
+  try {
+    for (int i = 1; i < workers; ++i) threads_.emplace_back([this, i] { worker_loop(i); });
+  } catch (...) {
+    stop_all();  // a joinable std::thread must not be destroyed
+    throw;
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_all(); }
+
+void ThreadPool::stop_all() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   start_cv_.notify_all();
   for (auto& t : threads_) t.join();
+  threads_.clear();
 }
 
 void ThreadPool::drain(int worker) {
@@ -27,6 +38,7 @@ void ThreadPool::run_impl(int jobs, JobFn fn, void* ctx) {
     for (int j = 0; j < jobs; ++j) fn(ctx, j, 0);
     return;
   }
+  std::lock_guard<std::mutex> turn(run_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     fn_ = fn;

@@ -1,7 +1,8 @@
 // Private: a small persistent pool that runs an indexed batch of jobs on all
 // workers (the calling thread is worker 0) and returns when all are done.
 // Jobs are taken in index order from an atomic counter; which worker runs a
-// job is unspecified, so jobs must only differ by their own output.
+// job is unspecified, so jobs must only differ by their own output. Callers
+// on several threads may share it: their batches run one after the other.
 #pragma once
 
 #include <atomic>
@@ -14,7 +15,9 @@ namespace dydca::rt {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int workers);  // >= 1; workers - 1 threads are started
+  // >= 1; workers - 1 threads are started. Throws std::system_error when the
+  // system refuses a thread (those already started are stopped first).
+  explicit ThreadPool(int workers);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -34,7 +37,10 @@ class ThreadPool {
   void worker_loop(int worker);
   void drain(int worker);
 
+  void stop_all();
+
   std::vector<std::thread> threads_;
+  std::mutex run_mu_;  // held by the caller whose batch runs
   std::mutex mu_;
   std::condition_variable start_cv_, done_cv_;
   uint64_t generation_ = 0;  // bumped per batch (under mu_)

@@ -179,9 +179,13 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
 // bias that minimise the squared error to the HR luma over (a sample of) the
 // frames, ridge-regularised toward the bicubic kernel. Returns scale^2*25
 // weights then scale^2 biases, in the network's units (luma / 255). Plain
-// C++ (double normal equations), deterministic.
+// C++ (double normal equations), deterministic. ridge: the regularisation
+// toward bicubic relative to the mean diagonal of the normal equations (on
+// flat content the system is ill-conditioned: a larger ridge keeps the taps
+// small enough for an int8 blob).
 Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
-                                             const std::vector<Frame>& lr, int scale);
+                                             const std::vector<Frame>& lr, int scale,
+                                             double ridge = 1e-5);
 
 // A freshly initialised model (skip = bicubic, tail = 0: the output starts as
 // bicubic upscaling). Deterministic for a seed.
