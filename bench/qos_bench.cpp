@@ -43,6 +43,7 @@
 #include "dydca/media.h"
 #include "dydca/metrics.h"
 #include "dydca/qos.h"
+#include "dydca/routing.h"
 #include "dydca/runtime.h"
 #include "dydca/runtime_frame.h"
 
@@ -552,7 +553,7 @@ int main(int argc, char** argv) {
     const int np = int(model.arch.paths.size());
     std::vector<std::vector<uint8_t>> blobs;  // index k: k-th richest path as its own model
     for (int k = 0; k < np; ++k) {
-      Model m = slice_path(model, model.arch.paths[size_t(np - 1 - k)]);
+      Model m = slice_path(model, model.arch.paths[size_t(static_level_path(np, k))]);
       ModelBlobOptions bo;
       bo.weights = WeightFormat::kFp16;
       auto blob = serialize_model(m, bo);
@@ -565,11 +566,8 @@ int main(int argc, char** argv) {
     auto load = [&](int k) -> Status {
       if (k == loaded) return Status::ok();
       current.reset();  // a client holding one model frees it first
-      auto m = parse_model(blobs[size_t(k)]);
-      if (!m) return m.status();
-      auto r = SrModel::create(*m, S.rt.model());
-      if (!r) return r.status();
-      current = std::move(*r);
+      DYDCA_ASSIGN_OR_RETURN(const Model m, parse_model(blobs[size_t(k)]));
+      DYDCA_ASSIGN_OR_RETURN(current, SrModel::create(m, S.rt.model()));
       loaded = k;
       return Status::ok();
     };
@@ -579,7 +577,8 @@ int main(int argc, char** argv) {
     if (Status st = fu.chroma(S.lr[0], scratch); !st)
       return std::fprintf(stderr, "%s\n", st.message().c_str()), 1;
     std::vector<int64_t> macs(static_cast<size_t>(np));
-    for (int k = 0; k < np; ++k) macs[size_t(k)] = int64_t(w) * h * model.arch.macs_per_lr_pixel(np - 1 - k);
+    for (int k = 0; k < np; ++k)
+      macs[size_t(k)] = int64_t(w) * h * model.arch.macs_per_lr_pixel(static_level_path(np, k));
     // Same start-up calibration, model by model (generous: a real client would
     // have to download every model first); the cheapest model stays loaded.
     for (int k = 0; k < np; ++k) {

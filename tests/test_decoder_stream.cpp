@@ -15,6 +15,7 @@
 
 #include "dydca/container.h"
 #include "dydca/decoder.h"
+#include "dydca/routing.h"
 #include "dydca/runtime.h"
 #include "test_util.h"
 
@@ -145,7 +146,7 @@ std::vector<Frame> reference_frames(const V2File& f, int level) {
                                  hr->width, *f.routing[k], i, level));
       else
         REQUIRE(rt->upscale_luma(in.y.data(), in.width, in.height, in.width, hr->y.data(),
-                                 hr->width, rt->num_paths() - 1 - level));
+                                 hr->width, static_level_path(rt->num_paths(), level)));
       out.push_back(crop(*hr, f.hr_w, f.hr_h));
     }
   }

@@ -92,9 +92,9 @@ class H264Source final : public LrSource {
       if (!got) return got.status().with_context(input_);
       if (*got) return true;
       if (eof_sent_) return false;
-      auto more = reader_.read_packet(packet_);
-      if (!more) return more.status();  // damaged or truncated; names the file
-      if (*more) {
+      // Damaged or truncated: the reader's error names the file.
+      DYDCA_ASSIGN_OR_RETURN(const bool more, reader_.read_packet(packet_));
+      if (more) {
         DYDCA_TRY(decoder_.send(&packet_).with_context(input_));
       } else {
         DYDCA_TRY(decoder_.send(nullptr).with_context(input_));
@@ -185,20 +185,18 @@ void crop_into(const Frame& in, Frame& out) {
 Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
                                   const ProgressFn& progress) {
   const Muxer muxer = options.muxer;
-  auto sink = make_sink(muxer, options.output, options);
-  if (!sink) return sink.status();
+  DYDCA_ASSIGN_OR_RETURN(auto sink, make_sink(muxer, options.output, options));
   DecodeOptions opt = options;
   if (muxer == Muxer::kMd5) opt.compute_md5 = true;
-  return decode_file(input, opt, **sink, progress);
+  return decode_file(input, opt, *sink, progress);
 }
 
 Expected<DecodeStats> decode_file(const std::string& input, const DecodeOptions& options,
                                   FrameSink& sink, const ProgressFn& progress) {
   const auto t_open = Clock::now();
-  auto reader = DydcaReader::open(input);
-  if (!reader) return reader.status();
+  DYDCA_ASSIGN_OR_RETURN(auto reader, DydcaReader::open(input));
   const double open_s = std::chrono::duration<double>(Clock::now() - t_open).count();
-  auto stats = decode_file(std::move(*reader), input, options, sink, progress);
+  auto stats = decode_file(std::move(reader), input, options, sink, progress);
   if (stats) stats->setup_s += open_s;  // reading the header and blobs is setup too
   return stats;
 }
@@ -253,9 +251,8 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
   } else {
     // Any codec FFmpeg reads: its own reader (the dydca reader has read the
     // header only).
-    auto plain = VideoReader::open(input, options.decode_threads);
-    if (!plain) return plain.status();
-    const VideoInfo& info = plain->info();
+    DYDCA_ASSIGN_OR_RETURN(auto plain, VideoReader::open(input, options.decode_threads));
+    const VideoInfo& info = plain.info();
     log_warning(input + " has no dydca model: upscaling x" + std::to_string(options.plain_scale) +
                 " with bicubic");
     stats.lr_width = info.width;
@@ -265,7 +262,7 @@ Expected<DecodeStats> decode_file(DydcaReader reader, const std::string& input,
     stats.hr_height = info.height * options.plain_scale;
     stats.frame_rate = info.frame_rate.valid() ? info.frame_rate : Rational{25, 1};
     expected = info.frame_count;
-    source = std::make_unique<ReaderSource>(std::move(*plain), input);
+    source = std::make_unique<ReaderSource>(std::move(plain), input);
   }
   if (options.max_frames > 0 && expected > 0) expected = std::min(expected, options.max_frames);
   stats.packets = expected;

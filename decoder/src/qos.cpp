@@ -307,9 +307,8 @@ Expected<std::shared_ptr<QosLevelPolicy>> QosLevelPolicy::create(const ModelArch
   if (arch.paths.empty()) return Status::error("qos: the model has no paths");
   if (params.target_fps <= 0) params.target_fps = frame_rate.valid() ? frame_rate.to_double() : 25;
   const int levels = routing && routing->levels() > 0 ? routing->levels() : int(arch.paths.size());
-  auto qos = QosController::create(levels, params);
-  if (!qos) return qos.status();
-  return std::make_shared<QosLevelPolicy>(std::move(*qos), arch, routing, lr_width, lr_height);
+  DYDCA_ASSIGN_OR_RETURN(auto qos, QosController::create(levels, params));
+  return std::make_shared<QosLevelPolicy>(std::move(qos), arch, routing, lr_width, lr_height);
 }
 
 Status QosLevelPolicy::calibrate(const Model& model, const RuntimeOptions& options,

@@ -29,10 +29,9 @@ class Y4mSink final : public FrameSink {
   ~Y4mSink() override { abort(); }
   Status open(const SinkFormat& f) override {
     if (path_ != "-") pending_.emplace(path_);
-    auto w = Y4mWriter::open(pending_ ? pending_->temp_path() : path_, f.width, f.height,
-                             f.frame_rate);
-    if (!w) return w.status();
-    writer_.emplace(std::move(*w));
+    DYDCA_ASSIGN_OR_RETURN(auto w, Y4mWriter::open(pending_ ? pending_->temp_path() : path_,
+                                                   f.width, f.height, f.frame_rate));
+    writer_.emplace(std::move(w));
     return Status::ok();
   }
   Status write(const Frame& frame) override {
@@ -88,10 +87,9 @@ class VideoFileSink final : public FrameSink {
     // written before the first packet.
     MuxOptions mux;
     mux.copy_audio_from = f.audio_from;
-    auto wr = VideoFileWriter::open(path_, e->output(), mux);
-    if (!wr) return wr.status();
+    DYDCA_ASSIGN_OR_RETURN(auto wr, VideoFileWriter::open(path_, e->output(), mux));
     encoder_.emplace(std::move(*e));
-    writer_.emplace(std::move(*wr));
+    writer_.emplace(std::move(wr));
     return Status::ok();
   }
   Status write(const Frame& frame) override {

@@ -119,18 +119,14 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
     // The whole file's routing: the reader's, not a copy.
     st->routing_ = reader.v1_routing() ? &*reader.v1_routing() : nullptr;
   } else {
-    auto first_routing = reader.segment_routing(0);
-    if (!first_routing) return first_routing.status();
-    st->first_routing_ = std::move(*first_routing);
+    DYDCA_ASSIGN_OR_RETURN(st->first_routing_, reader.segment_routing(0));
   }
   const RoutingMap* routing = st->first_routing();
   st->rt_options_ = sr_runtime_options(reader, options, routing);
   if (options.pool) {
     st->pool_ = options.pool;
   } else {
-    auto pool = WorkerPool::create(options.threads);
-    if (!pool) return pool.status();
-    st->pool_ = std::move(*pool);
+    DYDCA_ASSIGN_OR_RETURN(st->pool_, WorkerPool::create(options.threads));
   }
   st->multi_ = reader.format_version() == 1 && reader.model_count() > 1;
   if (!st->multi_) {
@@ -146,9 +142,8 @@ Expected<std::unique_ptr<SrStage>> SrStage::create(DydcaReader& reader,
   const int n = reader.model_count();
   if (n > 64) return Status::error("more than 64 models");
   for (int i = 0; i < n; ++i) {
-    auto m = reader.model(i);
-    if (!m) return m.status();
-    st->models_.push_back(std::move(*m));
+    DYDCA_ASSIGN_OR_RETURN(auto m, reader.model(i));
+    st->models_.push_back(std::move(m));
   }
   st->planned_.resize(size_t(n));
   st->planned_ptrs_.assign(size_t(n), nullptr);

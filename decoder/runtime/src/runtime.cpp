@@ -1129,16 +1129,12 @@ size_t SrSession::memory_bytes() const {
 Expected<SrRuntime> SrRuntime::create(const Model& model, const RuntimeOptions& options,
                                       std::shared_ptr<WorkerPool> pool) {
   if (!pool) {
-    auto made = WorkerPool::create(options.threads);
-    if (!made) return made.status();
-    pool = std::move(*made);
+    DYDCA_ASSIGN_OR_RETURN(pool, WorkerPool::create(options.threads));
   }
-  auto m = SrModel::create(model, options.model());
-  if (!m) return m.status();
-  auto session = SrSession::create(std::move(pool), options.session());
-  if (!session) return session.status();
-  session->reserve(**m);
-  return SrRuntime(std::move(*m), std::move(*session));
+  DYDCA_ASSIGN_OR_RETURN(auto m, SrModel::create(model, options.model()));
+  DYDCA_ASSIGN_OR_RETURN(auto session, SrSession::create(std::move(pool), options.session()));
+  session.reserve(*m);
+  return SrRuntime(std::move(m), std::move(session));
 }
 
 SrRuntime::SrRuntime(std::shared_ptr<const SrModel> model, SrSession session)

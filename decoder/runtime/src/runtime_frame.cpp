@@ -97,14 +97,12 @@ FrameUpscaler::~FrameUpscaler() = default;
 Expected<FrameUpscaler> FrameUpscaler::create(int lr_width, int lr_height, int scale,
                                               std::shared_ptr<WorkerPool> pool,
                                               const SessionOptions& options) {
-  auto bicubic = BicubicUpscaler::create(lr_width, lr_height, scale);
-  if (!bicubic) return bicubic.status();
+  DYDCA_ASSIGN_OR_RETURN(auto bicubic, BicubicUpscaler::create(lr_width, lr_height, scale));
   SessionOptions so = options;
   so.max_lr_width = lr_width;
   so.max_lr_height = lr_height;
-  auto session = SrSession::create(std::move(pool), so);
-  if (!session) return session.status();
-  auto s = std::make_unique<State>(std::move(*bicubic), std::move(*session));
+  DYDCA_ASSIGN_OR_RETURN(auto session, SrSession::create(std::move(pool), so));
+  auto s = std::make_unique<State>(std::move(bicubic), std::move(session));
   s->lr_w = lr_width;
   s->lr_h = lr_height;
   s->scale = scale;
@@ -123,9 +121,7 @@ Status FrameUpscaler::match_tile_size(int tile_size) {
   if (tile_size == s_->session.tile_size()) return Status::ok();
   SessionOptions o = s_->session.options();
   o.tile_size = tile_size;
-  auto session = SrSession::create(s_->session.pool(), o);
-  if (!session) return session.status();
-  s_->session = std::move(*session);
+  DYDCA_ASSIGN_OR_RETURN(s_->session, SrSession::create(s_->session.pool(), o));
   return Status::ok();
 }
 
