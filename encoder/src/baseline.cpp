@@ -72,28 +72,26 @@ Status evaluate_baseline(const std::vector<Model>& models, const RoutingMap& rou
                          ClipQuality* sr, const ProgressFn& prog) {
   if (lr.empty() || models.empty() || hr.size() != lr.size())
     return Status::error("baseline evaluation: no frames or no models");
-  auto pool = WorkerPool::create(options.threads);
-  if (!pool) return pool.status();
+  DYDCA_ASSIGN_OR_RETURN(auto pool, WorkerPool::create(options.threads));
   std::vector<std::shared_ptr<const SrModel>> planned;
   std::vector<const SrModel*> ptrs;
   for (const Model& m : models) {
-    auto sm = stitch_model(m, options.model());
-    if (!sm) return sm.status();
-    planned.push_back(std::move(*sm));
+    DYDCA_ASSIGN_OR_RETURN(auto sm, stitch_model(m, options.model()));
+    planned.push_back(std::move(sm));
     ptrs.push_back(planned.back().get());
   }
-  auto frames = FrameUpscaler::create(lr[0].width, lr[0].height, planned[0]->scale(),
-                                      std::move(*pool), options.session());
-  if (!frames) return frames.status();
+  DYDCA_ASSIGN_OR_RETURN(auto frames,
+                         FrameUpscaler::create(lr[0].width, lr[0].height, planned[0]->scale(),
+                                               std::move(pool), options.session()));
   QualityAccumulator bic, acc;
   Frame up;
   const int n = int(lr.size());
   for (int f = 0; f < n; ++f) {
     // The client's frame: bicubic chroma, each tile from its model.
-    DYDCA_TRY(frames->chroma(lr[size_t(f)], up));
+    DYDCA_TRY(frames.chroma(lr[size_t(f)], up));
     const Frame ref = crop(hr[size_t(f)], hr_width, hr_height);
     DYDCA_TRY(bic.add(ref, crop(up, hr_width, hr_height)));
-    DYDCA_TRY(frames->upscale(ptrs, lr[size_t(f)], up, routing, f, 0));
+    DYDCA_TRY(frames.upscale(ptrs, lr[size_t(f)], up, routing, f, 0));
     DYDCA_TRY(acc.add(ref, crop(up, hr_width, hr_height)));
     if (prog && !prog({"evaluate", f + 1, n})) return Status::error("interrupted");
   }

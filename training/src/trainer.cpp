@@ -441,12 +441,11 @@ Expected<Model> train_dynamic_impl(const std::vector<Frame>& hr, const std::vect
   net->reset(cfg.seed);
   if (cfg.init) DYDCA_TRY(net->load_model(*cfg.init).with_context("train: warm start"));
   if (cfg.fit_skip) {
-    auto fit = fit_global_path(hr, lr, arch.scale);
-    if (!fit) return fit.status();
+    DYDCA_ASSIGN_OR_RETURN(auto fit, fit_global_path(hr, lr, arch.scale));
     torch::NoGradGuard ng;
     const int s2 = arch.scale * arch.scale;
-    net->skip_w.copy_(torch::from_blob(fit->data(), net->skip_w.sizes(), torch::kFloat32));
-    net->skip_b.copy_(torch::from_blob(fit->data() + size_t(s2) * 25, {s2}, torch::kFloat32));
+    net->skip_w.copy_(torch::from_blob(fit.data(), net->skip_w.sizes(), torch::kFloat32));
+    net->skip_b.copy_(torch::from_blob(fit.data() + size_t(s2) * 25, {s2}, torch::kFloat32));
   }
   net->channels_last = cfg.channels_last;
   torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(cfg.lr));
