@@ -15,6 +15,16 @@
 
 namespace dydca::fuzz {
 
+// The envelopes of the four blob kinds (as the container's parsers define them).
+inline const blob::EnvelopeKind kModelKind{"DYDCAMDL", "model blob", kModelBlobVersion,
+                                           kMaxModelPayloadBytes};
+inline const blob::EnvelopeKind kDeltaKind{"DYDCADLT", "model update", kModelDeltaVersion,
+                                           kMaxModelPayloadBytes};
+inline const blob::EnvelopeKind kRoutingKind{"DYDCARTG", "routing blob", kRoutingBlobVersion,
+                                             kMaxRoutingPayloadBytes};
+inline const blob::EnvelopeKind kSegmentsKind{"DYDCASEG", "segment table", kSegmentsBlobVersion,
+                                              kMaxSegmentsPayloadBytes};
+
 inline std::vector<uint8_t> blob_from_input(const blob::EnvelopeKind& kind, const uint8_t* data,
                                             size_t size) {
   if (size == 0) return {};
