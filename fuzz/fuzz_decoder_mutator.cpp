@@ -6,9 +6,10 @@
 //   demux the input with our own PacketReader (from memory), pick a dydca
 //   attachment (model, routing or segment table; inside a segment table one
 //   segment's model, update or routing), open its envelope, mutate the
-//   payload (LLVMFuzzerMutate on its bytes, or for a full model a few weights
-//   or activation scales set to extreme values and the model re-serialized
-//   in its own weight format), seal it again and re-mux the file with our
+//   payload (LLVMFuzzerMutate on its bytes; or, for a full model, a few
+//   weights or activation scales set to extreme values, or a new
+//   architecture, and the model written again in its own weight format),
+//   seal it again and re-mux the file with our
 //   VideoFileWriter (same video packets, tags and other attachments).
 // The other half, and any input this cannot demux, get libFuzzer's own
 // byte-level mutation (Matroska framing, tags, the H.264 stream).
@@ -78,6 +79,39 @@ std::optional<Bytes> mutate_model_values(const Bytes& sealed, Rng& rng) {
   return std::move(*out);
 }
 
+// A full model given another architecture of the same scale: C, E, N and
+// 1 to 4 paths drawn anew (odd and extreme sizes likelier than trained
+// ones), every tensor made at its new shape with the old values where they
+// fit; int8 activation scales (if the model had them) re-made to match.
+// Fits only where the architecture may change: a format-1 file, or a
+// format-2 file of one segment (the routing's path ids must still fit).
+std::optional<Bytes> mutate_model_arch(const Bytes& sealed, Rng& rng) {
+  ModelBlobInfo info;
+  auto old = parse_model(sealed, &info);
+  if (!old) return std::nullopt;
+  static constexpr int kSizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 32, 63, 64};
+  ModelArch arch;
+  arch.scale = old->arch.scale;
+  arch.channels = kSizes[rng() % std::size(kSizes)];
+  arch.inner = kSizes[rng() % std::size(kSizes)];
+  arch.blocks = int(rng() % 4);
+  for (int p = 1 + int(rng() % 4); p > 0; --p) {
+    const int depth = int(rng() % uint32_t(arch.blocks + 1));
+    const int width = depth == 0 && rng() % 2 ? 0 : 1 + int(rng() % uint32_t(arch.channels));
+    arch.paths.push_back({depth, width});
+  }
+  Model m = model_with_arch(arch, [&](const std::string& name, size_t i) {
+    const Tensor* t = old->find(name);
+    return t && i < t->data.size() ? t->data[i] : 0.01f * float(int(rng() % 201) - 100);
+  });
+  for (const PathSpec& p : arch.paths)
+    if (!old->act.empty())
+      m.act.path.emplace_back(p.width ? size_t(1 + 2 * p.depth) : 0, 0.05f);
+  auto out = serialize_model(m, {info.weights, 1});
+  if (!out) return std::nullopt;
+  return std::move(*out);
+}
+
 Bytes mutate_blob(const blob::EnvelopeKind& kind, const Bytes& sealed, Rng& rng) {
   auto opened = blob::open_envelope(kind, sealed.data(), sealed.size());
   if (!opened || rng() % 16 == 0) return mutate_bytes(sealed);  // the envelope itself
@@ -93,7 +127,8 @@ Bytes mutate_blob(const blob::EnvelopeKind& kind, const Bytes& sealed, Rng& rng)
     }
   }
   if (&kind == &kModelKind && rng() % 2 == 0)
-    if (auto out = mutate_model_values(sealed, rng)) return std::move(*out);
+    if (auto out = rng() % 4 ? mutate_model_values(sealed, rng) : mutate_model_arch(sealed, rng))
+      return std::move(*out);
   blob::EnvelopeKind same = kind;
   same.version = opened->version;
   auto out = blob::seal_envelope(same, mutate_bytes(std::move(opened->payload)), 1);

@@ -123,6 +123,19 @@ Status write_decoder_seeds(const std::filesystem::path& dir) {
       DYDCA_TRY(write_dydca_file_v2((dir / ("f2_" + name + ".mkv")).string(), *video, segs, p2));
     }
   }
+  // Format 2 with one segment (its model's architecture may change: the
+  // mutator's architecture moves keep such a file valid).
+  {
+    const Model m = three_paths(small_model(2, 4, 4, 2, 7), true);
+    auto blob = serialize_model(m, {WeightFormat::kInt8, 3});
+    auto routing = serialize_routing(small_routing(kLr, kLr, kFrames, 3, 3));
+    if (!blob || !routing) return Status::error("one-segment seed");
+    DydcaV2WriteParams p2;
+    p2.hr_width = 2 * kLr;
+    p2.hr_height = 2 * kLr;
+    DYDCA_TRY(write_dydca_file_v2((dir / "f2_one_segment.mkv").string(), *video,
+                                  {{0, kFrames, false, std::move(*blob), std::move(*routing)}}, p2));
+  }
   // Two models side by side (the routing's path ids name models); a static
   // model (no routing); B-frames (reordered packets).
   DydcaPayload multi;

@@ -9,6 +9,8 @@ out=$build/fuzz
 "$out/fuzz_make_seeds" "$out/seeds" >/dev/null 2>&1
 mkdir -p "$out/artifacts"
 export LSAN_OPTIONS=suppressions=$src/tests/lsan.supp
+# UBSan stops at its first report (the fuzz flags would let it go on).
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 pids=()
 for t in model_blob model_delta routing_blob segments demux decoder; do
   seeds=$out/seeds/${t%_blob}
