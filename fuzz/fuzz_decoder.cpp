@@ -104,24 +104,29 @@ int64_t frame_macs_bound(const ModelArch& arch, int w, int h, int tile) {
   return macs * blocks * (bw + 2 * halo) * (bh + 2 * halo);
 }
 
-// The harness's cap: true when decoding `reader` stays within kMaxLrPixels
-// and kMaxSrMacs. Reads the models and routings the decode would use.
-Expected<bool> within_budget(DydcaReader& reader) {
+// The models the decode starts with: format 1 every model, format 2 segment
+// 0's (one architecture per file; the others are updates or full models of it).
+Expected<std::vector<Model>> first_models(DydcaReader& reader) {
+  std::vector<Model> models;
+  for (int i = 0; i < (reader.format_version() == 1 ? reader.model_count() : 1); ++i) {
+    auto m = reader.format_version() == 1 ? reader.model(i) : reader.segment_model(0);
+    if (!m) return m.status();
+    models.push_back(std::move(*m));
+  }
+  return models;
+}
+
+// The harness's cap: true when decoding `reader` with `models` stays within
+// kMaxLrPixels and kMaxSrMacs. Reads the routings the decode would use.
+Expected<bool> within_budget(DydcaReader& reader, const std::vector<Model>& models) {
   const EncodedVideo& video = reader.video();
   const int w = video.width, h = video.height;
   if (w < 1 || h < 1 || int64_t(w) * h > kMaxLrPixels) return false;
   const int64_t pictures = std::min(reader.frames(), kMaxPictures);
-  std::vector<ModelArch> archs;
   int tile = 32;  // the runtime's without routing
   if (reader.format_version() == 1) {
-    for (int i = 0; i < reader.model_count(); ++i) {
-      auto m = reader.model(i);
-      if (!m) return m.status();
-      archs.push_back(m->arch);
-    }
     if (reader.v1_routing()) tile = reader.v1_routing()->tile_size;
   } else {
-    archs.push_back(reader.arch());
     // The segments played and the next one, prepared in the background.
     const int last = reader.segment_of_frame(std::max<int64_t>(0, pictures - 1));
     for (int k = 0; k <= last + 1 && k < int(reader.segments().size()); ++k) {
@@ -132,9 +137,9 @@ Expected<bool> within_budget(DydcaReader& reader) {
   }
   const int64_t segments = std::min<int64_t>(int64_t(reader.segments().size()), pictures + 1);
   int64_t total = 0;
-  for (const ModelArch& a : archs) {
-    const int64_t frame = frame_macs_bound(a, w, h, tile);
-    const int64_t warm_up = frame_macs_bound(a, std::min(w, tile), std::min(h, tile), tile);
+  for (const Model& m : models) {
+    const int64_t frame = frame_macs_bound(m.arch, w, h, tile);
+    const int64_t warm_up = frame_macs_bound(m.arch, std::min(w, tile), std::min(h, tile), tile);
     total = std::max(total, pictures * frame + segments * warm_up);
   }
   return total <= kMaxSrMacs;
@@ -165,7 +170,8 @@ DecoderRun decode_dydca_bytes(const uint8_t* data, size_t size) {
   // A plain video is decoded from a path only (FFmpeg reopens it).
   if (!reader->has_dydca()) return run;
   run.opened = true;
-  auto fits = within_budget(*reader);
+  auto models = first_models(*reader);
+  auto fits = models ? within_budget(*reader, *models) : Expected<bool>(models.status());
   if (!fits) {
     check_message(fits.status(), "reading the models");
     run.status = fits.status();
@@ -174,6 +180,17 @@ DecoderRun decode_dydca_bytes(const uint8_t* data, size_t size) {
   if (!*fits) {
     run.skipped = true;
     return run;
+  }
+  // One limits table: the runtime plans every model the container accepts
+  // (model.h), so a file that opened never fails for its model at decode.
+  for (const Model& m : *models) {
+    RuntimeOptions o;
+    o.threads = 1;
+    o.precision = Precision::kFp32;
+    o.max_lr_width = reader->video().width;
+    o.max_lr_height = reader->video().height;
+    if (auto rt = SrRuntime::create(m, o); !rt)
+      broken_promise("the container accepted a model the runtime refuses: " + rt.error_message());
   }
   const int hr_width = reader->hr_width(), hr_height = reader->hr_height();
 

@@ -69,7 +69,8 @@ Status validate_arch(const ModelArch& a) {
                            ", C=" + std::to_string(a.channels) + ")");
     if (ps.width == 0 && ps.depth != 0)
       return Status::error(where + ": width 0 is only the global path (depth 0)");
-    if (ps.depth > 0 && a.inner_width(ps.width) < 1)
+    // As the runtime plans it: every path with features has e >= 1, blocks or not.
+    if (ps.width > 0 && a.inner_width(ps.width) < 1)
       return Status::error(where + ": inner width E*w/C is 0");
   }
   return Status::ok();
