@@ -15,6 +15,16 @@
 
 namespace dydca::fuzz {
 
+// The envelopes of the four blob kinds (as the container's parsers define them).
+inline const blob::EnvelopeKind kModelKind{"DYDCAMDL", "model blob", kModelBlobVersion,
+                                           kMaxModelPayloadBytes};
+inline const blob::EnvelopeKind kDeltaKind{"DYDCADLT", "model update", kModelDeltaVersion,
+                                           kMaxModelPayloadBytes};
+inline const blob::EnvelopeKind kRoutingKind{"DYDCARTG", "routing blob", kRoutingBlobVersion,
+                                             kMaxRoutingPayloadBytes};
+inline const blob::EnvelopeKind kSegmentsKind{"DYDCASEG", "segment table", kSegmentsBlobVersion,
+                                              kMaxSegmentsPayloadBytes};
+
 inline std::vector<uint8_t> blob_from_input(const blob::EnvelopeKind& kind, const uint8_t* data,
                                             size_t size) {
   if (size == 0) return {};
@@ -24,40 +34,49 @@ inline std::vector<uint8_t> blob_from_input(const blob::EnvelopeKind& kind, cons
   return sealed ? std::move(*sealed) : std::vector<uint8_t>{};
 }
 
-// A small deterministic model: the seeds' models and the reference the
-// model-update fuzzer applies its inputs to (so seeded updates carry the
-// right fingerprint and reach the tensor parser).
-inline Model small_model(int scale, int channels, int inner, int blocks, uint32_t seed = 1) {
+// Every tensor `arch` needs (model.h), in model.h's order, element i of
+// tensor `name` being value(name, i).
+template <class Value>
+Model model_with_arch(const ModelArch& arch, Value value) {
   Model m;
-  m.arch.scale = scale;
-  m.arch.channels = channels;
-  m.arch.inner = inner;
-  m.arch.blocks = blocks;
-  m.arch.paths = {{0, 0}, {blocks, channels}};
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n(0, 0.1f);
+  m.arch = arch;
   auto add = [&](std::string name, std::vector<int> shape) {
     Tensor t{std::move(name), shape, {}};
     size_t count = 1;
     for (int d : shape) count *= size_t(d);
-    for (size_t i = 0; i < count; ++i) t.data.push_back(n(rng));
+    for (size_t i = 0; i < count; ++i) t.data.push_back(value(t.name, i));
     m.tensors.push_back(std::move(t));
   };
-  const int s2 = scale * scale;
-  add("head.weight", {channels, 1, 3, 3});
-  add("head.bias", {channels});
-  for (int i = 0; i < blocks; ++i) {
+  const int c = arch.channels, e = arch.inner, s2 = arch.scale * arch.scale;
+  add("head.weight", {c, 1, 3, 3});
+  add("head.bias", {c});
+  for (int i = 0; i < arch.blocks; ++i) {
     const std::string b = "blocks." + std::to_string(i);
-    add(b + ".conv1.weight", {inner, channels, 3, 3});
-    add(b + ".conv1.bias", {inner});
-    add(b + ".conv2.weight", {channels, inner, 3, 3});
-    add(b + ".conv2.bias", {channels});
+    add(b + ".conv1.weight", {e, c, 3, 3});
+    add(b + ".conv1.bias", {e});
+    add(b + ".conv2.weight", {c, e, 3, 3});
+    add(b + ".conv2.bias", {c});
   }
-  add("tail.weight", {s2, channels, 3, 3});
+  add("tail.weight", {s2, c, 3, 3});
   add("tail.bias", {s2});
   add("skip.weight", {s2, 1, 5, 5});
   add("skip.bias", {s2});
   return m;
+}
+
+// A small deterministic model: the seeds' models and the reference the
+// model-update fuzzer applies its inputs to (so seeded updates carry the
+// right fingerprint and reach the tensor parser).
+inline Model small_model(int scale, int channels, int inner, int blocks, uint32_t seed = 1) {
+  ModelArch arch;
+  arch.scale = scale;
+  arch.channels = channels;
+  arch.inner = inner;
+  arch.blocks = blocks;
+  arch.paths = {{0, 0}, {blocks, channels}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n(0, 0.1f);
+  return model_with_arch(arch, [&](const std::string&, size_t) { return n(rng); });
 }
 
 // The reference of the model-update fuzzer.

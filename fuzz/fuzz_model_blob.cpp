@@ -5,9 +5,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dydca;
-  static const blob::EnvelopeKind kind{"DYDCAMDL", "model blob", kModelBlobVersion,
-                                       kMaxModelPayloadBytes};
-  const std::vector<uint8_t> input = fuzz::blob_from_input(kind, data, size);
+  const std::vector<uint8_t> input = fuzz::blob_from_input(fuzz::kModelKind, data, size);
   auto model = parse_model(input.data(), input.size());
   if (!model) return 0;
   auto again = serialize_model(*model, {WeightFormat::kFp32, 1});

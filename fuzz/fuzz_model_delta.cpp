@@ -9,10 +9,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dydca;
-  static const blob::EnvelopeKind kind{"DYDCADLT", "model update", kModelDeltaVersion,
-                                       kMaxModelPayloadBytes};
   const Model& ref = fuzz::delta_reference();
-  const std::vector<uint8_t> input = fuzz::blob_from_input(kind, data, size);
+  const std::vector<uint8_t> input = fuzz::blob_from_input(fuzz::kDeltaKind, data, size);
   auto model = apply_model_delta(ref, input.data(), input.size());
   if (!model) return 0;
   auto again = apply_model_delta(ref, input.data(), input.size());

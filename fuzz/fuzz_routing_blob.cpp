@@ -5,9 +5,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dydca;
-  static const blob::EnvelopeKind kind{"DYDCARTG", "routing blob", kRoutingBlobVersion,
-                                       kMaxRoutingPayloadBytes};
-  const std::vector<uint8_t> input = fuzz::blob_from_input(kind, data, size);
+  const std::vector<uint8_t> input = fuzz::blob_from_input(fuzz::kRoutingKind, data, size);
   auto routing = parse_routing(input.data(), input.size());
   if (!routing) return 0;
   auto again = serialize_routing(*routing, 1);

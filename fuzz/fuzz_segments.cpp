@@ -4,9 +4,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace dydca;
-  static const blob::EnvelopeKind kind{"DYDCASEG", "segment table", kSegmentsBlobVersion,
-                                       kMaxSegmentsPayloadBytes};
-  const std::vector<uint8_t> input = fuzz::blob_from_input(kind, data, size);
+  const std::vector<uint8_t> input = fuzz::blob_from_input(fuzz::kSegmentsKind, data, size);
   auto table = parse_segments(input.data(), input.size());
   if (!table) return 0;
   auto again = serialize_segments(*table, 1);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the five fuzzers in parallel (nice'd) for SECONDS each from a fuzz build:
+# Runs the six fuzzers in parallel (nice'd) for SECONDS each from a fuzz build:
 #   fuzz/run.sh build-fuzz 600
 # Corpora grow in BUILD/fuzz/corpus-*; crashes land in BUILD/fuzz/artifacts/; logs in BUILD/fuzz/*.log.
 set -eu
@@ -9,8 +9,10 @@ out=$build/fuzz
 "$out/fuzz_make_seeds" "$out/seeds" >/dev/null 2>&1
 mkdir -p "$out/artifacts"
 export LSAN_OPTIONS=suppressions=$src/tests/lsan.supp
+# UBSan stops at its first report (the fuzz flags would let it go on).
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 pids=()
-for t in model_blob model_delta routing_blob segments demux; do
+for t in model_blob model_delta routing_blob segments demux decoder; do
   seeds=$out/seeds/${t%_blob}
   mkdir -p "$out/corpus-$t"
   nice -n 10 "$out/fuzz_$t" "$out/corpus-$t" "$seeds" -max_total_time="$seconds" -timeout=10 \
@@ -20,7 +22,7 @@ for t in model_blob model_delta routing_blob segments demux; do
 done
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
-for t in model_blob model_delta routing_blob segments demux; do
+for t in model_blob model_delta routing_blob segments demux decoder; do
   echo "$t: $(grep -E '^stat::number_of_executed_units' "$out/$t.log" | awk '{print $2}') executions, \
 $(grep -cE '^==[0-9]+==ERROR|^SUMMARY|invariant failed' "$out/$t.log") findings"
 done

@@ -117,7 +117,7 @@ Expected<FileHeader> read_file_header(const std::map<std::string, std::string>& 
       const int i = model_index_from_name(a.filename);
       if (i < 0)
         return Status::error("model attachment has an unexpected name \"" +
-                             a.filename.substr(0, 64) + "\"");
+                             blob::printable(a.filename) + "\"");
       if (model_att[size_t(i)]) return Status::error(a.filename + " appears twice");
       model_att[size_t(i)] = &a;
       model_count = std::max(model_count, i + 1);

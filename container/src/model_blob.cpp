@@ -19,6 +19,7 @@ constexpr blob::EnvelopeKind kModelEnvelope{"DYDCAMDL", "model blob", kModelBlob
 using blob::kMaxNameBytes;
 using blob::kMaxRank;
 using blob::shape_string;
+using blob::printable;
 using blob::valid_name_char;
 
 struct ExpectedTensor {
@@ -68,7 +69,8 @@ Status validate_arch(const ModelArch& a) {
                            ", C=" + std::to_string(a.channels) + ")");
     if (ps.width == 0 && ps.depth != 0)
       return Status::error(where + ": width 0 is only the global path (depth 0)");
-    if (ps.depth > 0 && a.inner_width(ps.width) < 1)
+    // As the runtime plans it: every path with features has e >= 1, blocks or not.
+    if (ps.width > 0 && a.inner_width(ps.width) < 1)
       return Status::error(where + ": inner width E*w/C is 0");
   }
   return Status::ok();
@@ -152,7 +154,7 @@ Status validate_model(const Model& model) {
   for (const Tensor& t : model.tensors) {
     if (t.name.empty() || t.name.size() > size_t(kMaxNameBytes) ||
         !std::all_of(t.name.begin(), t.name.end(), valid_name_char))
-      return Status::error("model tensor name \"" + t.name.substr(0, 64) + "\" is invalid");
+      return Status::error("model tensor name \"" + printable(t.name) + "\" is invalid");
     if (!names.insert(t.name).second)
       return Status::error("model tensor " + t.name + " appears twice");
     if (t.shape.empty() || t.shape.size() > size_t(kMaxRank))

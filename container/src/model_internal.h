@@ -27,6 +27,15 @@ inline std::string shape_string(const std::vector<int>& shape) {
 // Tensor names are printable ASCII without spaces.
 inline bool valid_name_char(char c) { return c > 0x20 && c < 0x7f; }
 
+// Untrusted text quoted in a one-line message: its first 64 bytes, anything
+// but printable ASCII shown as '?' (a newline in a file name stays out).
+inline std::string printable(const std::string& s) {
+  std::string out = s.substr(0, 64);
+  for (char& c : out)
+    if (c < 0x20 || c > 0x7e) c = '?';
+  return out;
+}
+
 inline bool same_arch(const ModelArch& a, const ModelArch& b) {
   return a.scale == b.scale && a.channels == b.channels && a.inner == b.inner &&
          a.blocks == b.blocks && a.paths == b.paths;

@@ -33,7 +33,9 @@ void tail_ref(const TailArgs& a) {
     for (int x = 0; x < a.width; ++x) {
       for (int c = 0; c < s2; ++c) {
         float acc = a.bias[c];
-        for (int ky = 0; ky < 3; ++ky)
+        // The global path alone (cin 0) has no features: feat is null, and
+        // null + offset is undefined even when nothing is read.
+        for (int ky = 0; ky < 3 && a.cin > 0; ++ky)
           for (int kx = 0; kx < 3; ++kx) {
             const float* in = a.feat + (y + ky) * a.feat_row + ptrdiff_t(x + kx) * a.feat_cs;
             const float* w = a.tail_weight + ptrdiff_t(ky * 3 + kx) * a.cin * kTailChannels + c;
