@@ -352,17 +352,16 @@ Expected<LinearAlternative> linear_alternative(const Model& like, const RoutingM
   const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
   ModelBlobOptions mbo;
   mbo.weights = *parse_precision(p.precision);
+  // Candidates: bicubic (the init model's skip), then the least-squares fits.
+  std::vector<std::vector<float>> skips;
+  DYDCA_ASSIGN_OR_RETURN(auto init, init_model(like.arch));
+  for (const Tensor& t : init.tensors)
+    if (t.name == "skip.weight") skips.emplace_back(t.data.begin(), t.data.end());
+  skips[0].resize(s2 * 26, 0.f);  // zero biases
+  DYDCA_ASSIGN_OR_RETURN(auto fits, fit_global_paths(hr, lr, like.arch.scale, {1e-5, 1e-3, 1e-1}));
+  for (auto& f : fits) skips.push_back(std::move(f));
   bool have = false;
-  for (double ridge : {-1.0, 1e-5, 1e-3, 1e-1}) {  // -1: bicubic, the init model's skip
-    std::vector<float> skip;
-    if (ridge >= 0) {
-      DYDCA_ASSIGN_OR_RETURN(skip, fit_global_path(hr, lr, like.arch.scale, ridge));
-    } else {
-      DYDCA_ASSIGN_OR_RETURN(auto init, init_model(like.arch));
-      for (const Tensor& t : init.tensors)
-        if (t.name == "skip.weight") skip.assign(t.data.begin(), t.data.end());
-      skip.resize(s2 * 26, 0.f);
-    }
+  for (const std::vector<float>& skip : skips) {
     Model m = like;
     for (Tensor& t : m.tensors) {
       t.int8.clear();

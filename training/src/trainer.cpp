@@ -283,9 +283,9 @@ Expected<TrainConfig> TrainConfig::preset(const std::string& name, const ModelAr
   return c;
 }
 
-Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
-                                             const std::vector<Frame>& lr, int scale,
-                                             double ridge) {
+Expected<std::vector<std::vector<float>>> fit_global_paths(const std::vector<Frame>& hr,
+                                                          const std::vector<Frame>& lr, int scale,
+                                                          const std::vector<double>& ridges) {
   if (scale < kMinScale || scale > kMaxScale) return Status::error("fit_global_path: bad scale");
   if (hr.empty() || hr.size() != lr.size()) return Status::error("fit_global_path: no frames");
   constexpr int kTaps = 25, kN = kTaps + 1;  // 5x5 taps and the bias
@@ -333,17 +333,22 @@ Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
   if (samples < 4 * kN) return Status::error("fit_global_path: too few pixels");
   for (int i = 0; i < kN; ++i)
     for (int j = 0; j < i; ++j) g[size_t(i) * kN + j] = g[size_t(j) * kN + i];
-  // Ridge toward bicubic: (G + lambda I) w = B + lambda w_bicubic.
+  // Ridge toward bicubic: (G + lambda I) w = B + lambda w_bicubic, one
+  // solve per ridge on the same normal equations.
   double trace = 0;
   for (int i = 0; i < kN; ++i) trace += g[size_t(i) * kN + i];
+  const std::vector<float> bicubic = bicubic_skip_kernel(scale);
+  std::vector<std::vector<float>> fits;
+  for (double ridge : ridges) {
   if (!(ridge >= 0)) return Status::error("fit_global_path: negative ridge");
   const double lambda = ridge * trace / kN;
-  for (int i = 0; i < kN; ++i) g[size_t(i) * kN + i] += lambda;
+  std::vector<double> gr = g;
+  for (int i = 0; i < kN; ++i) gr[size_t(i) * kN + i] += lambda;
   // Cholesky G = L L^T (G is symmetric positive definite with the ridge).
   std::vector<double> chol(size_t(kN) * kN, 0.0);
   for (int i = 0; i < kN; ++i)
     for (int j = 0; j <= i; ++j) {
-      double sum = g[size_t(i) * kN + j];
+      double sum = gr[size_t(i) * kN + j];
       for (int k = 0; k < j; ++k) sum -= chol[size_t(i) * kN + k] * chol[size_t(j) * kN + k];
       if (i == j) {
         if (!(sum > 0)) return Status::error("fit_global_path: singular system");
@@ -352,7 +357,6 @@ Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
         chol[size_t(i) * kN + j] = sum / chol[size_t(j) * kN + j];
       }
     }
-  const std::vector<float> bicubic = bicubic_skip_kernel(scale);
   std::vector<float> out(size_t(s2) * (kTaps + 1), 0.f);
   for (int p = 0; p < s2; ++p) {
     double r[kN], z[kN];
@@ -371,7 +375,16 @@ Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
     for (int i = 0; i < kTaps; ++i) out[size_t(p) * kTaps + i] = float(r[i]);
     out[size_t(s2) * kTaps + p] = float(r[kTaps]);
   }
-  return out;
+  fits.push_back(std::move(out));
+  }
+  return fits;
+}
+
+Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
+                                             const std::vector<Frame>& lr, int scale,
+                                             double ridge) {
+  DYDCA_ASSIGN_OR_RETURN(auto fits, fit_global_paths(hr, lr, scale, {ridge}));
+  return std::move(fits[0]);
 }
 
 Expected<Model> init_model(const ModelArch& arch, uint64_t seed) {

@@ -186,6 +186,11 @@ Expected<Model> train_dynamic(const std::vector<Frame>& hr, const std::vector<Fr
 Expected<std::vector<float>> fit_global_path(const std::vector<Frame>& hr,
                                              const std::vector<Frame>& lr, int scale,
                                              double ridge = 1e-5);
+// The same for several ridges: the normal equations are accumulated once
+// (the pass over the frames) and solved once per ridge, in `ridges` order.
+Expected<std::vector<std::vector<float>>> fit_global_paths(const std::vector<Frame>& hr,
+                                                          const std::vector<Frame>& lr, int scale,
+                                                          const std::vector<double>& ridges);
 
 // A freshly initialised model (skip = bicubic, tail = 0: the output starts as
 // bicubic upscaling). Deterministic for a seed.
