@@ -128,7 +128,7 @@ Subcommand add_encode(CLI::App& app) {
                   "Experimental (AdaSR): fraction of steps that grow the path cheap -> rich")
       ->check(CLI::Range(0.0, 0.9));
   sub->add_option("--train-lr", o->p.train_lr, "Experimental: Adam's peak learning rate (0 = 1e-3)");
-  sub->add_option("--train-batch", o->p.train_batch, "Experimental: LR patches per step (0 = 16)");
+  sub->add_option("--train-batch", o->p.train_batch, "Experimental: LR patches per step (0 = 8)");
   sub->add_option("--train-patch", o->p.train_patch, "Experimental: LR patch side (0 = 48)");
   sub->add_option("--train-qos-weight", o->p.train_qos_weight,
                   "Experimental: weight of the cheaper level's loss and of its distillation "

@@ -19,11 +19,12 @@ namespace dydca::bench {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LevelPoint, level, psnr_y, ssim_y,
                                                 macs_per_lr_pixel)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrialPoint, scale, total_kbps, psnr_y,
-                                                lanczos_psnr_y, seconds)
+                                                lanczos_psnr_y, seconds, linear)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RdSample, rate, total_kbps, video_kbps, model_kbps,
                                                 routing_kbps, model_bytes, routing_bytes, psnr_y,
                                                 ssim_y, macs_per_lr_pixel, encode_s, scale,
-                                                plain_x264, decision, trials, lanczos_psnr_y,
+                                                plain_x264, linear, decision, trials,
+                                                lanczos_psnr_y,
                                                 levels)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DecodeCost, method, decoder, rate, level, frames,
                                                 fps, setup_s, rss_idle_kb, rss_peak_kb,
@@ -91,6 +92,7 @@ std::string scale_name(const RdSample& s) {
   if (s.plain_x264) return "plain x264";
   std::string n = "x";  // appended, not "x" + ...: GCC 12 warns falsely on that (-Wrestrict)
   n += std::to_string(s.scale);
+  if (s.linear) n += " lin";
   return n;
 }
 
@@ -344,7 +346,7 @@ std::string rd_report_md(const RdBenchParams& p, const std::vector<RdResult>& re
             if (t.scale == 0)
               o << "plain";
             else
-              o << "x" << t.scale;
+              o << "x" << t.scale << (t.linear ? " lin" : "");
             o << ": " << fmt("%.0f", t.total_kbps) << ", " << fmt("%.2f", t.psnr_y) << " dB";
             if (t.lanczos_psnr_y > 0) o << " (" << fmt("%.2f", t.lanczos_psnr_y) << ")";
             o << ", " << fmt("%.0f", t.seconds) << " s";

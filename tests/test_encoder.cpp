@@ -289,6 +289,16 @@ X264Point x264_full_size(const std::vector<Frame>& frames, Rational fps, int kbp
   return {enc->total_bytes() * 8 / 1000.0 / (frames.size() / fps.to_double()), q->psnr_y};
 }
 
+// x264 at the full size at `kbps`, read off x264's own RD curve between two
+// encodes around it (linear in log rate).
+double x264_at_rate(const std::vector<Frame>& frames, Rational fps, double kbps,
+                    const std::string& preset) {
+  const X264Point a = x264_full_size(frames, fps, int(kbps * 0.92), preset);
+  const X264Point b = x264_full_size(frames, fps, int(kbps * 1.08) + 1, preset);
+  const double t = std::log(kbps / a.kbps) / std::log(b.kbps / a.kbps);
+  return a.psnr_y + t * (b.psnr_y - a.psnr_y);
+}
+
 TEST_CASE("scale auto: full size at a high rate, x2 at a low rate, never worse than x264 [samples]") {
   const std::string dir = test::temp_dir("scale_auto");
   const std::string city = crop_clip(dir, "cityCC0.mpg", 180, 100);
@@ -322,17 +332,51 @@ TEST_CASE("scale auto: full size at a high rate, x2 at a low rate, never worse t
     // Never worse: x264 at the full size at the same total bits, read off
     // x264's own RD curve between two encodes around dydca's total.
     const double total = r->video_kbps + r->model_kbps + r->routing_kbps;
-    const X264Point a = x264_full_size(*frames, info.frame_rate, int(total * 0.92), p.preset);
-    const X264Point b = x264_full_size(*frames, info.frame_rate, int(total * 1.08) + 1, p.preset);
-    const double t = std::log(total / a.kbps) / std::log(b.kbps / a.kbps);
-    const double x264 = a.psnr_y + t * (b.psnr_y - a.psnr_y);
+    const double x264 = x264_at_rate(*frames, info.frame_rate, total, p.preset);
     MESSAGE("dydca " << r->levels[0].psnr_y << " dB at " << total << " kb/s; x264 " << x264
-                     << " dB there (" << a.psnr_y << " at " << a.kbps << ", " << b.psnr_y << " at "
-                     << b.kbps << ")");
+                     << " dB there");
     CHECK(r->levels[0].psnr_y >= x264 - 0.05);
     auto f = read_dydca_file(p.output);
     REQUIRE_MESSAGE(f, f.status().message());
   }
+}
+
+TEST_CASE("scale auto: a scale whose network cannot pay is tried with its linear upscaler [samples]") {
+  // At 20 kb/s the default network alone (~10 kB on a 4-second clip) takes
+  // more than half the rate: x2 is tried, and chosen, without a network
+  // (before, it was not tried at all and plain x264 shipped).
+  const std::string dir = test::temp_dir("scale_linear");
+  const std::string city = crop_clip(dir, "cityCC0.mpg", 180, 100);
+  if (city.empty()) DYDCA_SKIP("cityCC0.mpg not fetched (samples/fetch.sh)");
+  VideoInfo info;
+  auto frames = read_all_frames(city, &info);
+  REQUIRE(frames);
+  EncodeParams p = quick_params(city, dir + "/linear.mkv");
+  p.scale = 0;
+  p.scale_candidates = {2};
+  p.bitrate_kbps = 20;
+  auto r = encode_video(p);
+  REQUIRE_MESSAGE(r, r.status().message());
+  MESSAGE(report_text(*r));
+  REQUIRE(r->scale_trials.size() == 2);  // x264, x2 linear
+  CHECK(r->scale_trials[1].scale == 2);
+  CHECK(r->scale_trials[1].linear);
+  CHECK(r->scale_decision.find("linear upscaler") != std::string::npos);
+  REQUIRE(r->scale == 2);
+  CHECK(r->train_steps == 0);
+  for (const SegmentReport& g : r->segments) {
+    CHECK(g.linear_only);
+    CHECK(g.model_bytes < 600);
+  }
+  const double total = r->video_kbps + r->model_kbps + r->routing_kbps;
+  CHECK(std::fabs(total - 20) <= 0.05 * 20);
+  const double x264 = x264_at_rate(*frames, info.frame_rate, total, p.preset);
+  MESSAGE("dydca x2 linear " << r->levels[0].psnr_y << " dB at " << total << " kb/s; x264 "
+                             << x264 << " dB there");
+  CHECK(r->levels[0].psnr_y >= x264 - 0.05);
+  // The file plays: every picture is the linear upscaler's.
+  auto f = read_dydca_file(p.output);
+  REQUIRE_MESSAGE(f, f.status().message());
 }
 
 }  // namespace

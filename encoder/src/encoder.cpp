@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <new>
 #include <optional>
 #include <nlohmann/json.hpp>
@@ -31,7 +32,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SegmentReport, index, first_frame, frames, re
                                    model_is_delta, int8_runtime, video_bytes, model_bytes,
                                    routing_bytes, full_model_bytes, train_steps, linear_only,
                                    bicubic_psnr_y, psnr_y, seconds)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScaleTrial, scale, total_kbps, psnr_y, lanczos_psnr_y, seconds)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScaleTrial, scale, total_kbps, psnr_y, lanczos_psnr_y, seconds,
+                                   linear)
 namespace detail {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(QualitySum, mse_y, mse_u, mse_v, ssim_y, frames)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SegmentQuality, bicubic, lanczos, levels, quant_fp32,
@@ -116,6 +118,10 @@ constexpr int kLevelEvalFrames = 48;
 // A plain-x264 segment's no-op model and one-chunk routing (about 120 + 52
 // bytes): what total-rate control charges it.
 constexpr int64_t kPlainSideBytes = 180;
+// A linear segment's model (a zero body that compresses to ~200 bytes, the
+// fp16 5x5 global path: 50 bytes per phase) and one-chunk routing (~52
+// bytes): what total-rate control expects of it before one is measured.
+int64_t linear_side_bytes(int scale) { return 260 + 50 * int64_t(scale) * scale; }
 constexpr double kMinSegmentSeconds = 2.0;
 
 std::string work_dir_path(const EncodeParams& p) {
@@ -133,6 +139,7 @@ std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const Vid
   j["input_size"] = {info.width, info.height};
   j["scale"] = p.scale;
   j["plain"] = mode.plain;
+  j["linear"] = mode.linear;
   j["crf"] = p.crf;
   j["bitrate_kbps"] = p.bitrate_kbps;
   j["preset"] = p.preset;
@@ -301,9 +308,9 @@ Expected<SegmentOutcome> plain_segment(const EncodeContext& c, const SegmentFram
 // The linear alternative of a trained model: the same architecture (the
 // file keeps one set of QoS levels), every tensor zero but the global path,
 // and one chunk on path 0 at every level; its blob is a few hundred bytes.
-// The global path is the best, measured as shipped (int8 blob included) on
-// `sample` frames, of bicubic and the segment's least-squares 5x5 upscaler
-// at three ridges (fit_global_path).
+// The global path is the best, measured as shipped on `sample` frames, of
+// bicubic, lanczos 2 and 3, and the segment's least-squares 5x5 upscaler at
+// three ridges (fit_global_path).
 struct LinearAlternative {
   Model shipped;  // what the client reconstructs from `blob`
   std::vector<uint8_t> blob;
@@ -350,14 +357,22 @@ Expected<LinearAlternative> linear_alternative(const Model& like, const RoutingM
   DYDCA_ASSIGN_OR_RETURN(auto rb, serialize_routing(r));
   best.routing_bytes = int64_t(rb.size());
   const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
+  // The blob stores the global path in fp16 where the file is int8: rounded
+  // to int8 per output channel, a 5x5 kernel's taps no longer sum to its DC
+  // gain (a brightness error of up to ~1 %, which the network's QAT
+  // compensates and a zero body cannot); fp16 costs ~100 bytes more.
   ModelBlobOptions mbo;
   mbo.weights = *parse_precision(p.precision);
-  // Candidates: bicubic (the init model's skip), then the least-squares fits.
+  if (mbo.weights == WeightFormat::kInt8) mbo.weights = WeightFormat::kFp16;
+  // Candidates: bicubic (the init model's skip), lanczos 2 and 3, then the
+  // least-squares fits.
   std::vector<std::vector<float>> skips;
   DYDCA_ASSIGN_OR_RETURN(auto init, init_model(like.arch));
   for (const Tensor& t : init.tensors)
     if (t.name == "skip.weight") skips.emplace_back(t.data.begin(), t.data.end());
-  skips[0].resize(s2 * 26, 0.f);  // zero biases
+  skips.push_back(lanczos_skip_kernel(like.arch.scale, 2));
+  skips.push_back(lanczos_skip_kernel(like.arch.scale, 3));
+  for (auto& k : skips) k.resize(s2 * 26, 0.f);  // zero biases
   DYDCA_ASSIGN_OR_RETURN(auto fits, fit_global_paths(hr, lr, like.arch.scale, {1e-5, 1e-3, 1e-1}));
   for (auto& f : fits) skips.push_back(std::move(f));
   bool have = false;
@@ -385,6 +400,52 @@ Expected<LinearAlternative> linear_alternative(const Model& like, const RoutingM
     }
   }
   return best;
+}
+
+// EncodeMode::linear: no chunking and no training. The linear alternative
+// is fitted on x264's first LR; x264 closes the rate gap for its bytes, and
+// when x264 ran again it is fitted again on the final LR.
+Expected<SegmentOutcome> linear_segment(const EncodeContext& c, SegmentFrames& seg,
+                                        LrRoundTrip& trip,
+                                        const std::function<Status(int64_t)>& close_rate_gap,
+                                        SegmentOutcome o, Model* recon, Clock::time_point t_seg,
+                                        const ProgressFn& sprog) {
+  const EncodeParams& p = c.p;
+  auto t = Clock::now();
+  const std::vector<Frame>& lr = trip.decoded;  // x264 running again replaces them in place
+  DYDCA_ASSIGN_OR_RETURN(auto like, init_model(c.arch));
+  RoutingMap like_routing;
+  like_routing.tile_size = p.tile_size;
+  like_routing.lr_width = lr[0].width;
+  like_routing.lr_height = lr[0].height;
+  like_routing.frames = int(lr.size());
+  like_routing.chunk_path.assign(c.arch.paths.size(), std::vector<uint8_t>{0});
+  const RuntimeOptions ropt = runtime_options(p, lr[0].width, lr[0].height);
+  DYDCA_ASSIGN_OR_RETURN(auto frames, FrameUpscaler::create(lr[0].width, lr[0].height,
+                                                            c.arch.scale, c.pool,
+                                                            ropt.session()));
+  const int sample = std::clamp(seg.frames() / 8, 4, 16);
+  DYDCA_ASSIGN_OR_RETURN(auto lin,
+                         linear_alternative(like, like_routing, seg.hr, lr, p, frames, sample));
+  if (close_rate_gap) {
+    const int64_t first = trip.video.total_bytes();
+    DYDCA_TRY(close_rate_gap(int64_t(lin.blob.size()) + lin.routing_bytes));
+    if (trip.video.total_bytes() != first) {
+      DYDCA_ASSIGN_OR_RETURN(lin, linear_alternative(like, like_routing, seg.hr, lr, p, frames,
+                                                     sample));
+    }
+  }
+  std::vector<Frame>().swap(seg.lr);
+  *recon = lin.shipped;
+  o.rep.linear_only = true;
+  o.rep.model_bytes = o.rep.full_model_bytes = int64_t(lin.blob.size());
+  o.chunk_tiles = chunk_tile_counts(lin.routing);
+  o.chunk_path = {0};
+  o.level_macs.assign(size_t(lin.routing.levels()), double(c.arch.macs_per_lr_pixel(0)));
+  DYDCA_ASSIGN_OR_RETURN(auto shipped, SrModel::create(*recon, ropt.model()));
+  o.t_refine = since(t);
+  return finish_segment(c, seg, lr, trip.video, lin.routing, lin.blob, *recon, *shipped, frames,
+                        nullptr, std::move(o), t_seg, sprog);
 }
 
 // A model whose tail is all zero adds nothing to the global path (a linear
@@ -463,6 +524,15 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
     if (target_bits > 0) DYDCA_TRY(close_rate_gap(kPlainSideBytes));
     std::vector<Frame>().swap(seg.lr);
     return plain_segment(c, seg, std::move(rt_trip), std::move(o), recon, t_seg, sprog);
+  }
+  if (c.mode.linear) {
+    if (p.dist.rank > 0 && !c.segment_parallel) {  // nothing to train: rank 0 writes
+      *worker_done = true;
+      return o;
+    }
+    std::function<Status(int64_t)> close;
+    if (target_bits > 0) close = close_rate_gap;
+    return linear_segment(c, seg, rt_trip, close, std::move(o), recon, t_seg, sprog);
   }
 
   t = Clock::now();
@@ -843,10 +913,12 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   std::optional<TotalRate> rate;
   const bool data_parallel = p.dist.world_size > 1 && !c.segment_parallel;
   if (p.bitrate_kbps > 0) {
-    const int64_t full = mode.plain ? kPlainSideBytes
-                                    : predict_model_bytes(c.arch, *parse_precision(p.precision));
-    rate.emplace(p.bitrate_kbps, full, mode.model_kbps_hint);
-    if (mode.plain) rate->set_routing_guess_kbps(0);  // its model + routing: kPlainSideBytes
+    const int64_t full = mode.plain    ? kPlainSideBytes
+                         : mode.linear ? linear_side_bytes(c.arch.scale)
+                                       : predict_model_bytes(c.arch, *parse_precision(p.precision));
+    rate.emplace(p.bitrate_kbps, full, mode.linear ? -1 : mode.model_kbps_hint);
+    // Their model + routing: kPlainSideBytes, linear_side_bytes.
+    if (mode.plain || mode.linear) rate->set_routing_guess_kbps(0);
   }
   auto spent = [&](const SegmentFrames& seg, const SegmentReport& rep) {
     if (!rate) return;
@@ -993,6 +1065,7 @@ Expected<EncodeReport> encode_auto(const EncodeParams& p, const ProgressFn& prog
   q.bitrate_kbps = op.total_kbps;
   EncodeMode mode;
   mode.plain = op.plain;
+  mode.linear = op.linear;
   auto r = encode_segmented(q, mode, prog, t_start);
   if (!r) return r;
   r->scale_trials = op.trials;
@@ -1103,8 +1176,8 @@ std::string report_text(const EncodeReport& r) {
         add("    trial x264 full size  %7.1f kb/s  PSNR-Y %6.2f                  %5.1f s\n",
             t.total_kbps, t.psnr_y, t.seconds);
       else
-        add("    trial x%d              %7.1f kb/s  PSNR-Y %6.2f (lanczos %6.2f) %5.1f s\n",
-            t.scale, t.total_kbps, t.psnr_y, t.lanczos_psnr_y, t.seconds);
+        add("    trial x%d %-11s %7.1f kb/s  PSNR-Y %6.2f (lanczos %6.2f) %5.1f s\n", t.scale,
+            t.linear ? "linear" : "", t.total_kbps, t.psnr_y, t.lanczos_psnr_y, t.seconds);
     }
   }
   if (r.baseline != "none")

@@ -181,14 +181,17 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
   q.dist = DistConfig{};  // every rank runs the same trials on its own
   q.stop = p.stop;
   q.train_steps = p.train_steps > 0 ? std::min(p.train_steps, kTrialSteps) : kTrialSteps;
-  auto trial = [&](int scale, bool plain, double model_hint) -> Expected<EncodeReport> {
+  auto trial = [&](int scale, bool plain, bool linear, double model_hint) -> Expected<EncodeReport> {
     q.scale = scale;
     q.output = dir + "/trial-" + (plain ? std::string("x264") : "x" + std::to_string(scale)) + ".mkv";
     q.checkpoint = q.output + ".parts";
     EncodeMode mode;
     mode.plain = plain;
+    mode.linear = linear;
     mode.model_kbps_hint = model_hint;
-    const std::string tag = plain ? "trial x264" : "trial x" + std::to_string(scale);
+    const std::string tag = plain    ? "trial x264"
+                            : linear ? "trial x" + std::to_string(scale) + " linear"
+                                     : "trial x" + std::to_string(scale);
     ProgressFn tp = [&](const Progress& pr) {
       const std::string stage = tag + " " + std::string(pr.stage);
       return progress ? progress(Progress(stage, pr.done, pr.total, pr.detail)) : true;
@@ -205,7 +208,7 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
   // rate every scale is tried at).
   const auto t0 = std::chrono::steady_clock::now();
   q.bitrate_kbps = p.bitrate_kbps;
-  DYDCA_ASSIGN_OR_RETURN(auto plain, trial(1, true, -1));
+  DYDCA_ASSIGN_OR_RETURN(auto plain, trial(1, true, false, -1));
   ScaleTrial pt;
   pt.scale = 0;
   pt.total_kbps = plain.video_kbps + plain.model_kbps + plain.routing_kbps;
@@ -230,17 +233,28 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
     if (p.precision == "fp16") format = WeightFormat::kFp16;
     const double model_kbps = predict_title_model_kbps(predict_model_bytes(arch, format),
                                                        title_seconds, p.segment_seconds);
-    if (model_kbps > 0.5 * op.total_kbps) {
+    // A network that would take more than half the rate is not trained:
+    // the scale is tried with its linear upscaler (EncodeMode::linear; x1
+    // has none worth trying: the identity is plain x264).
+    const bool linear = model_kbps > 0.5 * op.total_kbps;
+    if (linear && s == 1) {
       char why[96];
       std::snprintf(why, sizeof why, " x%d (its model alone is %.0f kb/s)", s, model_kbps);
       skipped += why;
       continue;
     }
     const auto t = std::chrono::steady_clock::now();
-    DYDCA_ASSIGN_OR_RETURN(auto r, trial(s, false, model_kbps));
+    DYDCA_ASSIGN_OR_RETURN(auto r, trial(s, false, linear, linear ? -1 : model_kbps));
+    // A trial whose every segment shipped the linear upscaler (this one, or
+    // a network that did not pay) costs its own few hundred bytes, not the
+    // predicted network's rate.
+    const bool shipped_linear =
+        !r.segments.empty() && std::all_of(r.segments.begin(), r.segments.end(),
+                                           [](const SegmentReport& g) { return g.linear_only; });
     ScaleTrial st;
     st.scale = s;
-    st.total_kbps = r.video_kbps + model_kbps + r.routing_kbps;
+    st.linear = shipped_linear;
+    st.total_kbps = r.video_kbps + (shipped_linear ? r.model_kbps : model_kbps) + r.routing_kbps;
     st.psnr_y = r.levels.empty() ? 0 : r.levels[0].psnr_y;
     st.lanczos_psnr_y = s > 1 ? r.lanczos_psnr_y : 0;
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -261,9 +275,11 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
   } else {
     const ScaleTrial& b = op.trials[size_t(best)];
     op.scale = b.scale;
+    op.linear = b.linear;
     std::snprintf(line, sizeof line,
-                  "x%d: %.2f dB vs x264 at the full size %.2f dB on a %.1f s sample at %d kb/s",
-                  b.scale, b.psnr_y, pt.psnr_y, sample_s, op.total_kbps);
+                  "x%d%s: %.2f dB vs x264 at the full size %.2f dB on a %.1f s sample at %d kb/s",
+                  b.scale, b.linear ? " with the linear upscaler" : "", b.psnr_y, pt.psnr_y,
+                  sample_s, op.total_kbps);
   }
   op.decision = line;
   if (!skipped.empty()) op.decision += "; not tried:" + skipped;

@@ -35,6 +35,12 @@ struct EncodeMode {
   // x264 at the full size with a no-op model (scale 1, global path = the
   // identity): what ships when nothing beats plain x264.
   bool plain = false;
+  // The chosen scale with the linear upscaler and no training: every
+  // segment ships its linear alternative (a zero body and the best of
+  // bicubic, lanczos and the least-squares 5x5, a few hundred bytes). What
+  // --scale auto picks where the scale's network alone would take more than
+  // half the rate, and what its trials measure then.
+  bool linear = false;
   // Trials: charge the title's predicted model rate rather than the
   // sample's own full model (a sample of a few seconds would pay a whole
   // model in that time).
@@ -102,6 +108,7 @@ using TrialRunner =
 struct OperatingPoint {
   int scale = 2;            // chosen (1..4); with plain: 1
   bool plain = false;       // plain x264 at the full size
+  bool linear = false;      // the scale with its linear upscaler (EncodeMode::linear)
   int total_kbps = 0;       // the target of the encode (CRF mode: from the plain trial)
   std::vector<ScaleTrial> trials;
   std::string decision;

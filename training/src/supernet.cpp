@@ -28,6 +28,34 @@ std::vector<float> bicubic_skip_kernel(int s) {
   return k;
 }
 
+std::vector<float> lanczos_skip_kernel(int s, int lobes) {
+  constexpr double kPi = 3.14159265358979323846;
+  auto w = [lobes](double t) {
+    t = std::fabs(t);
+    if (t < 1e-12) return 1.0;
+    if (t >= lobes) return 0.0;
+    return lobes * std::sin(kPi * t) * std::sin(kPi * t / lobes) / (kPi * kPi * t * t);
+  };
+  // Separable, cut to the 5x5 support and renormalised per phase (taps sum
+  // to 1: a flat picture stays flat).
+  std::vector<float> k(size_t(s) * s * 25, 0.f);
+  for (int py = 0; py < s; ++py)
+    for (int px = 0; px < s; ++px) {
+      const double dy = (py + 0.5) / s - 0.5, dx = (px + 0.5) / s - 0.5;
+      double wy[5], wx[5], sy = 0, sx = 0;
+      for (int i = 0; i < 5; ++i) {
+        wy[i] = w(i - 2 - dy);
+        wx[i] = w(i - 2 - dx);
+        sy += wy[i];
+        sx += wx[i];
+      }
+      for (int ky = 0; ky < 5; ++ky)
+        for (int kx = 0; kx < 5; ++kx)
+          k[size_t(py * s + px) * 25 + ky * 5 + kx] = float(wy[ky] / sy * (wx[kx] / sx));
+    }
+  return k;
+}
+
 torch::Tensor SupernetImpl::add(const std::string& name, torch::Tensor t) {
   // LibTorch forbids '.' in parameter names; model.h names use it.
   std::string key = name;

@@ -340,42 +340,42 @@ Expected<std::vector<std::vector<float>>> fit_global_paths(const std::vector<Fra
   const std::vector<float> bicubic = bicubic_skip_kernel(scale);
   std::vector<std::vector<float>> fits;
   for (double ridge : ridges) {
-  if (!(ridge >= 0)) return Status::error("fit_global_path: negative ridge");
-  const double lambda = ridge * trace / kN;
-  std::vector<double> gr = g;
-  for (int i = 0; i < kN; ++i) gr[size_t(i) * kN + i] += lambda;
-  // Cholesky G = L L^T (G is symmetric positive definite with the ridge).
-  std::vector<double> chol(size_t(kN) * kN, 0.0);
-  for (int i = 0; i < kN; ++i)
-    for (int j = 0; j <= i; ++j) {
-      double sum = gr[size_t(i) * kN + j];
-      for (int k = 0; k < j; ++k) sum -= chol[size_t(i) * kN + k] * chol[size_t(j) * kN + k];
-      if (i == j) {
-        if (!(sum > 0)) return Status::error("fit_global_path: singular system");
-        chol[size_t(i) * kN + i] = std::sqrt(sum);
-      } else {
-        chol[size_t(i) * kN + j] = sum / chol[size_t(j) * kN + j];
-      }
-    }
-  std::vector<float> out(size_t(s2) * (kTaps + 1), 0.f);
-  for (int p = 0; p < s2; ++p) {
-    double r[kN], z[kN];
+    if (!(ridge >= 0)) return Status::error("fit_global_path: negative ridge");
+    const double lambda = ridge * trace / kN;
+    std::vector<double> gr = g;
+    for (int i = 0; i < kN; ++i) gr[size_t(i) * kN + i] += lambda;
+    // Cholesky G = L L^T (G is symmetric positive definite with the ridge).
+    std::vector<double> chol(size_t(kN) * kN, 0.0);
     for (int i = 0; i < kN; ++i)
-      r[i] = b[size_t(p) * kN + i] + lambda * (i < kTaps ? bicubic[size_t(p) * kTaps + i] : 0.0);
-    for (int i = 0; i < kN; ++i) {  // L z = r
-      double sum = r[i];
-      for (int k = 0; k < i; ++k) sum -= chol[size_t(i) * kN + k] * z[k];
-      z[i] = sum / chol[size_t(i) * kN + i];
+      for (int j = 0; j <= i; ++j) {
+        double sum = gr[size_t(i) * kN + j];
+        for (int k = 0; k < j; ++k) sum -= chol[size_t(i) * kN + k] * chol[size_t(j) * kN + k];
+        if (i == j) {
+          if (!(sum > 0)) return Status::error("fit_global_path: singular system");
+          chol[size_t(i) * kN + i] = std::sqrt(sum);
+        } else {
+          chol[size_t(i) * kN + j] = sum / chol[size_t(j) * kN + j];
+        }
+      }
+    std::vector<float> out(size_t(s2) * (kTaps + 1), 0.f);
+    for (int p = 0; p < s2; ++p) {
+      double r[kN], z[kN];
+      for (int i = 0; i < kN; ++i)
+        r[i] = b[size_t(p) * kN + i] + lambda * (i < kTaps ? bicubic[size_t(p) * kTaps + i] : 0.0);
+      for (int i = 0; i < kN; ++i) {  // L z = r
+        double sum = r[i];
+        for (int k = 0; k < i; ++k) sum -= chol[size_t(i) * kN + k] * z[k];
+        z[i] = sum / chol[size_t(i) * kN + i];
+      }
+      for (int i = kN - 1; i >= 0; --i) {  // L^T w = z
+        double sum = z[i];
+        for (int k = i + 1; k < kN; ++k) sum -= chol[size_t(k) * kN + i] * r[k];
+        r[i] = sum / chol[size_t(i) * kN + i];
+      }
+      for (int i = 0; i < kTaps; ++i) out[size_t(p) * kTaps + i] = float(r[i]);
+      out[size_t(s2) * kTaps + p] = float(r[kTaps]);
     }
-    for (int i = kN - 1; i >= 0; --i) {  // L^T w = z
-      double sum = z[i];
-      for (int k = i + 1; k < kN; ++k) sum -= chol[size_t(k) * kN + i] * r[k];
-      r[i] = sum / chol[size_t(i) * kN + i];
-    }
-    for (int i = 0; i < kTaps; ++i) out[size_t(p) * kTaps + i] = float(r[i]);
-    out[size_t(s2) * kTaps + p] = float(r[kTaps]);
-  }
-  fits.push_back(std::move(out));
+    fits.push_back(std::move(out));
   }
   return fits;
 }

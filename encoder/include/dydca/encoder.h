@@ -130,6 +130,7 @@ struct ScaleTrial {
   double psnr_y = 0;             // level 0 (plain x264: the decoded stream)
   double lanczos_psnr_y = 0;     // the trial's LR stream upscaled by lanczos (0 for scale 0/1)
   double seconds = 0;
+  bool linear = false;           // the linear upscaler shipped (no network): its own model bytes
 };
 
 struct EncodeReport {

@@ -192,6 +192,12 @@ Expected<std::vector<std::vector<float>>> fit_global_paths(const std::vector<Fra
                                                           const std::vector<Frame>& lr, int scale,
                                                           const std::vector<double>& ridges);
 
+// A fixed global path: lanczos with `lobes` lobes (2 or 3), separable, cut
+// to the 5x5 support and renormalised per phase; scale^2*25 weights (no
+// biases), pixel centres as in bicubic_skip_kernel. Lanczos 3 cut to 5 taps
+// is close to swscale's SWS_LANCZOS, the "LR + lanczos" of the bench.
+std::vector<float> lanczos_skip_kernel(int scale, int lobes);
+
 // A freshly initialised model (skip = bicubic, tail = 0: the output starts as
 // bicubic upscaling). Deterministic for a seed.
 Expected<Model> init_model(const ModelArch& arch, uint64_t seed = 1);
