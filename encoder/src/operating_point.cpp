@@ -63,6 +63,18 @@ double predict_title_model_kbps(int64_t full_model_bytes, double duration_s,
   return bytes * 8 / 1000 / d;
 }
 
+double predict_network_kbps(const EncodeParams& p, int scale, double title_seconds) {
+  auto format = WeightFormat::kInt8;
+  if (p.precision == "fp32") format = WeightFormat::kFp32;
+  if (p.precision == "fp16") format = WeightFormat::kFp16;
+  return predict_title_model_kbps(predict_model_bytes(arch_for(p, scale), format), title_seconds,
+                                  p.segment_seconds);
+}
+
+bool network_too_costly(double model_kbps, double total_kbps) {
+  return model_kbps > 0.5 * total_kbps;
+}
+
 TotalRate::TotalRate(double total_kbps, int64_t full_model_bytes, double model_kbps_hint)
     : total_kbps_(total_kbps), full_model_bytes_(full_model_bytes),
       model_kbps_hint_(model_kbps_hint) {}
@@ -183,15 +195,21 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
   q.train_steps = p.train_steps > 0 ? std::min(p.train_steps, kTrialSteps) : kTrialSteps;
   auto trial = [&](int scale, bool plain, bool linear, double model_hint) -> Expected<EncodeReport> {
     q.scale = scale;
-    q.output = dir + "/trial-" + (plain ? std::string("x264") : "x" + std::to_string(scale)) + ".mkv";
+    // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on
+    // "literal" + std::string chains here.
+    std::string name = "x264";
+    if (!plain) {
+      name = "x";
+      name += std::to_string(scale);
+    }
+    q.output = dir + "/trial-" + name + (linear ? "-linear" : "") + ".mkv";
+    if (linear) name += " linear";
     q.checkpoint = q.output + ".parts";
     EncodeMode mode;
     mode.plain = plain;
     mode.linear = linear;
     mode.model_kbps_hint = model_hint;
-    const std::string tag = plain    ? "trial x264"
-                            : linear ? "trial x" + std::to_string(scale) + " linear"
-                                     : "trial x" + std::to_string(scale);
+    const std::string tag = "trial " + name;
     ProgressFn tp = [&](const Progress& pr) {
       const std::string stage = tag + " " + std::string(pr.stage);
       return progress ? progress(Progress(stage, pr.done, pr.total, pr.detail)) : true;
@@ -218,39 +236,27 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
   op.trials.push_back(pt);
   q.bitrate_kbps = op.total_kbps;
 
+  // 1. Every scale >= 2 with its linear upscaler: x264 and a least-squares
+  //    fit, no training (a second or two each).
+  // 2. Network trials (400 training steps each, the bulk of the trials' time),
+  //    best base first: a scale's base is its linear trial (x1's: plain x264,
+  //    the identity). A network is tried only when its base plus the
+  //    headroom could still beat the best trial so far; the headroom is the
+  //    largest gain a network has measured over its own base on this title,
+  //    plus 0.5 dB, and at least 1 dB. Scales whose network alone would
+  //    take more than half the rate get no network trial.
   int best = -1;
   double best_db = adjusted(pt) + kMarginDb;
   std::string skipped;
-  for (int s : p.scale_candidates) {
-    if (s < 1 || s > 4) continue;
-    if (hr_width < 16 * s || hr_height < 16 * s) {
-      skipped += " x" + std::to_string(s) + " (frame too small)";
-      continue;
+  auto consider = [&](const ScaleTrial& st) {
+    op.trials.push_back(st);
+    if (adjusted(st) > best_db) {
+      best_db = adjusted(st);
+      best = int(op.trials.size()) - 1;
     }
-    const ModelArch arch = arch_for(p, s);
-    auto format = WeightFormat::kInt8;
-    if (p.precision == "fp32") format = WeightFormat::kFp32;
-    if (p.precision == "fp16") format = WeightFormat::kFp16;
-    const double model_kbps = predict_title_model_kbps(predict_model_bytes(arch, format),
-                                                       title_seconds, p.segment_seconds);
-    // A network that would take more than half the rate is not trained:
-    // the scale is tried with its linear upscaler (EncodeMode::linear; x1
-    // has none worth trying: the identity is plain x264).
-    const bool linear = model_kbps > 0.5 * op.total_kbps;
-    if (linear && s == 1) {
-      char why[96];
-      std::snprintf(why, sizeof why, " x%d (its model alone is %.0f kb/s)", s, model_kbps);
-      skipped += why;
-      continue;
-    }
-    const auto t = std::chrono::steady_clock::now();
-    DYDCA_ASSIGN_OR_RETURN(auto r, trial(s, false, linear, linear ? -1 : model_kbps));
-    // A trial whose every segment shipped the linear upscaler (this one, or
-    // a network that did not pay) costs its own few hundred bytes, not the
-    // predicted network's rate.
-    const bool shipped_linear =
-        !r.segments.empty() && std::all_of(r.segments.begin(), r.segments.end(),
-                                           [](const SegmentReport& g) { return g.linear_only; });
+  };
+  auto measure = [&](int s, const EncodeReport& r, bool shipped_linear, double model_kbps,
+                     std::chrono::steady_clock::time_point t) {
     ScaleTrial st;
     st.scale = s;
     st.linear = shipped_linear;
@@ -258,11 +264,62 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
     st.psnr_y = r.levels.empty() ? 0 : r.levels[0].psnr_y;
     st.lanczos_psnr_y = s > 1 ? r.lanczos_psnr_y : 0;
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-    op.trials.push_back(st);
-    if (adjusted(st) > best_db) {
-      best_db = adjusted(st);
-      best = int(op.trials.size()) - 1;
+    return st;
+  };
+  struct Candidate {
+    int scale;
+    double model_kbps;
+    double base_db;  // adjusted PSNR-Y of what the network must beat
+  };
+  std::vector<Candidate> nets;
+  for (int s : p.scale_candidates) {
+    if (s < 1 || s > 4) continue;
+    if (hr_width < 16 * s || hr_height < 16 * s) {
+      skipped += " x" + std::to_string(s) + " (frame too small)";
+      continue;
     }
+    const double model_kbps = predict_network_kbps(p, s, title_seconds);
+    double base_db = adjusted(pt);
+    if (s >= 2) {
+      const auto t = std::chrono::steady_clock::now();
+      DYDCA_ASSIGN_OR_RETURN(auto r, trial(s, false, true, -1));
+      const ScaleTrial st = measure(s, r, true, 0, t);
+      consider(st);
+      base_db = adjusted(st);
+    }
+    if (network_too_costly(model_kbps, op.total_kbps)) {
+      char why[96];
+      std::snprintf(why, sizeof why, " x%d network (its model alone is %.0f kb/s)", s, model_kbps);
+      skipped += why;
+      continue;
+    }
+    nets.push_back({s, model_kbps, base_db});
+  }
+  std::stable_sort(nets.begin(), nets.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.base_db > b.base_db; });
+  double max_gain = 0;
+  bool measured = false;
+  for (const Candidate& c : nets) {
+    const double headroom = std::max(1.0, max_gain + 0.5);
+    if (measured && c.base_db + headroom < best_db) {
+      char why[96];
+      std::snprintf(why, sizeof why, " x%d network (its base is %.2f dB under the best)",
+                    c.scale, best_db - c.base_db);
+      skipped += why;
+      continue;
+    }
+    const auto t = std::chrono::steady_clock::now();
+    DYDCA_ASSIGN_OR_RETURN(auto r, trial(c.scale, false, false, c.model_kbps));
+    // A trial whose every segment shipped the linear upscaler (a network
+    // that did not pay) costs its own few hundred bytes, not the predicted
+    // network's rate.
+    const bool shipped_linear =
+        !r.segments.empty() && std::all_of(r.segments.begin(), r.segments.end(),
+                                           [](const SegmentReport& g) { return g.linear_only; });
+    const ScaleTrial st = measure(c.scale, r, shipped_linear, c.model_kbps, t);
+    consider(st);
+    max_gain = std::max(max_gain, adjusted(st) - c.base_db);
+    measured = true;
   }
   char line[256];
   if (best < 0) {

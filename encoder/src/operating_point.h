@@ -6,9 +6,11 @@
 //                after the predicted model and routing bytes, corrected by
 //                what the earlier segments over- or under-spent.
 //   scale auto:  short trial encodes of a sample of the title (a few windows
-//                spread over it) at the target rate, one per candidate scale
-//                and one of plain x264 at the full size; the best measured
-//                PSNR-Y wins, plain x264 when no scale beats it.
+//                spread over it) at the target rate: plain x264 at the full
+//                size, every scale >= 2 with its linear upscaler (cheap), and
+//                the networks whose base is close enough to the best
+//                (choose_operating_point); the best measured PSNR-Y wins,
+//                plain x264 when nothing beats it.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +63,13 @@ int64_t predict_model_bytes(const ModelArch& arch, WeightFormat format);
 // clips with warm starts).
 double predict_title_model_kbps(int64_t full_model_bytes, double duration_s,
                                 double segment_seconds);
+
+// The title's predicted model kb/s for the network of EncodeParams at `scale`.
+double predict_network_kbps(const EncodeParams& p, int scale, double title_seconds);
+// A network that would take more than half the total rate is not trained:
+// the scale ships its linear upscaler (EncodeMode::linear), in --scale auto
+// and, with --model-must-pay, at a fixed scale.
+bool network_too_costly(double model_kbps, double total_kbps);
 
 // Total-rate control over segments.
 class TotalRate {
