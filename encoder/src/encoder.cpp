@@ -1049,8 +1049,6 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   return r;
 }
 
-// --scale auto: trials on a sample choose the scale (or plain x264), then
-// the title is encoded at it, at the total rate the trials used.
 // The title's duration in seconds as the encode sees it (--max-frames
 // included; 0 = unknown).
 double title_seconds(const EncodeParams& p, const VideoInfo& info) {
@@ -1082,6 +1080,8 @@ Expected<EncodeReport> encode_fixed(const EncodeParams& p, const ProgressFn& pro
   return encode_segmented(p, mode, prog, t_start);
 }
 
+// --scale auto: trials on a sample choose the scale (or plain x264), then
+// the title is encoded at it, at the total rate the trials used.
 Expected<EncodeReport> encode_auto(const EncodeParams& p, const ProgressFn& prog,
                                    Clock::time_point t_start) {
   DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(p.input, p.threads));
