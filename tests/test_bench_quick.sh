@@ -57,8 +57,18 @@ else:
         assert not p["plain_x264"] or p["scale"] == 1, p
 main = m[r["main_curve"]]
 assert len(main["points"]) == 4, (main, r["errors"])
-for k in ("bd_rate_vs_x264_full", "bd_psnr_vs_x264_full", "bd_rate_vs_hull", "bd_psnr_vs_hull"):
-    assert fin(main[k]), (k, main[k])
+# BD-PSNR always; BD-rate where the PSNR ranges overlap by >= 0.25 dB, else
+# n/a (None: it would extrapolate). On this generated clip dydca's fitted
+# linear upscaler can sit wholly above x264's range.
+def overlap(a, b):
+    pa, pb = [p["psnr_y"] for p in a], [p["psnr_y"] for p in b]
+    return min(max(pa), max(pb)) - max(min(pa), min(pb))
+ov = {"x264_full": overlap(main["points"], m["x264-full"]["points"]),
+      "hull": overlap(main["points"], m["x264 hull"]["points"])}
+for ref in ("x264_full", "hull"):
+    assert fin(main["bd_psnr_vs_" + ref]), (ref, main)
+    bd = main["bd_rate_vs_" + ref]
+    assert fin(bd) if ov[ref] >= 0.25 else bd is None, (ref, bd, ov[ref])
 for c in ("dydca x2", r["main_curve"]):
     for p in m[c]["points"]:
         assert p["model_bytes"] > 0 and p["lanczos_psnr_y"] > 10, p
@@ -66,8 +76,10 @@ for c in ("dydca x2", r["main_curve"]):
         assert abs(p["sr_gain_db"] - (p["psnr_y"] - p["lanczos_psnr_y"])) < 1e-9, p
         assert len(p["levels"]) >= 1 and all(l["macs_per_lr_pixel"] >= 0 for l in p["levels"]), p
 s = r["summary"]
-assert fin(s["bd_rate_vs_x264_full"]) and fin(s["bd_rate_vs_hull"]) and fin(s["worst_margin_db"]), s
-assert d["mean"]["clips_with_bd_vs_x264_full"] == 1, d["mean"]
+assert fin(s["worst_margin_db"]), s
+for ref in ("x264_full", "hull"):
+    assert (s["bd_rate_vs_" + ref] is None) == (main["bd_rate_vs_" + ref] is None), (ref, s)
+assert d["mean"]["clips_with_bd_vs_x264_full"] == (1 if ov["x264_full"] >= 0.25 else 0), d["mean"]
 assert len(m["static x2"]["points"]) == 4, m["static x2"]
 # Decoders at the reference rate: x264-full, the main dydca file (level 0) and
 # its LR stream alone, the static baseline.
@@ -91,7 +103,7 @@ png = open(sys.argv[2], "rb").read(24)
 assert png[:8] == b"\x89PNG\r\n\x1a\n", png[:8]
 w, h = struct.unpack(">II", png[16:24])
 assert w >= 4 * c["side"] * c["magnify"] and h >= c["side"] * c["magnify"], (w, h, c)
-print("bench quick: ok (main curve %s, BD-rate %+.1f %% vs x264-full, %+.1f %% vs hull)"
+print("bench quick: ok (main curve %s, BD-rate %s vs x264-full, %s vs hull)"
       % (r["main_curve"], s["bd_rate_vs_x264_full"], s["bd_rate_vs_hull"]))
 PY
 # Tables and plots rebuilt from report.json alone.
