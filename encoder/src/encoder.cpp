@@ -1059,21 +1059,24 @@ double title_seconds(const EncodeParams& p, const VideoInfo& info) {
   return title_s;
 }
 
-// A fixed scale with --bitrate: its linear upscaler when the network could
-// not pay for itself at any gain (network_too_costly), instead of an error.
+// A fixed scale with --bitrate: its linear upscaler (x1: plain x264, the
+// identity) when the network could not pay for itself at any gain
+// (network_too_costly), instead of an error.
 Expected<EncodeReport> encode_fixed(const EncodeParams& p, const ProgressFn& prog,
                                     Clock::time_point t_start) {
   EncodeMode mode;
-  if (p.bitrate_kbps > 0 && p.model_must_pay && p.scale >= 2) {
+  if (p.bitrate_kbps > 0 && p.model_must_pay) {
     DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(p.input, p.threads));
     const double model_kbps = predict_network_kbps(p, p.scale, title_seconds(p, reader.info()));
     if (network_too_costly(model_kbps, p.bitrate_kbps)) {
-      mode.linear = true;
+      mode.linear = p.scale >= 2;
+      mode.plain = p.scale == 1;
       char line[200];
       std::snprintf(line, sizeof line,
-                    "x%d at %d kb/s: the network alone would take %.0f kb/s; the linear upscaler "
-                    "ships (no training)",
-                    p.scale, p.bitrate_kbps, model_kbps);
+                    "x%d at %d kb/s: the network alone would take %.0f kb/s; %s ships (no "
+                    "training)",
+                    p.scale, p.bitrate_kbps, model_kbps,
+                    mode.plain ? "plain x264 at the full size" : "the linear upscaler");
       log_info(line);
     }
   }
