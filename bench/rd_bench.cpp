@@ -548,9 +548,7 @@ RdSample sample_from(const EncodeReport& r, int rate, size_t level) {
   s.decision = r.scale_decision;
   for (const auto& t : r.scale_trials)
     s.trials.push_back({t.scale, t.total_kbps, t.psnr_y, t.lanczos_psnr_y, t.seconds, t.linear});
-  s.linear = !r.plain_x264 && !r.segments.empty() &&
-             std::all_of(r.segments.begin(), r.segments.end(),
-                         [](const SegmentReport& g) { return g.linear_only; });
+  s.linear = !r.plain_x264 && all_segments_linear(r);
   for (const auto& l : r.levels)
     s.levels.push_back({l.level, l.psnr_y, l.ssim_y, l.macs_per_lr_pixel});
   return s;

@@ -402,9 +402,47 @@ Expected<LinearAlternative> linear_alternative(const Model& like, const RoutingM
   return best;
 }
 
-// EncodeMode::linear: no chunking and no training. The linear alternative
-// is fitted on x264's first LR; x264 closes the rate gap for its bytes, and
-// when x264 ran again it is fitted again on the final LR.
+// Ships a segment's linear alternative `lin` (fitted like `like` and
+// `like_routing` on the LR as it is): x264 closes the rate gap for its bytes
+// (no close_rate_gap: no total rate), the fit is made again when x264 ran
+// again, and the segment is finished with it. `t`: when the linear work
+// began (counted as refine time).
+Expected<SegmentOutcome> ship_linear(const EncodeContext& c, SegmentFrames& seg,
+                                     LrRoundTrip& trip,
+                                     const std::function<Status(int64_t)>& close_rate_gap,
+                                     LinearAlternative lin, const Model& like,
+                                     const RoutingMap& like_routing, FrameUpscaler& frames,
+                                     int sample, SegmentOutcome& o, Model* recon,
+                                     Clock::time_point t, Clock::time_point t_seg,
+                                     const ProgressFn& sprog) {
+  const std::vector<Frame>& lr = trip.decoded;  // x264 running again replaces them in place
+  if (close_rate_gap) {
+    const int64_t first = trip.video.total_bytes();
+    DYDCA_TRY(close_rate_gap(int64_t(lin.blob.size()) + lin.routing_bytes));
+    if (trip.video.total_bytes() != first) {
+      DYDCA_ASSIGN_OR_RETURN(lin, linear_alternative(like, like_routing, seg.hr, lr, c.p, frames,
+                                                     sample));
+    }
+  }
+  std::vector<Frame>().swap(seg.lr);
+  *recon = lin.shipped;
+  o.rep.linear_only = true;
+  o.rep.model_is_delta = false;
+  o.rep.model_bytes = int64_t(lin.blob.size());
+  // No network was made (EncodeMode::linear): the linear blob is the full model.
+  if (o.rep.full_model_bytes == 0) o.rep.full_model_bytes = o.rep.model_bytes;
+  o.chunk_tiles = chunk_tile_counts(lin.routing);
+  o.chunk_path = {0};
+  o.level_macs.assign(size_t(lin.routing.levels()), double(c.arch.macs_per_lr_pixel(0)));
+  const RuntimeOptions ropt = runtime_options(c.p, lr[0].width, lr[0].height);
+  DYDCA_ASSIGN_OR_RETURN(auto shipped, SrModel::create(*recon, ropt.model()));
+  o.t_refine += since(t);
+  return finish_segment(c, seg, lr, trip.video, lin.routing, lin.blob, *recon, *shipped, frames,
+                        nullptr, std::move(o), t_seg, sprog);
+}
+
+// EncodeMode::linear: no chunking and no training; the linear alternative
+// of the untrained architecture ships (ship_linear).
 Expected<SegmentOutcome> linear_segment(const EncodeContext& c, SegmentFrames& seg,
                                         LrRoundTrip& trip,
                                         const std::function<Status(int64_t)>& close_rate_gap,
@@ -427,25 +465,8 @@ Expected<SegmentOutcome> linear_segment(const EncodeContext& c, SegmentFrames& s
   const int sample = std::clamp(seg.frames() / 8, 4, 16);
   DYDCA_ASSIGN_OR_RETURN(auto lin,
                          linear_alternative(like, like_routing, seg.hr, lr, p, frames, sample));
-  if (close_rate_gap) {
-    const int64_t first = trip.video.total_bytes();
-    DYDCA_TRY(close_rate_gap(int64_t(lin.blob.size()) + lin.routing_bytes));
-    if (trip.video.total_bytes() != first) {
-      DYDCA_ASSIGN_OR_RETURN(lin, linear_alternative(like, like_routing, seg.hr, lr, p, frames,
-                                                     sample));
-    }
-  }
-  std::vector<Frame>().swap(seg.lr);
-  *recon = lin.shipped;
-  o.rep.linear_only = true;
-  o.rep.model_bytes = o.rep.full_model_bytes = int64_t(lin.blob.size());
-  o.chunk_tiles = chunk_tile_counts(lin.routing);
-  o.chunk_path = {0};
-  o.level_macs.assign(size_t(lin.routing.levels()), double(c.arch.macs_per_lr_pixel(0)));
-  DYDCA_ASSIGN_OR_RETURN(auto shipped, SrModel::create(*recon, ropt.model()));
-  o.t_refine = since(t);
-  return finish_segment(c, seg, lr, trip.video, lin.routing, lin.blob, *recon, *shipped, frames,
-                        nullptr, std::move(o), t_seg, sprog);
+  return ship_linear(c, seg, trip, close_rate_gap, std::move(lin), like, like_routing, frames,
+                     sample, o, recon, t, t_seg, sprog);
 }
 
 // A model whose tail is all zero adds nothing to the global path (a linear
@@ -656,22 +677,9 @@ Expected<SegmentOutcome> encode_segment(const EncodeContext& c, SegmentFrames& s
                   sr_db - lin_db >= buys_db ? "the network ships" : "the linear upscaler ships");
     log_info(line);
     if (sr_db - lin_db < buys_db) {
-      DYDCA_TRY(close_rate_gap(int64_t(lin.blob.size()) + lin.routing_bytes));
-      // x264 may have run again: the fit follows the new LR.
-      DYDCA_ASSIGN_OR_RETURN(lin,
-                             linear_alternative(*recon, routing, seg.hr, lr, p, frames, sample));
-      std::vector<Frame>().swap(seg.lr);
-      *recon = lin.shipped;
-      o.rep.linear_only = true;
-      o.rep.model_is_delta = false;
-      o.rep.model_bytes = int64_t(lin.blob.size());
-      o.chunk_tiles = chunk_tile_counts(lin.routing);
-      o.chunk_path = {0};
-      o.level_macs.assign(size_t(lin.routing.levels()), double(c.arch.macs_per_lr_pixel(0)));
-      DYDCA_ASSIGN_OR_RETURN(auto shipped_lin, SrModel::create(*recon, ropt.model()));
-      o.t_refine += since(t);
-      return finish_segment(c, seg, lr, rt_trip.video, lin.routing, lin.blob, *recon,
-                            *shipped_lin, frames, nullptr, std::move(o), t_seg, sprog);
+      const Model trained = *recon;  // what the fit is made like; ship_linear replaces *recon
+      return ship_linear(c, seg, rt_trip, close_rate_gap, std::move(lin), trained, routing,
+                         frames, sample, o, recon, t, t_seg, sprog);
     }
     o.t_refine += since(t);
   }
@@ -1193,6 +1201,11 @@ Expected<EncodeReport> encode_video(const EncodeParams& p, const ProgressFn& pro
     return Status::error("out of memory (peak " + std::to_string(int(peak_rss_mb())) +
                          " MB); lower --segment-memory or --segment-seconds");
   }
+}
+
+bool all_segments_linear(const EncodeReport& r) {
+  return !r.segments.empty() && std::all_of(r.segments.begin(), r.segments.end(),
+                                            [](const SegmentReport& g) { return g.linear_only; });
 }
 
 std::string report_text(const EncodeReport& r) {

@@ -9,6 +9,7 @@
 
 #include "dydca/log.h"
 #include "dydca/training.h"
+#include "stages.h"
 
 namespace dydca::detail {
 
@@ -64,9 +65,8 @@ double predict_title_model_kbps(int64_t full_model_bytes, double duration_s,
 }
 
 double predict_network_kbps(const EncodeParams& p, int scale, double title_seconds) {
-  auto format = WeightFormat::kInt8;
-  if (p.precision == "fp32") format = WeightFormat::kFp32;
-  if (p.precision == "fp16") format = WeightFormat::kFp16;
+  const auto parsed = parse_precision(p.precision);  // checked by check_params
+  const WeightFormat format = parsed ? *parsed : WeightFormat::kInt8;
   return predict_title_model_kbps(predict_model_bytes(arch_for(p, scale), format), title_seconds,
                                   p.segment_seconds);
 }
@@ -316,9 +316,7 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
     // A trial whose every segment shipped the linear upscaler (a network
     // that did not pay) costs its own few hundred bytes, not the predicted
     // network's rate.
-    const bool shipped_linear =
-        !r.segments.empty() && std::all_of(r.segments.begin(), r.segments.end(),
-                                           [](const SegmentReport& g) { return g.linear_only; });
+    const bool shipped_linear = all_segments_linear(r);
     const ScaleTrial st = measure(c.scale, r, shipped_linear, c.model_kbps, t);
     consider(st);
     max_gain = std::max(max_gain, adjusted(st) - c.base_db);

@@ -181,6 +181,10 @@ struct EncodeReport {
 
 Expected<EncodeReport> encode_video(const EncodeParams& params, const ProgressFn& progress = {});
 
+// Every segment shipped the linear upscaler, no network (false when there are
+// no segments).
+bool all_segments_linear(const EncodeReport& r);
+
 // Human-readable summary table, and the JSON form (--report).
 std::string report_text(const EncodeReport& r);
 std::string report_json(const EncodeReport& r);
