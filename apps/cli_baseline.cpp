@@ -50,7 +50,7 @@ Subcommand add_baseline(CLI::App& app) {
             std::vector<Frame> hr, lr;
             for (auto& f : *frames) {
               hr.push_back(pad_to_multiple(f, 2 * s));
-              auto d = downscale(hr.back(), s, ScaleFilter::kArea);
+              auto d = downscale(hr.back(), s, ScaleFilter::kLanczos);  // as the encoder (--downscale auto)
               if (!d) return fail(d.status());
               lr.push_back(std::move(*d));
             }

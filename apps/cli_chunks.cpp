@@ -1,5 +1,5 @@
 // `dydca chunks IN -o map.png`: the chunking debug view. Runs the server's
-// chunking on a clip (HR = input padded to 2*scale, LR = area downscale through
+// chunking on a clip (HR = input padded to 2*scale, LR = lanczos downscale through
 // an x264 round trip, as training sees it), prints segments, chunk sizes,
 // path tables and routing flips, and paints one frame's tile -> chunk map.
 #include <chrono>
@@ -95,7 +95,7 @@ Subcommand add_chunks(CLI::App& app) {
         for (auto& f : *frames) {
           hr.push_back(pad_to_multiple(f, 2 * o->scale));
           f = Frame{};  // the padded copy is what we keep
-          auto small = downscale(hr.back(), o->scale, ScaleFilter::kArea);
+          auto small = downscale(hr.back(), o->scale, ScaleFilter::kLanczos);
           if (!small) return fail(small.status());
           lr.push_back(std::move(*small));
         }

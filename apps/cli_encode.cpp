@@ -119,6 +119,10 @@ Subcommand add_encode(CLI::App& app) {
                   "The frozen global path every path adds to: bicubic, or fit (the clip's "
                   "least-squares 5x5 linear upscaler)")
       ->capture_default_str();
+  sub->add_option("--downscale", o->p.downscale,
+                  "The filter that makes the LR picture: auto (lanczos; --scale auto also tries "
+                  "area and keeps the better), lanczos, area, bicubic")
+      ->capture_default_str();
   sub->add_flag("--model-must-pay,!--no-model-must-pay", o->p.model_must_pay,
                "With --bitrate: ship the linear upscaler and give x264 the bits when the "
                "trained network gains less than those bits would buy the video (default on)");

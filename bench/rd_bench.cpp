@@ -277,7 +277,7 @@ std::string ladder_method(int scale) {
 }
 
 // The clip as x264 at `scale` sees it: padded to a multiple of 2 x scale
-// (even LR sizes, as the encoder does), area-downscaled. Scale 1 without
+// (even LR sizes, as the encoder does), lanczos-downscaled (the encoder's default filter). Scale 1 without
 // padding need returns an empty vector (use the HR frames themselves).
 Expected<std::vector<Frame>> ladder_input(const std::vector<Frame>& hr, int scale) {
   std::vector<Frame> out;
@@ -290,7 +290,7 @@ Expected<std::vector<Frame>> ladder_input(const std::vector<Frame>& hr, int scal
       out.push_back(std::move(padded));
       continue;
     }
-    DYDCA_ASSIGN_OR_RETURN(auto d, downscale(padded, scale, ScaleFilter::kArea));
+    DYDCA_ASSIGN_OR_RETURN(auto d, downscale(padded, scale, ScaleFilter::kLanczos));
     out.push_back(std::move(d));
   }
   return out;

@@ -210,7 +210,7 @@ std::string rd_report_md(const RdBenchParams& p, const std::vector<RdResult>& re
        "method: x264 2-pass (preset "
     << p.preset << ") and dydca's `--bitrate`. PSNR-Y is full-frame against the input at its "
        "own size. `x264-full` (x264 at the full size, same preset) is the anchor; `x264 xS+lanczos` "
-       "is x264 on the area-downscaled clip, upscaled back by lanczos (swscale); `x264 hull` is "
+       "is x264 on the lanczos-downscaled clip, upscaled back by lanczos (swscale); `x264 hull` is "
        "the upper envelope of all those points over log rate (the ladder a platform already "
        "has). `LR+lanczos (dydca ...)` is the dydca file's own LR stream upscaled by lanczos "
        "(over its video rate): dydca minus it is the SR gain. Training: "

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <new>
 #include <tuple>
 
@@ -15,6 +16,7 @@
 #include "dydca/synthetic.h"
 #include "operating_point.h"
 #include "segment_source.h"
+#include "stages.h"
 #include "test_util.h"
 
 // Live bytes allocated through operator new, and their peak: the encoder's
@@ -121,6 +123,47 @@ TEST_CASE("segments: the segmenter holds at most one segment and its look-ahead"
   const int64_t bound = (2 * 8 + 2 * SegmentSource::kLookahead + 4) * per_frame + (1 << 20);
   INFO("peak extra bytes " << g_peak.load() - base << ", bound " << bound);
   CHECK(g_peak.load() - base < bound);
+}
+
+TEST_CASE("downscale: lanczos by default, area or bicubic on request, a bad name is an error") {
+  const std::string dir = test::temp_dir("downscale");
+  auto clip = synthetic_clip(96, 64, 3);
+  test::write_y4m(dir + "/in.y4m", clip);
+  auto lr_of = [&](ScaleFilter filter) {
+    auto reader = VideoReader::open(dir + "/in.y4m");
+    REQUIRE(reader);
+    SegmentSourceParams sp;
+    sp.filter = filter;
+    SegmentSource src(*reader, sp);
+    auto next = src.next({});
+    REQUIRE(next);
+    REQUIRE(*next);
+    return (*next)->lr;
+  };
+  CHECK(SegmentSourceParams{}.filter == ScaleFilter::kLanczos);
+  for (ScaleFilter f : {ScaleFilter::kLanczos, ScaleFilter::kArea}) {
+    const auto lr = lr_of(f);
+    REQUIRE(lr.size() == clip.size());
+    for (size_t i = 0; i < clip.size(); ++i) {
+      auto want = downscale(clip[i], 2, f);
+      REQUIRE(want);
+      CHECK(lr[i].y == want->y);
+      CHECK(lr[i].u == want->u);
+    }
+  }
+  CHECK(lr_of(ScaleFilter::kLanczos)[0].y != lr_of(ScaleFilter::kArea)[0].y);
+
+  CHECK(*detail::downscale_filter("auto") == ScaleFilter::kLanczos);
+  CHECK(*detail::downscale_filter("area") == ScaleFilter::kArea);
+  CHECK(*detail::downscale_filter("bicubic") == ScaleFilter::kBicubic);
+  EncodeParams p;
+  p.input = dir + "/in.y4m";
+  p.output = dir + "/out.mkv";
+  p.downscale = "box";
+  auto r = encode_video(p);
+  REQUIRE(!r);
+  CHECK(r.status().message().find("--downscale") != std::string::npos);
+  CHECK(!std::filesystem::exists(p.output));
 }
 
 // Peak live bytes of a whole encode (minimal training): must not grow with
@@ -360,9 +403,22 @@ TEST_CASE("scale auto: a scale whose network cannot pay is tried with its linear
   auto r = encode_video(p);
   REQUIRE_MESSAGE(r, r.status().message());
   MESSAGE(report_text(*r));
-  REQUIRE(r->scale_trials.size() == 2);  // x264, x2 linear
-  CHECK(r->scale_trials[1].scale == 2);
-  CHECK(r->scale_trials[1].linear);
+  // x264, x2 linear from the lanczos-downscaled LR, then from the area one.
+  REQUIRE(r->scale_trials.size() == 3);
+  for (int i : {1, 2}) {
+    CHECK(r->scale_trials[size_t(i)].scale == 2);
+    CHECK(r->scale_trials[size_t(i)].linear);
+  }
+  CHECK(r->scale_trials[1].downscale == "lanczos");
+  CHECK(r->scale_trials[2].downscale == "area");
+  // The title's filter is the better trial's (compared at the target rate
+  // along the same slope as the trials).
+  auto at_target = [&](const ScaleTrial& t) {
+    return t.psnr_y + detail::kDbPerDoubling * std::log2(20.0 / t.total_kbps);
+  };
+  CHECK(r->downscale == (at_target(r->scale_trials[2]) > at_target(r->scale_trials[1])
+                             ? "area"
+                             : "lanczos"));
   CHECK(r->scale_decision.find("linear upscaler") != std::string::npos);
   REQUIRE(r->scale == 2);
   CHECK(r->train_steps == 0);

@@ -33,7 +33,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SegmentReport, index, first_frame, frames, re
                                    routing_bytes, full_model_bytes, train_steps, linear_only,
                                    bicubic_psnr_y, psnr_y, seconds)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ScaleTrial, scale, total_kbps, psnr_y, lanczos_psnr_y, seconds,
-                                   linear)
+                                   linear, downscale)
 namespace detail {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(QualitySum, mse_y, mse_u, mse_v, ssim_y, frames)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(SegmentQuality, bicubic, lanczos, levels, quant_fp32,
@@ -95,6 +95,7 @@ Status check_params(const EncodeParams& p) {
     return Status::error("--dist-mode must be data or segments");
   if (p.global_path != "bicubic" && p.global_path != "fit")
     return Status::error("--global-path must be bicubic or fit");
+  DYDCA_TRY(downscale_filter(p.downscale).status());
   if (p.warm_start != "previous" && p.warm_start != "none")
     return Status::error("--warm-start must be previous or none");
   if (p.baseline != "none" && p.baseline != "static" && p.baseline != "per-chunk" &&
@@ -138,6 +139,7 @@ std::string manifest_of(const EncodeParams& p, const EncodeMode& mode, const Vid
   j["input_bytes"] = int64_t(std::filesystem::file_size(p.input, ec));
   j["input_size"] = {info.width, info.height};
   j["scale"] = p.scale;
+  j["downscale"] = p.downscale;
   j["plain"] = mode.plain;
   j["linear"] = mode.linear;
   j["crf"] = p.crf;
@@ -853,6 +855,7 @@ EncodeReport report_for(const EncodeParams& p) {
   r.output = p.output;
   r.scale = p.scale;
   r.precision = p.precision;
+  r.downscale = p.downscale == "auto" ? "lanczos" : p.downscale;
   r.baseline = p.baseline;
   r.dist_world_size = p.dist.world_size;
   return r;
@@ -899,6 +902,7 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
 
   SegmentSourceParams sp;
   sp.scale = s;
+  sp.filter = *downscale_filter(p.downscale);  // checked by check_params
   sp.frame_limit = p.max_frames;
   // A scene cut starts a new segment only kMinSegmentSeconds after the last
   // one: a segment costs an IDR and a model update, and x264 still puts an
@@ -1108,6 +1112,7 @@ Expected<EncodeReport> encode_auto(const EncodeParams& p, const ProgressFn& prog
   log_info("scale auto: " + op.decision);
   EncodeParams q = p;
   q.scale = op.scale;
+  q.downscale = op.downscale;
   q.bitrate_kbps = op.total_kbps;
   EncodeMode mode;
   mode.plain = op.plain;
@@ -1131,6 +1136,7 @@ Expected<EncodeReport> encode_baseline_clip(const EncodeParams& p, EncodeReport 
     return Status::error(p.input + ": too small for scale " + std::to_string(s));
   SegmentSourceParams sp;
   sp.scale = s;
+  DYDCA_ASSIGN_OR_RETURN(sp.filter, downscale_filter(p.downscale));
   sp.frame_limit = p.max_frames;
   const int64_t fb = SegmentSource::frame_bytes(info.width, info.height, s);
   sp.max_frames = int(std::min<int64_t>((int64_t{6} << 30) / fb, 1 << 20));
@@ -1216,19 +1222,21 @@ std::string report_text(const EncodeReport& r) {
     o += line;
   };
   add("%s -> %s\n", r.input.c_str(), r.output.c_str());
-  add("  %d frames, %.3f fps, %.2f s; HR %dx%d, LR %dx%d (x%d)\n", r.frames, r.fps, r.duration_s,
-      r.hr_width, r.hr_height, r.lr_width, r.lr_height, r.scale);
+  add("  %d frames, %.3f fps, %.2f s; HR %dx%d, LR %dx%d (x%d, %s downscale)\n", r.frames, r.fps,
+      r.duration_s, r.hr_width, r.hr_height, r.lr_width, r.lr_height, r.scale,
+      r.downscale.c_str());
   if (r.plain_x264)
     add("  PLAIN x264 at the full size (a no-op model): nothing beat it at this rate\n");
   if (!r.scale_trials.empty()) {
     add("  scale auto: %s\n", r.scale_decision.c_str());
     for (const auto& t : r.scale_trials) {
       if (t.scale == 0)
-        add("    trial x264 full size  %7.1f kb/s  PSNR-Y %6.2f                  %5.1f s\n",
+        add("    trial x264 full size    %7.1f kb/s  PSNR-Y %6.2f                  %5.1f s\n",
             t.total_kbps, t.psnr_y, t.seconds);
       else
-        add("    trial x%d %-11s %7.1f kb/s  PSNR-Y %6.2f (lanczos %6.2f) %5.1f s\n", t.scale,
-            t.linear ? "linear" : "", t.total_kbps, t.psnr_y, t.lanczos_psnr_y, t.seconds);
+        add("    trial x%d %-6s %-7s %7.1f kb/s  PSNR-Y %6.2f (lanczos %6.2f) %5.1f s\n", t.scale,
+            t.linear ? "linear" : "", t.downscale.c_str(), t.total_kbps, t.psnr_y,
+            t.lanczos_psnr_y, t.seconds);
     }
   }
   if (r.baseline != "none")
@@ -1295,6 +1303,7 @@ std::string report_json(const EncodeReport& r) {
   j["hr"] = {r.hr_width, r.hr_height};
   j["lr"] = {r.lr_width, r.lr_height};
   j["scale"] = r.scale;
+  j["downscale"] = r.downscale;
   j["baseline"] = r.baseline;
   nlohmann::json paths = nlohmann::json::array();
   for (size_t i = 0; i < r.arch.paths.size(); ++i)

@@ -118,6 +118,7 @@ struct OperatingPoint {
   int scale = 2;            // chosen (1..4); with plain: 1
   bool plain = false;       // plain x264 at the full size
   bool linear = false;      // the scale with its linear upscaler (EncodeMode::linear)
+  std::string downscale = "lanczos";  // the LR's filter (--downscale auto chooses it)
   int total_kbps = 0;       // the target of the encode (CRF mode: from the plain trial)
   std::vector<ScaleTrial> trials;
   std::string decision;

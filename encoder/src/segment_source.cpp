@@ -10,18 +10,44 @@ SegmentSource::SegmentSource(VideoReader& reader, const SegmentSourceParams& par
   p_.max_frames = std::max(1, p_.max_frames);
 }
 
+namespace {
+
+// Luma only, each LR pixel the rounded mean of its scale x scale block (the
+// sizes are multiples of 2 * scale: pad_to_multiple).
+Frame box_luma(const Frame& hr, int s) {
+  Frame out;
+  out.width = hr.width / s;
+  out.height = hr.height / s;
+  out.pts = hr.pts;
+  out.y.resize(size_t(out.width) * out.height);
+  const int n = s * s;
+  for (int y = 0; y < out.height; ++y)
+    for (int x = 0; x < out.width; ++x) {
+      int sum = 0;
+      for (int dy = 0; dy < s; ++dy) {
+        const uint8_t* row = hr.y.data() + size_t(y * s + dy) * hr.width + size_t(x) * s;
+        for (int dx = 0; dx < s; ++dx) sum += row[dx];
+      }
+      out.y[size_t(y) * out.width + x] = uint8_t((sum + n / 2) / n);
+    }
+  return out;
+}
+
+}  // namespace
+
 int64_t SegmentSource::frame_bytes(int width, int height, int scale) {
   const int64_t m = 2 * scale;
   const int64_t w = (width + m - 1) / m * m, h = (height + m - 1) / m * m;
   const int64_t hr = w * h * 3 / 2;
-  return hr + 2 * (hr / (int64_t(scale) * scale));  // HR, LR, then the decoded LR
+  const int64_t lr = hr / (int64_t(scale) * scale);
+  return hr + 2 * lr + lr * 2 / 3;  // HR, LR, then the decoded LR; the detector's luma
 }
 
 Status SegmentSource::fill(const ProgressFn& progress) {
   const VideoInfo& info = reader_.info();
   const size_t want = size_t(p_.max_frames) + kLookahead;
   Frame f;
-  while (!eof_ && hr_.size() < want) {  // lr_ holds the context frames too
+  while (!eof_ && hr_.size() < want) {
     if (p_.frame_limit > 0 && read_ >= p_.frame_limit) {
       eof_ = true;
       break;
@@ -37,7 +63,8 @@ Status SegmentSource::fill(const ProgressFn& progress) {
       f = std::move(fixed);
     }
     Frame padded = pad_to_multiple(f, 2 * p_.scale);
-    DYDCA_ASSIGN_OR_RETURN(auto d, downscale(padded, p_.scale, ScaleFilter::kArea));
+    DYDCA_ASSIGN_OR_RETURN(auto d, downscale(padded, p_.scale, p_.filter));
+    cut_.push_back(box_luma(padded, p_.scale));
     hr_.push_back(std::move(padded));
     lr_.push_back(std::move(d));
     if (progress && !progress({"read", read_, info.frame_count}))
@@ -49,14 +76,14 @@ Status SegmentSource::fill(const ProgressFn& progress) {
 Expected<std::optional<SegmentFrames>> SegmentSource::next(const ProgressFn& progress) {
   DYDCA_TRY(fill(progress));
   if (hr_.empty()) return std::optional<SegmentFrames>{};
-  // Cuts on the LR luma of the pending frames, seen after the last frames of
+  // Cuts on the box-averaged luma of the pending frames, seen after the last frames of
   // the previous segment (the detector's context: a cut just after a
   // max-length split is still a cut, a flash just after a cut is not).
-  const int context = int(lr_.size() - hr_.size());
+  const int context = int(cut_.size() - hr_.size());
   const int pending = int(hr_.size());
   SceneCutParams sp = p_.scene;
   sp.max_length = INT_MAX / 2;
-  DYDCA_ASSIGN_OR_RETURN(auto segs, detect_segments(lr_, sp));
+  DYDCA_ASSIGN_OR_RETURN(auto segs, detect_segments(cut_, sp));
   int cut = -1;  // first cut after the context, relative to the pending frames
   for (const Segment& sg : segs)
     if (sg.start > context) {
@@ -73,12 +100,11 @@ Expected<std::optional<SegmentFrames>> SegmentSource::next(const ProgressFn& pro
   out.first_frame = next_first_;
   out.hr.assign(std::make_move_iterator(hr_.begin()), std::make_move_iterator(hr_.begin() + len));
   hr_.erase(hr_.begin(), hr_.begin() + len);
-  const auto first = lr_.begin() + context;
-  out.lr.assign(std::make_move_iterator(first), std::make_move_iterator(first + len));
-  lr_.erase(lr_.begin(), first + len);
-  // The next detection's context: copies of this segment's last LR frames.
+  out.lr.assign(std::make_move_iterator(lr_.begin()), std::make_move_iterator(lr_.begin() + len));
+  lr_.erase(lr_.begin(), lr_.begin() + len);
+  // The next detection's context: this segment's last frames of the detector's luma.
   const int keep = std::min(len, kContext);
-  lr_.insert(lr_.begin(), out.lr.end() - keep, out.lr.end());
+  cut_.erase(cut_.begin(), cut_.begin() + (context + len - keep));
   next_first_ += len;
   return std::optional<SegmentFrames>(std::move(out));
 }

@@ -24,6 +24,7 @@ struct SegmentFrames {
 
 struct SegmentSourceParams {
   int scale = 2;
+  ScaleFilter filter = ScaleFilter::kLanczos;  // HR -> LR
   int max_frames = 250;     // longest segment (>= 1)
   int64_t frame_limit = 0;  // stop after this many input frames (0 = all)
   SceneCutParams scene;     // its max_length is ignored (max_frames rules)
@@ -34,7 +35,7 @@ class SegmentSource {
   // Frames of the scene-cut detector's look-ahead beyond the segment: a cut
   // is judged with 5 frames on either side (SceneCutParams).
   static constexpr int kLookahead = 6;
-  // LR frames of the previous segment kept as the detector's context.
+  // Frames of the previous segment kept as the detector's context.
   static constexpr int kContext = 5;
 
   SegmentSource(VideoReader& reader, const SegmentSourceParams& params);
@@ -51,7 +52,13 @@ class SegmentSource {
   VideoReader& reader_;
   SegmentSourceParams p_;
   std::vector<Frame> hr_;  // pending frames, not yet handed out
-  std::vector<Frame> lr_;  // kContext frames of the previous segment, then the pending ones
+  std::vector<Frame> lr_;  // their LR (p_.filter)
+  // The scene-cut detector's view: kContext frames of the previous segment,
+  // then the pending ones, luma only and box-averaged whatever the LR's
+  // filter (its thresholds were set on area-downscaled luma; lanczos
+  // ringing on sharp edges moved a panning 32x32 checkerboard's histograms
+  // past them).
+  std::vector<Frame> cut_;
   bool eof_ = false;
   int64_t read_ = 0;
   int next_index_ = 0;

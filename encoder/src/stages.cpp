@@ -12,6 +12,13 @@ Expected<WeightFormat> parse_precision(const std::string& p) {
   return Status::error("unknown model precision '" + p + "' (fp32, fp16, int8)");
 }
 
+Expected<ScaleFilter> downscale_filter(const std::string& name) {
+  if (name == "auto" || name == "lanczos") return ScaleFilter::kLanczos;
+  if (name == "area") return ScaleFilter::kArea;
+  if (name == "bicubic") return ScaleFilter::kBicubic;
+  return Status::error("unknown --downscale '" + name + "' (auto, lanczos, area, bicubic)");
+}
+
 X264Config x264_config(const EncodeParams& p) {
   X264Config xc;
   xc.preset = p.preset;

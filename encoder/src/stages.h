@@ -26,6 +26,8 @@ inline double since(Clock::time_point t) {
 }
 
 Expected<WeightFormat> parse_precision(const std::string& p);
+// --downscale: auto (lanczos; --scale auto may pick area per title), lanczos, area, bicubic.
+Expected<ScaleFilter> downscale_filter(const std::string& name);
 X264Config x264_config(const EncodeParams& p);
 
 // x264 of the LR frames, then decoded back: training sees what the client

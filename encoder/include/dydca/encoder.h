@@ -62,6 +62,10 @@ struct EncodeParams {
   bool train_all_levels = false;
   bool train_skip = false;  // TrainConfig::train_skip
   std::string global_path = "bicubic";  // bicubic | fit (TrainConfig::fit_skip)
+  // The filter that makes the LR picture: auto | lanczos | area | bicubic.
+  // auto: lanczos, except that --scale auto also tries area at its best
+  // linear scale and keeps the better of the two (docs/decisions.md).
+  std::string downscale = "auto";
   double train_progressive = 0;
   double train_max_norm = 0;
   // > 0: override TrainConfig's learning rate, batch and patch side (experiments).
@@ -131,6 +135,7 @@ struct ScaleTrial {
   double lanczos_psnr_y = 0;     // the trial's LR stream upscaled by lanczos (0 for scale 0/1)
   double seconds = 0;
   bool linear = false;           // the linear upscaler shipped (no network): its own model bytes
+  std::string downscale;         // the LR's filter (lanczos, area, bicubic); "" for plain x264
 };
 
 struct EncodeReport {
@@ -146,6 +151,7 @@ struct EncodeReport {
   std::string scale_decision;  // one line: why this scale
   ModelArch arch;
   std::string precision;
+  std::string downscale;  // the filter that made the LR (lanczos, area, bicubic)
   std::string baseline;
   // Bitrate split, kb/s over the clip's duration.
   double video_kbps = 0, model_kbps = 0, routing_kbps = 0, audio_kbps = 0;
