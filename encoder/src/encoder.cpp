@@ -119,10 +119,11 @@ constexpr int kLevelEvalFrames = 48;
 // A plain-x264 segment's no-op model and one-chunk routing (about 120 + 52
 // bytes): what total-rate control charges it.
 constexpr int64_t kPlainSideBytes = 180;
-// A linear segment's model (a zero body that compresses to ~200 bytes, the
-// fp16 5x5 global path: 50 bytes per phase) and one-chunk routing (~52
-// bytes): what total-rate control expects of it before one is measured.
-int64_t linear_side_bytes(int scale) { return 260 + 50 * int64_t(scale) * scale; }
+// A linear segment's model (linear_arch: headers and names ~180 bytes, the
+// fp16 5x5 global path 50 bytes per phase; x3 615, x4 995 bytes measured)
+// and one-chunk routing (~52 bytes): what total-rate control expects of it
+// before one is measured.
+int64_t linear_side_bytes(int scale) { return 230 + 50 * int64_t(scale) * scale; }
 constexpr double kMinSegmentSeconds = 2.0;
 
 std::string work_dir_path(const EncodeParams& p) {
@@ -867,7 +868,10 @@ Expected<EncodeReport> encode_segmented(const EncodeParams& p, const EncodeMode&
   r.plain_x264 = mode.plain;
 
   DYDCA_ASSIGN_OR_RETURN(auto reader, VideoReader::open(p.input, p.threads));
-  EncodeContext c{p, mode, prog, mode.plain ? identity_model().arch : arch_for(p, p.scale),
+  EncodeContext c{p, mode, prog,
+                  mode.plain    ? identity_model().arch
+                  : mode.linear ? linear_arch(p.scale)
+                                : arch_for(p, p.scale),
                   reader.info()};
   DYDCA_ASSIGN_OR_RETURN(c.pool, WorkerPool::create(p.threads));
   const int s = p.scale;

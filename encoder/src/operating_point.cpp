@@ -18,18 +18,31 @@ namespace {
 // A scale must beat plain x264 on the trials by this much to be chosen.
 constexpr double kMarginDb = 0.02;
 // Trials train this many steps at most (the same for every scale).
-constexpr int kTrialSteps = 400;  // at the default batch of 8 (~0.9x the time of 300 at 16)
+constexpr int kTrialSteps = 400;
+// The headroom of the first network trial (see below).
+constexpr double kFirstNetworkHeadroomDb = 2.0;
+// Network trials start only while the trials have used less than this share
+// of the preset's training time budget for the title (balanced: 14x the
+// duration, so 5.6x): a network title's final encode trains for the whole
+// budget, and trials plus encode stay within ~20x the duration. Only short
+// titles reach it (a 1.5-s clip spent 20 s on two network trials that both
+// fell back to linear).
+constexpr double kTrialShareOfTraining = 0.4;  // at the default batch of 8 (~0.9x the time of 300 at 16)
 
 }  // namespace
 
-Model identity_model() {
+ModelArch linear_arch(int scale) {
   ModelArch a;
-  a.scale = 1;
+  a.scale = scale;
   a.channels = 1;
   a.inner = 1;
   a.blocks = 0;
   a.paths = {{0, 0}};
-  auto m = init_model(a);  // the tensors of the architecture, then set by hand
+  return a;
+}
+
+Model identity_model() {
+  auto m = init_model(linear_arch(1));  // the tensors of the architecture, then set by hand
   Model out = m ? std::move(*m) : Model{};
   for (Tensor& t : out.tensors) {
     std::fill(t.data.begin(), t.data.end(), 0.0f);
@@ -246,13 +259,17 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
 
   // 1. Every scale >= 2 with its linear upscaler: x264 and a least-squares
   //    fit, no training (a second or two each).
+  //    With --downscale auto, area at the best linear scale too.
   // 2. Network trials (400 training steps each, the bulk of the trials' time),
-  //    best base first: a scale's base is its linear trial (x1's: plain x264,
-  //    the identity). A network is tried only when its base plus the
-  //    headroom could still beat the best trial so far; the headroom is the
-  //    largest gain a network has measured over its own base on this title,
-  //    plus 0.5 dB, and at least 1 dB. Scales whose network alone would
-  //    take more than half the rate get no network trial.
+  //    best reach first: a scale's base is its linear trial (x1's: plain
+  //    x264, the identity), less what the network's predicted model bits
+  //    would have bought the video (its cost). A network is tried only when
+  //    its base less its cost plus the headroom could still beat the best
+  //    trial so far, and never when its cost alone exceeds the headroom; the
+  //    headroom is the largest gain a network has measured over its own base
+  //    on this title (before paying its bits), plus 0.5 dB, and at least
+  //    1 dB (2 dB before any network was measured). Scales whose network
+  //    alone would take more than half the rate get no network trial.
   int best = -1;
   double best_db = adjusted(pt) + kMarginDb;
   std::string skipped;
@@ -279,6 +296,9 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
     int scale;
     double model_kbps;
     double base_db;  // adjusted PSNR-Y of what the network must beat
+    // What the model's bits would have bought the video (the network trial
+    // gives x264 that much less): its gain must first make up for this.
+    double model_cost_db;
   };
   std::vector<Candidate> nets;
   for (int s : p.scale_candidates) {
@@ -302,7 +322,9 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
       skipped += why;
       continue;
     }
-    nets.push_back({s, model_kbps, base_db});
+    const double cost_db = kDbPerDoubling *
+                           std::log2(op.total_kbps / std::max(op.total_kbps - model_kbps, 1e-3));
+    nets.push_back({s, model_kbps, base_db, cost_db});
   }
   // The downscaling filter, measured per title where it matters most: area
   // at the best linear scale. Lanczos keeps more of the detail x264 and the
@@ -329,15 +351,44 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
     }
   }
   std::stable_sort(nets.begin(), nets.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.base_db > b.base_db; });
+                   [](const Candidate& a, const Candidate& b) {
+                     return a.base_db - a.model_cost_db > b.base_db - b.model_cost_db;
+                   });
+  double trial_budget_s = 0;  // 0: none (fixed --steps, or an unknown duration)
+  if (p.train_steps == 0 && title_seconds > 0) {
+    auto tc = TrainConfig::preset(p.quality, arch_for(p, 2), title_seconds);
+    if (tc && tc->time_budget_s > 0) trial_budget_s = kTrialShareOfTraining * tc->time_budget_s;
+  }
   double max_gain = 0;
   bool measured = false;
   for (const Candidate& c : nets) {
-    const double headroom = std::max(1.0, max_gain + 0.5);
-    if (measured && c.base_db + headroom < best_db) {
-      char why[96];
-      std::snprintf(why, sizeof why, " x%d network (its base is %.2f dB under the best)",
-                    c.scale, best_db - c.base_db);
+    const double spent =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (trial_budget_s > 0 && spent > trial_budget_s) {
+      char why[128];
+      std::snprintf(why, sizeof why, " x%d network (the trials' %.0f s are spent)", c.scale,
+                    trial_budget_s);
+      skipped += why;
+      continue;
+    }
+    // Before any network was measured on this title, the a-priori
+    // headroom: a network's largest gain over its linear base seen so far
+    // (+1.6 dB, an animated clip at x2), rounded up. A network whose bits
+    // take more from the video than the headroom can give back is not worth
+    // its training (a 1.5-s title at 150 kb/s), nor one whose base less that
+    // cost is too far under the best (plain x264's x1 post-filter 4 dB under
+    // an x3 linear trial).
+    const double headroom = measured ? std::max(1.0, max_gain + 0.5) : kFirstNetworkHeadroomDb;
+    const double reach = c.base_db - c.model_cost_db + headroom;
+    if (reach < best_db || c.model_cost_db > headroom) {
+      char why[128];
+      if (c.model_cost_db > headroom)
+        std::snprintf(why, sizeof why, " x%d network (its model costs the video %.2f dB)", c.scale,
+                      c.model_cost_db);
+      else
+        std::snprintf(why, sizeof why,
+                      " x%d network (its base less its model's cost is %.2f dB under the best)",
+                      c.scale, best_db - (c.base_db - c.model_cost_db));
       skipped += why;
       continue;
     }
@@ -349,7 +400,9 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
     const bool shipped_linear = all_segments_linear(r);
     const ScaleTrial st = measure(c.scale, r, shipped_linear, c.model_kbps, t);
     consider(st);
-    max_gain = std::max(max_gain, adjusted(st) - c.base_db);
+    // The network's own gain, before its bits are paid (a network that fell
+    // back gained less than its cost: what its trial shows, about 0, stands).
+    max_gain = std::max(max_gain, adjusted(st) - c.base_db + (shipped_linear ? 0 : c.model_cost_db));
     measured = true;
   }
   char line[256];
