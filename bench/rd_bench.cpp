@@ -547,7 +547,9 @@ RdSample sample_from(const EncodeReport& r, int rate, size_t level) {
   s.plain_x264 = r.plain_x264;
   s.decision = r.scale_decision;
   for (const auto& t : r.scale_trials)
-    s.trials.push_back({t.scale, t.total_kbps, t.psnr_y, t.lanczos_psnr_y, t.seconds, t.linear});
+    s.trials.push_back(
+        {t.scale, t.total_kbps, t.psnr_y, t.lanczos_psnr_y, t.seconds, t.linear, t.downscale});
+  if (!r.plain_x264) s.downscale = r.downscale;
   s.linear = !r.plain_x264 && all_segments_linear(r);
   for (const auto& l : r.levels)
     s.levels.push_back({l.level, l.psnr_y, l.ssim_y, l.macs_per_lr_pixel});

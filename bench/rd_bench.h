@@ -82,6 +82,7 @@ struct TrialPoint {
   int scale = 0;  // 0 = plain x264 at the full size
   double total_kbps = 0, psnr_y = 0, lanczos_psnr_y = 0, seconds = 0;
   bool linear = false;  // the linear upscaler shipped (no network)
+  std::string downscale;  // the LR's filter ("" for plain x264)
 };
 
 // One measured point of one method.
@@ -97,6 +98,7 @@ struct RdSample {
   int scale = 1;
   bool plain_x264 = false;  // dydca auto shipped plain x264 (nothing beat it)
   bool linear = false;      // every segment shipped the linear upscaler (no network)
+  std::string downscale;    // dydca: the filter that made the LR ("" for plain x264)
   std::string decision;     // dydca auto: why this scale (EncodeReport::scale_decision)
   std::vector<TrialPoint> trials;
   // dydca: the file's own LR stream upscaled by lanczos to the full size

@@ -19,11 +19,11 @@ namespace dydca::bench {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LevelPoint, level, psnr_y, ssim_y,
                                                 macs_per_lr_pixel)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrialPoint, scale, total_kbps, psnr_y,
-                                                lanczos_psnr_y, seconds, linear)
+                                                lanczos_psnr_y, seconds, linear, downscale)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RdSample, rate, total_kbps, video_kbps, model_kbps,
                                                 routing_kbps, model_bytes, routing_bytes, psnr_y,
                                                 ssim_y, macs_per_lr_pixel, encode_s, scale,
-                                                plain_x264, linear, decision, trials,
+                                                plain_x264, linear, downscale, decision, trials,
                                                 lanczos_psnr_y,
                                                 levels)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DecodeCost, method, decoder, rate, level, frames,
@@ -93,6 +93,7 @@ std::string scale_name(const RdSample& s) {
   std::string n = "x";  // appended, not "x" + ...: GCC 12 warns falsely on that (-Wrestrict)
   n += std::to_string(s.scale);
   if (s.linear) n += " lin";
+  if (s.downscale == "area") n += " area";  // lanczos, the default, goes unsaid
   return n;
 }
 
@@ -346,7 +347,8 @@ std::string rd_report_md(const RdBenchParams& p, const std::vector<RdResult>& re
             if (t.scale == 0)
               o << "plain";
             else
-              o << "x" << t.scale << (t.linear ? " lin" : "");
+              o << "x" << t.scale << (t.linear ? " lin" : "")
+                << (t.downscale == "area" ? " area" : "");
             o << ": " << fmt("%.0f", t.total_kbps) << ", " << fmt("%.2f", t.psnr_y) << " dB";
             if (t.lanczos_psnr_y > 0) o << " (" << fmt("%.2f", t.lanczos_psnr_y) << ")";
             o << ", " << fmt("%.0f", t.seconds) << " s";
