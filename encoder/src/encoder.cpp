@@ -856,7 +856,7 @@ EncodeReport report_for(const EncodeParams& p) {
   r.output = p.output;
   r.scale = p.scale;
   r.precision = p.precision;
-  r.downscale = p.downscale == "auto" ? "lanczos" : p.downscale;
+  r.downscale = resolved_downscale(p.downscale);
   r.baseline = p.baseline;
   r.dist_world_size = p.dist.world_size;
   return r;

@@ -212,7 +212,7 @@ Expected<OperatingPoint> choose_operating_point(const EncodeParams& p, double ti
   // --downscale auto: lanczos first; area is tried at the best linear scale
   // below, and the better filter makes every later trial and the title.
   const bool choose_filter = p.downscale == "auto";
-  q.downscale = choose_filter ? "lanczos" : p.downscale;
+  q.downscale = resolved_downscale(p.downscale);
   op.downscale = q.downscale;
   auto trial = [&](int scale, bool plain, bool linear, double model_hint) -> Expected<EncodeReport> {
     q.scale = scale;

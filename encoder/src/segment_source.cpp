@@ -10,31 +10,6 @@ SegmentSource::SegmentSource(VideoReader& reader, const SegmentSourceParams& par
   p_.max_frames = std::max(1, p_.max_frames);
 }
 
-namespace {
-
-// Luma only, each LR pixel the rounded mean of its scale x scale block (the
-// sizes are multiples of 2 * scale: pad_to_multiple).
-Frame box_luma(const Frame& hr, int s) {
-  Frame out;
-  out.width = hr.width / s;
-  out.height = hr.height / s;
-  out.pts = hr.pts;
-  out.y.resize(size_t(out.width) * out.height);
-  const int n = s * s;
-  for (int y = 0; y < out.height; ++y)
-    for (int x = 0; x < out.width; ++x) {
-      int sum = 0;
-      for (int dy = 0; dy < s; ++dy) {
-        const uint8_t* row = hr.y.data() + size_t(y * s + dy) * hr.width + size_t(x) * s;
-        for (int dx = 0; dx < s; ++dx) sum += row[dx];
-      }
-      out.y[size_t(y) * out.width + x] = uint8_t((sum + n / 2) / n);
-    }
-  return out;
-}
-
-}  // namespace
-
 int64_t SegmentSource::frame_bytes(int width, int height, int scale) {
   const int64_t m = 2 * scale;
   const int64_t w = (width + m - 1) / m * m, h = (height + m - 1) / m * m;
@@ -64,7 +39,17 @@ Status SegmentSource::fill(const ProgressFn& progress) {
     }
     Frame padded = pad_to_multiple(f, 2 * p_.scale);
     DYDCA_ASSIGN_OR_RETURN(auto d, downscale(padded, p_.scale, p_.filter));
-    cut_.push_back(box_luma(padded, p_.scale));
+    // The detector's luma: the area-downscaled frame (the LR itself when
+    // that is its filter), chroma dropped.
+    Frame luma;
+    if (p_.filter == ScaleFilter::kArea) {
+      luma = d;
+    } else {
+      DYDCA_ASSIGN_OR_RETURN(luma, downscale(padded, p_.scale, ScaleFilter::kArea));
+    }
+    std::vector<uint8_t>().swap(luma.u);
+    std::vector<uint8_t>().swap(luma.v);
+    cut_.push_back(std::move(luma));
     hr_.push_back(std::move(padded));
     lr_.push_back(std::move(d));
     if (progress && !progress({"read", read_, info.frame_count}))
@@ -76,7 +61,7 @@ Status SegmentSource::fill(const ProgressFn& progress) {
 Expected<std::optional<SegmentFrames>> SegmentSource::next(const ProgressFn& progress) {
   DYDCA_TRY(fill(progress));
   if (hr_.empty()) return std::optional<SegmentFrames>{};
-  // Cuts on the box-averaged luma of the pending frames, seen after the last frames of
+  // Cuts on the area-downscaled luma of the pending frames, seen after the last frames of
   // the previous segment (the detector's context: a cut just after a
   // max-length split is still a cut, a flash just after a cut is not).
   const int context = int(cut_.size() - hr_.size());

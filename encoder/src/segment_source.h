@@ -54,7 +54,7 @@ class SegmentSource {
   std::vector<Frame> hr_;  // pending frames, not yet handed out
   std::vector<Frame> lr_;  // their LR (p_.filter)
   // The scene-cut detector's view: kContext frames of the previous segment,
-  // then the pending ones, luma only and box-averaged whatever the LR's
+  // then the pending ones, luma only and area-downscaled whatever the LR's
   // filter (its thresholds were set on area-downscaled luma; lanczos
   // ringing on sharp edges moved a panning 32x32 checkerboard's histograms
   // past them).

@@ -12,8 +12,12 @@ Expected<WeightFormat> parse_precision(const std::string& p) {
   return Status::error("unknown model precision '" + p + "' (fp32, fp16, int8)");
 }
 
+std::string resolved_downscale(const std::string& name) {
+  return name == "auto" ? "lanczos" : name;
+}
+
 Expected<ScaleFilter> downscale_filter(const std::string& name) {
-  if (name == "auto" || name == "lanczos") return ScaleFilter::kLanczos;
+  if (resolved_downscale(name) == "lanczos") return ScaleFilter::kLanczos;
   if (name == "area") return ScaleFilter::kArea;
   if (name == "bicubic") return ScaleFilter::kBicubic;
   return Status::error("unknown --downscale '" + name + "' (auto, lanczos, area, bicubic)");

@@ -27,6 +27,8 @@ inline double since(Clock::time_point t) {
 
 Expected<WeightFormat> parse_precision(const std::string& p);
 // --downscale: auto (lanczos; --scale auto may pick area per title), lanczos, area, bicubic.
+// The filter's name with auto resolved (what a fixed scale uses and the report names).
+std::string resolved_downscale(const std::string& name);
 Expected<ScaleFilter> downscale_filter(const std::string& name);
 X264Config x264_config(const EncodeParams& p);
 
